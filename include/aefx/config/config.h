@@ -1,0 +1,107 @@
+#pragma once
+// Typed run configuration. YAML is read once into these structs and validated at load:
+// an unknown key, a wrong type or an out-of-range value throws std::invalid_argument naming
+// the key path. There is no global config; every part of aefx gets what it needs passed in.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace aefx::config {
+
+/// Where the images come from and how they are split.
+struct DataConfig {
+  std::string format = "cifar10-binary";  ///< cifar10-binary | image-folder
+  std::string root = "data/cifar10";      ///< folder holding the data (see README)
+  int64_t val_size = 5000;                ///< images held out of train for validation
+  int64_t limit_train = 0;                ///< use only this many training images (0 = all)
+  int64_t limit_test = 0;                 ///< use only this many test images (0 = all)
+  int64_t image_size = 32;                ///< images are resized to image_size x image_size
+};
+
+/// Convolutional autoencoder architecture.
+struct ModelConfig {
+  std::vector<int64_t> widths{32, 64, 128};  ///< channels per encoder stage
+  std::vector<int64_t> blocks{1, 1, 1};      ///< conv-BN-ReLU blocks per stage
+  int64_t decoder_blocks = 1;                ///< conv blocks per decoder stage
+  double decoder_width = 1.0;                ///< decoder channels = encoder channels * this
+};
+
+/// Autoencoder pretraining (reconstruction loss only, no labels).
+struct PretrainConfig {
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 2e-3;
+  std::string optimizer = "adamw";  ///< adamw | adam | sgd
+  double weight_decay = 1e-4;
+  std::string schedule = "cosine";  ///< cosine | constant
+  double warmup_epochs = 0.0;
+  double mask_ratio = 0.0;  ///< fraction of input patches zeroed (masked autoencoder)
+  int64_t mask_patch = 4;   ///< patch side in pixels
+  double noise = 0.0;       ///< std of Gaussian input noise (denoising autoencoder)
+  bool augment = true;      ///< random flip + random crop with padding
+  int64_t crop_padding = 4;
+};
+
+/// Head training on frozen latent codes.
+struct ClassifyConfig {
+  int64_t epochs = 20;
+  int64_t batch_size = 256;
+  double lr = 1e-3;
+  std::string optimizer = "adamw";
+  double weight_decay = 1e-4;
+  std::string schedule = "cosine";
+  std::vector<int64_t> hidden{};  ///< hidden layer sizes; empty = linear head
+  double dropout = 0.0;
+  double label_smoothing = 0.0;
+  std::vector<int64_t> pool_grids{4, 2,
+                                  1};  ///< per encoder stage: g -> g x g average pool; 0 = unused
+  bool flip_codes = true;              ///< also cache codes of horizontally flipped train images
+  int64_t code_batch_size = 500;       ///< batch size for computing codes
+};
+
+/// Test-set evaluation.
+struct EvaluateConfig {
+  int64_t batch_size = 500;
+};
+
+/// A whole run.
+struct Config {
+  std::string name = "run";
+  std::string device = "auto";  ///< auto | cpu | cuda | cuda:N
+  int64_t seed = 0;
+  int64_t threads = 0;  ///< intra-op CPU threads; 0 = all cores
+  std::string output_dir = "models";
+  std::vector<std::string> stages{"pretrain", "classify", "evaluate"};
+  DataConfig data;
+  ModelConfig model;
+  PretrainConfig pretrain;
+  ClassifyConfig classify;
+  EvaluateConfig evaluate;
+};
+
+/// The stage names a config may list, in pipeline order.
+const std::vector<std::string>& known_stages();
+
+/// Every valid key path, e.g. "pretrain.epochs", in documentation order.
+std::vector<std::string> known_keys();
+
+/// Loads and validates a YAML file, applying `overrides` ("key=value", as --set) first.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// Parses and validates YAML text; `source` names it in error messages.
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {},
+                    const std::string& source = "<config>");
+
+/// Serialises every key (the resolved config) as YAML that parse_config reads back.
+std::string to_yaml(const Config& config);
+
+/// One key's value as YAML text (lists in flow style), e.g. for `aefx config --get`.
+std::string get_value(const Config& config, const std::string& key);
+
+/// Splits "a,b,c" into stage names and checks each one.
+std::vector<std::string> parse_stage_list(const std::string& csv);
+
+/// The valid key closest to `key` by edit distance (for "did you mean" hints).
+std::string nearest_key(const std::string& key);
+
+}  // namespace aefx::config

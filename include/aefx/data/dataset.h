@@ -1,0 +1,59 @@
+#pragma once
+// Data sets held in memory as one uint8 tensor, plus labels and class names. Loaders for the
+// official CIFAR-10 binary layout and for image folders; deterministic splits; batch
+// augmentation that runs on whole batches on the training device.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "aefx/config/config.h"
+
+namespace aefx::data {
+
+enum class Split { kTrain, kTest };
+
+/// Images as uint8 N x C x H x W (RGB), labels as int64 N, and the class names.
+struct Dataset {
+  torch::Tensor images;
+  torch::Tensor labels;
+  std::vector<std::string> class_names;
+
+  int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  /// The rows at `index` (an int64 tensor), sharing class names.
+  Dataset subset(const torch::Tensor& index) const;
+};
+
+/// The CIFAR-10 class names, in label order.
+const std::vector<std::string>& cifar10_class_names();
+
+/// Reads the official binary layout. `root` is the folder holding cifar-10-batches-bin/ or that
+/// folder itself. Throws std::runtime_error naming the file for a missing file, a size that is
+/// not a multiple of 3073 bytes, or a label outside 0..9.
+Dataset load_cifar10_binary(const std::string& root, Split split);
+
+/// Reads root/{train,test}/<class>/<image>, decoding in parallel with OpenCV, converting to
+/// RGB and resizing to size x size. Classes are the sorted sub-folder names; files that are
+/// not images (by extension) are skipped with a warning that counts them.
+Dataset load_image_folder(const std::string& root, Split split, int64_t size);
+
+/// Loads the split named by the config (format, root, image size, limit). A limit keeps a
+/// seeded random subset, so a limited image folder still holds every class.
+Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed);
+
+/// Splits off `val_size` images with a seeded permutation: returns {train, val}.
+std::pair<Dataset, Dataset> split_validation(const Dataset& full, int64_t val_size, uint64_t seed);
+
+/// Per-channel mean and std of uint8 images, in [0, 1] units (float tensors of C).
+std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images);
+
+/// Random horizontal flip and random crop after zero padding by `pad` pixels, per image of a
+/// float batch B x C x H x W, on the batch's device, drawing from the global (seeded) RNG.
+torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip);
+
+/// Converts uint8 images to float in [0, 1] on `device`, in channels-last layout.
+torch::Tensor to_float(const torch::Tensor& images, const torch::Device& device);
+
+}  // namespace aefx::data

@@ -1,0 +1,93 @@
+#pragma once
+// The convolutional autoencoder, the latent-code pooling and the classifier head.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <string>
+#include <vector>
+
+#include "aefx/config/config.h"
+
+namespace aefx::models {
+
+/// Encoder: stages of conv3x3-BN-ReLU blocks; every stage after the first starts with a
+/// stride-2 block, halving the resolution. Returns each stage's feature map.
+class EncoderImpl : public torch::nn::Module {
+ public:
+  explicit EncoderImpl(const config::ModelConfig& cfg, int64_t in_channels = 3);
+  std::vector<torch::Tensor> forward(torch::Tensor x);
+  const std::vector<int64_t>& widths() const { return widths_; }
+
+ private:
+  std::vector<int64_t> widths_;
+  std::vector<torch::nn::Sequential> stages_;
+};
+TORCH_MODULE(Encoder);
+
+/// Decoder: mirrors the encoder, with nearest-neighbour 2x upsampling followed by
+/// conv3x3-BN-ReLU blocks, and a final conv3x3 to the image channels. (ConvTranspose2d runs
+/// about 10x slower than this on LibTorch 1.13's CPU backend, for the same job.)
+class DecoderImpl : public torch::nn::Module {
+ public:
+  explicit DecoderImpl(const config::ModelConfig& cfg, int64_t out_channels = 3);
+  torch::Tensor forward(torch::Tensor code);
+
+ private:
+  std::vector<torch::nn::Sequential> stages_;
+  torch::nn::Conv2d out_{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+/// Encoder + decoder. Holds the training data's per-channel mean/std as buffers, so the model
+/// carries its own normalisation: `normalize` maps [0, 1] RGB to the network's input space.
+class AutoencoderImpl : public torch::nn::Module {
+ public:
+  explicit AutoencoderImpl(const config::ModelConfig& cfg, int64_t channels = 3);
+  /// Reconstruction of an already normalised (and possibly corrupted) batch.
+  torch::Tensor forward(torch::Tensor normalized);
+  torch::Tensor normalize(const torch::Tensor& images01) const;
+  torch::Tensor denormalize(const torch::Tensor& normalized) const;
+  void set_normalization(const torch::Tensor& mean, const torch::Tensor& std);
+
+  Encoder encoder{nullptr};
+  Decoder decoder{nullptr};
+  torch::Tensor mean, std;  ///< buffers, shape C
+};
+TORCH_MODULE(Autoencoder);
+
+/// The masked / denoising corruption applied to the encoder's input during pretraining:
+/// zero (the normalised mean) a `mask_ratio` fraction of patch x patch squares, then add
+/// Gaussian noise of std `noise`. Returns the input unchanged when both are 0.
+torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_t patch,
+                      double noise);
+
+/// The latent code: each stage's map average-pooled to grids[s] x grids[s] (0 = stage unused),
+/// flattened and concatenated into B x D.
+torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
+                         const std::vector<int64_t>& grids);
+
+/// Length of the latent code for this architecture and pooling.
+int64_t code_dim(const config::ModelConfig& model, const std::vector<int64_t>& grids);
+
+/// Classifier head on latent codes: standardises the code with stored train statistics, then
+/// a linear layer or an MLP (hidden sizes, ReLU, dropout).
+class HeadImpl : public torch::nn::Module {
+ public:
+  HeadImpl(int64_t in_dim, const std::vector<int64_t>& hidden, double dropout, int64_t classes);
+  torch::Tensor forward(torch::Tensor code);
+  void set_standardization(const torch::Tensor& mean, const torch::Tensor& std);
+
+  torch::nn::Sequential net{nullptr};
+  torch::Tensor code_mean, code_std;  ///< buffers, shape D
+};
+TORCH_MODULE(Head);
+
+/// One line describing an architecture, stored in checkpoints to detect mismatches.
+std::string describe_architecture(const config::ModelConfig& cfg);
+std::string describe_head(int64_t in_dim, const std::vector<int64_t>& hidden, int64_t classes);
+
+}  // namespace aefx::models

@@ -1,0 +1,71 @@
+#pragma once
+// The pipeline stages. Each reads what earlier stages wrote in the run folder and writes its
+// own files there, so any stage can run alone:
+//   pretrain -> autoencoder.pt, pretrain.json, checkpoints/pretrain_last.pt
+//   classify -> head.pt, classify.json            (needs autoencoder.pt)
+//   evaluate -> metrics.json                      (needs autoencoder.pt, head.pt)
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "aefx/data/dataset.h"
+#include "aefx/engine/runner.h"
+#include "aefx/models/autoencoder.h"
+
+namespace aefx::stages {
+
+inline constexpr const char* kAutoencoderFile = "autoencoder.pt";
+inline constexpr const char* kHeadFile = "head.pt";
+inline constexpr const char* kPretrainSummary = "pretrain.json";
+inline constexpr const char* kClassifySummary = "classify.json";
+inline constexpr const char* kMetricsFile = "metrics.json";
+inline constexpr const char* kPretrainCheckpoint = "checkpoints/pretrain_last.pt";
+
+void pretrain(engine::RunContext& ctx);
+void classify(engine::RunContext& ctx);
+void evaluate(engine::RunContext& ctx);
+
+/// The registry holding pretrain, classify and evaluate.
+engine::StageRegistry builtin_stages();
+
+/// The train/validation split every stage uses (same seed, so the same images).
+std::pair<data::Dataset, data::Dataset> load_train_val(const config::Config& cfg);
+
+/// Builds the configured autoencoder and loads the run folder's autoencoder.pt into it.
+models::Autoencoder load_autoencoder(const engine::RunContext& ctx);
+
+/// Freezes the autoencoder for feature extraction: no gradients, eval mode (BatchNorm
+/// statistics untouched).
+void freeze(models::Autoencoder& ae);
+
+/// Latent codes of uint8 images (N x D float on `device`), computed without gradients in
+/// batches; with `flip`, of the horizontally mirrored images.
+torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images,
+                            const std::vector<int64_t>& grids, int64_t batch_size,
+                            const torch::Device& device, bool flip = false);
+
+/// What training the head produced.
+struct HeadResult {
+  models::Head head{nullptr};
+  double best_val_accuracy = 0;
+  int64_t best_epoch = 0;  ///< 1-based
+  double code_seconds = 0;
+  double head_seconds = 0;
+  int64_t code_dim = 0;
+  std::vector<std::pair<double, double>> history;  ///< (train loss, val accuracy) per epoch
+};
+
+/// Freezes `ae`, caches codes for train (with flipped copies when configured) and val, and
+/// trains the head on them, keeping the epoch with the best validation accuracy. `ae` is only
+/// read: its parameters and buffers are bit-identical afterwards.
+HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
+                      const config::ClassifyConfig& cfg, const torch::Device& device);
+
+/// Architecture line of the head for a config (stored in head.pt).
+std::string head_architecture(const config::Config& cfg, int64_t classes);
+
+/// Puts every 4-D parameter and buffer of `module` in channels-last layout.
+void to_channels_last(torch::nn::Module& module);
+
+}  // namespace aefx::stages

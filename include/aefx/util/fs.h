@@ -1,0 +1,30 @@
+#pragma once
+// File helpers: every file aefx writes goes through atomic_write so that an interrupted
+// write never replaces a good file with a half-written one.
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace aefx::util {
+
+namespace fs = std::filesystem;
+
+/// Writes `path` atomically: `writer` fills a temporary file next to it, which is flushed to
+/// disk and renamed over `path` only if the writer succeeded. Throws std::runtime_error naming
+/// the file on any failure; the previous content of `path` is then untouched.
+void atomic_write(const fs::path& path, const std::function<void(const fs::path& tmp)>& writer);
+
+/// Atomically replaces `path` with `content`.
+void atomic_write_text(const fs::path& path, const std::string& content);
+
+/// Reads a whole file; throws std::runtime_error naming it when it cannot be read.
+std::string read_text(const fs::path& path);
+
+/// Throws std::runtime_error saying which stage writes `path` when it does not exist.
+void require_file(const fs::path& path, const std::string& written_by);
+
+/// Creates `dir` (and parents) and checks that a file can be written there, so that an
+/// unwritable output folder is reported before any work starts.
+void ensure_writable_dir(const fs::path& dir);
+
+}  // namespace aefx::util

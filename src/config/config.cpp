@@ -1,0 +1,469 @@
+#include "aefx/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+#include <type_traits>
+
+#include "aefx/util/fs.h"
+
+namespace aefx::config {
+namespace {
+
+std::string describe(const YAML::Node& node) {
+  if (!node.IsDefined() || node.IsNull()) return "nothing";
+  if (node.IsMap()) return "a mapping";
+  if (node.IsSequence()) return "a list";
+  return "'" + node.Scalar() + "'";
+}
+
+[[noreturn]] void fail(const std::string& key, const std::string& expected,
+                       const std::string& found) {
+  throw std::invalid_argument("config key '" + key + "': expected " + expected + ", found " +
+                              found);
+}
+
+template <class T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+  if constexpr (std::is_same_v<T, double>) return "a number";
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
+  if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of strings";
+}
+
+template <class S>
+S scalar_as(const std::string& key, const YAML::Node& node, const char* what) {
+  if (!node.IsScalar()) fail(key, what, describe(node));
+  try {
+    return node.as<S>();
+  } catch (const YAML::Exception&) {
+    fail(key, what, describe(node));
+  }
+}
+
+template <class T>
+T parse_value(const std::string& key, const YAML::Node& node) {
+  const char* what = type_name<T>();
+  if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
+                std::is_same_v<T, std::vector<std::string>>) {
+    if (!node.IsSequence()) fail(key, what, describe(node));
+    T out;
+    for (const auto& item : node) {
+      out.push_back(scalar_as<typename T::value_type>(key, item, what));
+    }
+    return out;
+  } else {
+    return scalar_as<T>(key, node, what);
+  }
+}
+
+template <class T>
+YAML::Node to_node(const T& value) {
+  YAML::Node n(value);
+  if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
+                std::is_same_v<T, std::vector<std::string>>) {
+    n = YAML::Node(YAML::NodeType::Sequence);
+    for (const auto& v : value) n.push_back(v);
+    n.SetStyle(YAML::EmitterStyle::Flow);
+  }
+  return n;
+}
+
+/// A check returns "" when the value is fine, else what was expected.
+template <class T>
+using Check = std::function<std::string(const T&)>;
+
+template <class T>
+std::string show(const T& v) {
+  std::ostringstream ss;
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    ss << "[";
+    for (size_t i = 0; i < v.size(); ++i) ss << (i ? ", " : "") << v[i];
+    ss << "]";
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    ss << "[";
+    for (size_t i = 0; i < v.size(); ++i) ss << (i ? ", " : "") << v[i];
+    ss << "]";
+  } else if constexpr (std::is_same_v<T, bool>) {
+    ss << (v ? "true" : "false");
+  } else {
+    ss << v;
+  }
+  return ss.str();
+}
+
+struct Field {
+  std::string key;
+  std::function<void(Config&, const YAML::Node&)> read;
+  std::function<YAML::Node(const Config&)> write;
+};
+
+template <class T, class Get>
+Field make_field(const std::string& key, Get get, Check<T> check) {
+  Field f;
+  f.key = key;
+  f.read = [key, get, check](Config& c, const YAML::Node& node) {
+    T value = parse_value<T>(key, node);
+    if (check) {
+      const std::string expected = check(value);
+      if (!expected.empty()) fail(key, expected, show(value));
+    }
+    get(c) = value;
+  };
+  f.write = [get](const Config& c) { return to_node<T>(get(const_cast<Config&>(c))); };
+  return f;
+}
+
+template <class T>
+Check<T> at_least(T lo) {
+  return [lo](const T& v) { return v >= lo ? "" : "a value >= " + show(lo); };
+}
+Check<double> in_range(double lo, double hi_exclusive) {
+  return [=](const double& v) {
+    return v >= lo && v < hi_exclusive
+               ? ""
+               : "a value in [" + show(lo) + ", " + show(hi_exclusive) + ")";
+  };
+}
+Check<double> positive() {
+  return [](const double& v) { return v > 0 ? "" : "a value > 0"; };
+}
+Check<std::string> one_of(std::vector<std::string> options) {
+  return [options](const std::string& v) {
+    if (std::find(options.begin(), options.end(), v) != options.end()) return std::string();
+    std::string s = "one of";
+    for (const auto& o : options) s += " " + o;
+    return s;
+  };
+}
+Check<std::string> non_empty() {
+  return [](const std::string& v) { return v.empty() ? "a non-empty string" : ""; };
+}
+Check<std::vector<int64_t>> list_of_at_least(int64_t lo, bool allow_empty) {
+  return [=](const std::vector<int64_t>& v) {
+    const std::string want = std::string(allow_empty ? "a" : "a non-empty") +
+                             " list of integers >= " + std::to_string(lo);
+    if (v.empty() && !allow_empty) return want;
+    for (auto x : v) {
+      if (x < lo) return want;
+    }
+    return std::string();
+  };
+}
+Check<std::string> device_spec() {
+  return [](const std::string& v) {
+    if (v == "auto" || v == "cpu" || v == "cuda") return std::string();
+    if (v.rfind("cuda:", 0) == 0 && v.size() > 5 &&
+        std::all_of(v.begin() + 5, v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::string();
+    }
+    return std::string("auto, cpu, cuda or cuda:N");
+  };
+}
+Check<std::vector<std::string>> stage_list() {
+  return [](const std::vector<std::string>& v) {
+    std::string s = "a non-empty list of stages from:";
+    for (const auto& k : known_stages()) s += " " + k;
+    if (v.empty()) return s;
+    for (const auto& name : v) {
+      if (std::find(known_stages().begin(), known_stages().end(), name) == known_stages().end()) {
+        return s;
+      }
+    }
+    return std::string();
+  };
+}
+
+// The field table is the single description of the config: parsing, validation, --set, the
+// resolved config and known_keys() all come from it.
+#define AEFX_FIELD(path, check)                                     \
+  make_field<std::decay_t<decltype(std::declval<Config&>().path)>>( \
+      #path, [](Config & c) -> auto& { return c.path; },            \
+      Check<std::decay_t<decltype(std::declval<Config&>().path)>>(check))
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = {
+      AEFX_FIELD(name, non_empty()),
+      AEFX_FIELD(device, device_spec()),
+      AEFX_FIELD(seed, at_least<int64_t>(0)),
+      AEFX_FIELD(threads, at_least<int64_t>(0)),
+      AEFX_FIELD(output_dir, non_empty()),
+      AEFX_FIELD(stages, stage_list()),
+      AEFX_FIELD(data.format, one_of({"cifar10-binary", "image-folder"})),
+      AEFX_FIELD(data.root, non_empty()),
+      AEFX_FIELD(data.val_size, at_least<int64_t>(0)),
+      AEFX_FIELD(data.limit_train, at_least<int64_t>(0)),
+      AEFX_FIELD(data.limit_test, at_least<int64_t>(0)),
+      AEFX_FIELD(data.image_size, at_least<int64_t>(8)),
+      AEFX_FIELD(model.widths, list_of_at_least(1, false)),
+      AEFX_FIELD(model.blocks, list_of_at_least(1, false)),
+      AEFX_FIELD(model.decoder_blocks, at_least<int64_t>(0)),
+      AEFX_FIELD(model.decoder_width, positive()),
+      AEFX_FIELD(pretrain.epochs, at_least<int64_t>(1)),
+      AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1)),
+      AEFX_FIELD(pretrain.lr, positive()),
+      AEFX_FIELD(pretrain.optimizer, one_of({"adamw", "adam", "sgd"})),
+      AEFX_FIELD(pretrain.weight_decay, at_least(0.0)),
+      AEFX_FIELD(pretrain.schedule, one_of({"cosine", "constant"})),
+      AEFX_FIELD(pretrain.warmup_epochs, at_least(0.0)),
+      AEFX_FIELD(pretrain.mask_ratio, in_range(0.0, 1.0)),
+      AEFX_FIELD(pretrain.mask_patch, at_least<int64_t>(1)),
+      AEFX_FIELD(pretrain.noise, at_least(0.0)),
+      AEFX_FIELD(pretrain.augment, nullptr),
+      AEFX_FIELD(pretrain.crop_padding, at_least<int64_t>(0)),
+      AEFX_FIELD(classify.epochs, at_least<int64_t>(1)),
+      AEFX_FIELD(classify.batch_size, at_least<int64_t>(1)),
+      AEFX_FIELD(classify.lr, positive()),
+      AEFX_FIELD(classify.optimizer, one_of({"adamw", "adam", "sgd"})),
+      AEFX_FIELD(classify.weight_decay, at_least(0.0)),
+      AEFX_FIELD(classify.schedule, one_of({"cosine", "constant"})),
+      AEFX_FIELD(classify.hidden, list_of_at_least(1, true)),
+      AEFX_FIELD(classify.dropout, in_range(0.0, 1.0)),
+      AEFX_FIELD(classify.label_smoothing, in_range(0.0, 1.0)),
+      AEFX_FIELD(classify.pool_grids, list_of_at_least(0, false)),
+      AEFX_FIELD(classify.flip_codes, nullptr),
+      AEFX_FIELD(classify.code_batch_size, at_least<int64_t>(1)),
+      AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1)),
+  };
+  return table;
+}
+#undef AEFX_FIELD
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : fields()) {
+    if (f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] =
+          std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+bool is_section(const std::string& key) {
+  const std::string prefix = key + ".";
+  for (const auto& f : fields()) {
+    if (f.key.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+[[noreturn]] void unknown_key(const std::string& key) {
+  throw std::invalid_argument("unknown config key '" + key + "' (did you mean '" +
+                              nearest_key(key) + "'?)");
+}
+
+void check_keys(const YAML::Node& node, const std::string& prefix) {
+  for (const auto& kv : node) {
+    const std::string key = prefix + kv.first.as<std::string>();
+    if (find_field(key)) continue;
+    if (is_section(key)) {
+      if (!kv.second.IsMap()) fail(key, "a mapping of keys", describe(kv.second));
+      check_keys(kv.second, key + ".");
+      continue;
+    }
+    unknown_key(key);
+  }
+}
+
+YAML::Node lookup(const YAML::Node& root, const std::string& key) {
+  // reset() rebinds a handle; operator= would overwrite the node it refers to.
+  YAML::Node cur;
+  cur.reset(root);
+  std::stringstream ss(key);
+  for (std::string part; std::getline(ss, part, '.');) {
+    const YAML::Node& view = cur;  // const operator[] never inserts
+    if (!view.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    YAML::Node next = view[part];
+    if (!next.IsDefined()) return next;
+    cur.reset(next);
+  }
+  return cur;
+}
+
+void apply_override(YAML::Node& root, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw std::invalid_argument("--set expects key=value, found '" + assignment + "'");
+  }
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  if (!find_field(key)) unknown_key(key);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw std::invalid_argument("--set " + key + ": cannot parse value '" + text + "': " + e.msg);
+  }
+  if (!value.IsDefined() || value.IsNull()) value = YAML::Node(text);
+  // Walk/create the sections; yaml-cpp nodes are handles, so assigning through them edits root.
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  if (!root.IsMap()) root = YAML::Node(YAML::NodeType::Map);
+  YAML::Node cur = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (!cur[parts[i]].IsMap()) cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+    cur.reset(cur[parts[i]]);
+  }
+  cur[parts.back()] = value;
+}
+
+void check_consistency(const Config& c) {
+  const auto stages = static_cast<int64_t>(c.model.widths.size());
+  if (static_cast<int64_t>(c.model.blocks.size()) != stages) {
+    throw std::invalid_argument(
+        "config key 'model.blocks': expected one entry per model.widths entry (" +
+        std::to_string(stages) + "), found " + show(c.model.blocks));
+  }
+  if (static_cast<int64_t>(c.classify.pool_grids.size()) != stages) {
+    throw std::invalid_argument(
+        "config key 'classify.pool_grids': expected one entry per model.widths "
+        "entry (" +
+        std::to_string(stages) + "), found " + show(c.classify.pool_grids));
+  }
+  if (std::all_of(c.classify.pool_grids.begin(), c.classify.pool_grids.end(),
+                  [](int64_t g) { return g == 0; })) {
+    throw std::invalid_argument(
+        "config key 'classify.pool_grids': expected at least one stage with a "
+        "grid > 0, found " +
+        show(c.classify.pool_grids));
+  }
+  const int64_t down = int64_t{1} << (stages - 1);
+  if (c.data.image_size % down != 0) {
+    throw std::invalid_argument("config key 'data.image_size': expected a multiple of " +
+                                std::to_string(down) + " (the encoder halves it " +
+                                std::to_string(stages - 1) + " times), found " +
+                                std::to_string(c.data.image_size));
+  }
+  for (int64_t s = 0; s < stages; ++s) {
+    const int64_t side = c.data.image_size >> s;
+    if (c.classify.pool_grids[s] > side) {
+      throw std::invalid_argument("config key 'classify.pool_grids': stage " + std::to_string(s) +
+                                  " is " + std::to_string(side) + "x" + std::to_string(side) +
+                                  ", so its grid must be <= " + std::to_string(side) + ", found " +
+                                  std::to_string(c.classify.pool_grids[s]));
+    }
+  }
+  if (c.pretrain.mask_ratio > 0 && c.pretrain.mask_patch > c.data.image_size) {
+    throw std::invalid_argument("config key 'pretrain.mask_patch': expected <= data.image_size (" +
+                                std::to_string(c.data.image_size) + "), found " +
+                                std::to_string(c.pretrain.mask_patch));
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& known_stages() {
+  static const std::vector<std::string> stages{"pretrain", "classify", "evaluate"};
+  return stages;
+}
+
+std::vector<std::string> known_keys() {
+  std::vector<std::string> keys;
+  for (const auto& f : fields()) keys.push_back(f.key);
+  return keys;
+}
+
+std::string nearest_key(const std::string& key) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const auto& f : fields()) {
+    // Compare against the full path and against the leaf, so "epoch" finds "pretrain.epochs".
+    const auto leaf = f.key.substr(f.key.rfind('.') + 1);
+    const size_t d = std::min(edit_distance(key, f.key), edit_distance(key, leaf) + 1);
+    if (d < best_d) best_d = d, best = f.key;
+  }
+  return best;
+}
+
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                    const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw std::invalid_argument(source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg);
+  }
+  if (root.IsNull() || !root.IsDefined()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) {
+    throw std::invalid_argument(
+        source + ": expected a mapping of config keys at the top level, found " + describe(root));
+  }
+  for (const auto& o : overrides) apply_override(root, o);
+  check_keys(root, "");
+  Config c;
+  for (const auto& f : fields()) {
+    YAML::Node node = lookup(root, f.key);
+    if (node.IsDefined()) f.read(c, node);
+  }
+  check_consistency(c);
+  return c;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::string text;
+  try {
+    text = util::read_text(path);
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(std::string("config file: ") + e.what());
+  }
+  return parse_config(text, overrides, path);
+}
+
+std::string to_yaml(const Config& config) {
+  YAML::Node root(YAML::NodeType::Map);
+  for (const auto& f : fields()) {
+    const auto dot = f.key.find('.');
+    if (dot == std::string::npos) {
+      root[f.key] = f.write(config);
+    } else {
+      root[f.key.substr(0, dot)][f.key.substr(dot + 1)] = f.write(config);
+    }
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string get_value(const Config& config, const std::string& key) {
+  const Field* f = find_field(key);
+  if (!f) unknown_key(key);
+  YAML::Emitter out;
+  out << f->write(config);
+  return out.c_str();
+}
+
+std::vector<std::string> parse_stage_list(const std::string& csv) {
+  std::vector<std::string> out;
+  std::stringstream ss(csv);
+  for (std::string s; std::getline(ss, s, ',');) {
+    if (s.empty()) continue;
+    if (std::find(known_stages().begin(), known_stages().end(), s) == known_stages().end()) {
+      std::string all;
+      for (const auto& k : known_stages()) all += " " + k;
+      throw std::invalid_argument("unknown stage '" + s + "' (stages:" + all + ")");
+    }
+    out.push_back(s);
+  }
+  if (out.empty()) throw std::invalid_argument("--stages expects a comma-separated list of stages");
+  return out;
+}
+
+}  // namespace aefx::config

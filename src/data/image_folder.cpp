@@ -1,0 +1,171 @@
+// Image-folder reader: root/{train,test}/<class>/<image>, decoded with OpenCV.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "aefx/data/dataset.h"
+#include "aefx/util/log.h"
+
+#ifdef AEFX_HAVE_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#endif
+
+namespace aefx::data {
+namespace fs = std::filesystem;
+
+#ifdef AEFX_HAVE_OPENCV
+namespace {
+
+bool is_image_name(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  static const std::vector<std::string> kExts{".png", ".jpg", ".jpeg", ".bmp",  ".ppm",
+                                              ".pgm", ".pbm", ".tif",  ".tiff", ".webp"};
+  return std::find(kExts.begin(), kExts.end(), ext) != kExts.end();
+}
+
+std::vector<std::string> sorted_subdirs(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.is_directory()) names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+/// Decodes one file to RGB uint8 size x size (HWC), converting grey and alpha images.
+void decode_into(const fs::path& file, int size, uint8_t* dst) {
+  cv::Mat img = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
+  if (img.empty()) throw std::runtime_error("cannot decode image " + file.string());
+  if (img.depth() != CV_8U) {
+    cv::Mat eight;
+    img.convertTo(eight, CV_8U, img.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
+    img = eight;
+  }
+  cv::Mat rgb;
+  switch (img.channels()) {
+    case 1:
+      cv::cvtColor(img, rgb, cv::COLOR_GRAY2RGB);
+      break;
+    case 3:
+      cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+      break;
+    case 4:
+      cv::cvtColor(img, rgb, cv::COLOR_BGRA2RGB);
+      break;
+    default:
+      throw std::runtime_error("image " + file.string() + " has " + std::to_string(img.channels()) +
+                               " channels; expected 1, 3 or 4");
+  }
+  if (rgb.rows != size || rgb.cols != size) {
+    cv::Mat resized;
+    const bool shrink = rgb.rows > size || rgb.cols > size;
+    cv::resize(rgb, resized, cv::Size(size, size), 0, 0,
+               shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
+    rgb = resized;
+  }
+  if (!rgb.isContinuous()) rgb = rgb.clone();
+  std::memcpy(dst, rgb.data, static_cast<size_t>(size) * size * 3);
+}
+
+}  // namespace
+
+Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
+  const std::string split_name = split == Split::kTrain ? "train" : "test";
+  const fs::path dir = fs::path(root) / split_name;
+  if (!fs::is_directory(dir)) {
+    throw std::runtime_error("image folder " + dir.string() + " does not exist (expected " + root +
+                             "/{train,test}/<class>/<images>)");
+  }
+  auto classes = sorted_subdirs(dir);
+  if (classes.empty())
+    throw std::runtime_error("image folder " + dir.string() + " has no class folders");
+  // Test classes must be exactly the train classes, or labels would silently mean other things.
+  const fs::path train_dir = fs::path(root) / "train";
+  if (split == Split::kTest && fs::is_directory(train_dir)) {
+    const auto train_classes = sorted_subdirs(train_dir);
+    for (const auto& c : train_classes) {
+      if (std::find(classes.begin(), classes.end(), c) == classes.end()) {
+        throw std::runtime_error("image folder " + dir.string() + " is missing class folder '" + c +
+                                 "' that train has");
+      }
+    }
+    for (const auto& c : classes) {
+      if (std::find(train_classes.begin(), train_classes.end(), c) == train_classes.end()) {
+        throw std::runtime_error("image folder " + dir.string() + " has class folder '" + c +
+                                 "' that train does not have");
+      }
+    }
+  }
+  std::vector<fs::path> files;
+  std::vector<int64_t> labels;
+  int64_t skipped = 0;
+  for (size_t k = 0; k < classes.size(); ++k) {
+    std::vector<fs::path> in_class;
+    for (const auto& e : fs::directory_iterator(dir / classes[k])) {
+      if (!e.is_regular_file()) continue;
+      if (is_image_name(e.path())) {
+        in_class.push_back(e.path());
+      } else {
+        ++skipped;
+      }
+    }
+    if (in_class.empty()) {
+      throw std::runtime_error("class folder " + (dir / classes[k]).string() + " has no images");
+    }
+    std::sort(in_class.begin(), in_class.end());
+    for (auto& f : in_class) {
+      files.push_back(std::move(f));
+      labels.push_back(static_cast<int64_t>(k));
+    }
+  }
+  if (skipped > 0) {
+    util::log_warn("skipped " + std::to_string(skipped) + " non-image file(s) under " +
+                   dir.string());
+  }
+  const auto n = static_cast<int64_t>(files.size());
+  auto hwc = torch::empty({n, size, size, 3}, torch::kUInt8);
+  uint8_t* base = hwc.data_ptr<uint8_t>();
+  const size_t stride = static_cast<size_t>(size) * size * 3;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::string error;
+  std::mutex error_mu;
+  auto worker = [&] {
+    for (int64_t i = next++; i < n && !failed; i = next++) {
+      try {
+        decode_into(files[static_cast<size_t>(i)], static_cast<int>(size), base + stride * i);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!failed.exchange(true)) error = e.what();
+      }
+    }
+  };
+  const unsigned nthreads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < nthreads; ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  if (failed) throw std::runtime_error(error);
+  return Dataset{hwc.permute({0, 3, 1, 2}).contiguous(), torch::tensor(labels, torch::kLong),
+                 classes};
+}
+
+#else
+
+Dataset load_image_folder(const std::string& root, Split, int64_t) {
+  throw std::runtime_error("data.format image-folder (" + root +
+                           "): aefx was built without OpenCV; rebuild with OpenCV installed "
+                           "(-DAEFX_WITH_OPENCV=ON) or use data.format cifar10-binary");
+}
+
+#endif
+
+}  // namespace aefx::data

@@ -1,0 +1,104 @@
+#include "aefx/engine/trainer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "aefx/util/runtime.h"
+
+namespace aefx::engine {
+
+Trainer::Trainer(int64_t epochs, int64_t steps_per_epoch)
+    : epochs_(epochs), steps_per_epoch_(steps_per_epoch) {
+  if (epochs < 1 || steps_per_epoch < 1) {
+    throw std::invalid_argument("Trainer needs at least one epoch and one step per epoch (got " +
+                                std::to_string(epochs) + " epochs of " +
+                                std::to_string(steps_per_epoch) + " steps)");
+  }
+}
+
+void Trainer::add_hook(std::shared_ptr<Hook> hook) { hooks_.push_back(std::move(hook)); }
+
+TrainState Trainer::run(const StepFn& step) {
+  TrainState s;
+  s.epochs = epochs_;
+  s.steps_per_epoch = steps_per_epoch_;
+  for (auto& h : hooks_) h->before_train(s);
+  try {
+    for (s.epoch = 0; s.epoch < epochs_; ++s.epoch) {
+      const double t0 = util::now_seconds();
+      torch::Tensor loss_sum;
+      s.samples_in_epoch = 0;
+      s.metrics.clear();
+      for (s.step = 0; s.step < steps_per_epoch_; ++s.step) {
+        for (auto& h : hooks_) h->before_step(s);
+        StepOutput out = step(s);
+        auto weighted = out.loss.detach().to(torch::kDouble) * static_cast<double>(out.batch_size);
+        loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
+        s.samples_in_epoch += out.batch_size;
+        ++s.global_step;
+        for (auto& h : hooks_) h->after_step(s);
+      }
+      s.epoch_loss =
+          loss_sum.item<double>() / static_cast<double>(std::max<int64_t>(1, s.samples_in_epoch));
+      s.epoch_seconds = util::now_seconds() - t0;
+      for (auto& h : hooks_) h->after_epoch(s);
+    }
+  } catch (...) {
+    for (auto& h : hooks_) {
+      try {
+        h->after_train(s);
+      } catch (...) {
+        // The original error is the one worth reporting.
+      }
+    }
+    throw;
+  }
+  for (auto& h : hooks_) h->after_train(s);
+  return s;
+}
+
+double scheduled_lr(const std::string& schedule, double base_lr, int64_t step, int64_t total,
+                    int64_t warmup) {
+  if (warmup > 0 && step < warmup)
+    return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  if (schedule == "constant") return base_lr;
+  const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
+  const double t = std::min(1.0, static_cast<double>(step - warmup) / span);
+  return 0.5 * base_lr * (1.0 + std::cos(M_PI * t));
+}
+
+LrScheduleHook::LrScheduleHook(torch::optim::Optimizer& opt, std::string schedule, double base_lr,
+                               int64_t total_steps, int64_t warmup_steps)
+    : opt_(opt),
+      schedule_(std::move(schedule)),
+      base_lr_(base_lr),
+      total_(total_steps),
+      warmup_(warmup_steps) {}
+
+void LrScheduleHook::before_step(TrainState& s) {
+  lr_ = scheduled_lr(schedule_, base_lr_, s.global_step, total_, warmup_);
+  for (auto& group : opt_.param_groups()) group.options().set_lr(lr_);
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
+                                                        std::vector<torch::Tensor> params,
+                                                        double lr, double weight_decay) {
+  if (name == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        std::move(params), torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+  }
+  if (name == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        std::move(params), torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+  }
+  if (name == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        std::move(params),
+        torch::optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(weight_decay));
+  }
+  throw std::invalid_argument("unknown optimizer '" + name + "' (adamw, adam or sgd)");
+}
+
+}  // namespace aefx::engine

@@ -1,0 +1,176 @@
+#include "aefx/models/autoencoder.h"
+
+#include <torch/torch.h>
+
+#include <sstream>
+
+namespace aefx::models {
+namespace nn = torch::nn;
+namespace {
+
+void add_conv_bn_relu(nn::Sequential& seq, int64_t in, int64_t out, int64_t stride) {
+  seq->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+  seq->push_back(nn::BatchNorm2d(out));
+  seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
+}
+
+int64_t decoder_width(const config::ModelConfig& cfg, size_t stage) {
+  return std::max<int64_t>(1, static_cast<int64_t>(cfg.widths[stage] * cfg.decoder_width + 0.5));
+}
+
+}  // namespace
+
+EncoderImpl::EncoderImpl(const config::ModelConfig& cfg, int64_t in_channels)
+    : widths_(cfg.widths) {
+  TORCH_CHECK(!cfg.widths.empty() && cfg.widths.size() == cfg.blocks.size(),
+              "model.widths and model.blocks must be non-empty and of equal length");
+  int64_t c = in_channels;
+  for (size_t s = 0; s < cfg.widths.size(); ++s) {
+    nn::Sequential stage;
+    for (int64_t b = 0; b < cfg.blocks[s]; ++b) {
+      add_conv_bn_relu(stage, c, cfg.widths[s], (b == 0 && s > 0) ? 2 : 1);
+      c = cfg.widths[s];
+    }
+    stages_.push_back(register_module("stage" + std::to_string(s), stage));
+  }
+}
+
+std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x) {
+  std::vector<torch::Tensor> outs;
+  outs.reserve(stages_.size());
+  for (auto& stage : stages_) {
+    x = stage->forward(x);
+    outs.push_back(x);
+  }
+  return outs;
+}
+
+DecoderImpl::DecoderImpl(const config::ModelConfig& cfg, int64_t out_channels) {
+  const size_t n = cfg.widths.size();
+  int64_t c = cfg.widths[n - 1];
+  // From the deepest stage up: each step doubles the resolution.
+  for (size_t s = n - 1; s > 0; --s) {
+    nn::Sequential stage;
+    stage->push_back(nn::Upsample(
+        nn::UpsampleOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest)));
+    const int64_t w = decoder_width(cfg, s - 1);
+    add_conv_bn_relu(stage, c, w, 1);
+    c = w;
+    for (int64_t b = 1; b < cfg.decoder_blocks; ++b) add_conv_bn_relu(stage, c, c, 1);
+    stages_.push_back(register_module("stage" + std::to_string(n - 1 - s), stage));
+  }
+  out_ = register_module("out", nn::Conv2d(nn::Conv2dOptions(c, out_channels, 3).padding(1)));
+}
+
+torch::Tensor DecoderImpl::forward(torch::Tensor code) {
+  for (auto& stage : stages_) code = stage->forward(code);
+  return out_->forward(code);
+}
+
+AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channels) {
+  encoder = register_module("encoder", Encoder(cfg, channels));
+  decoder = register_module("decoder", Decoder(cfg, channels));
+  mean = register_buffer("mean", torch::zeros({channels}));
+  std = register_buffer("std", torch::ones({channels}));
+}
+
+torch::Tensor AutoencoderImpl::forward(torch::Tensor normalized) {
+  return decoder->forward(encoder->forward(normalized).back());
+}
+
+torch::Tensor AutoencoderImpl::normalize(const torch::Tensor& images01) const {
+  return (images01 - mean.view({1, -1, 1, 1})) / std.view({1, -1, 1, 1});
+}
+
+torch::Tensor AutoencoderImpl::denormalize(const torch::Tensor& normalized) const {
+  return normalized * std.view({1, -1, 1, 1}) + mean.view({1, -1, 1, 1});
+}
+
+void AutoencoderImpl::set_normalization(const torch::Tensor& m, const torch::Tensor& s) {
+  torch::NoGradGuard no_grad;
+  mean.copy_(m);
+  std.copy_(s);
+}
+
+torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_t patch,
+                      double noise) {
+  torch::Tensor x = normalized;
+  if (mask_ratio > 0) {
+    const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+    const int64_t gh = (h + patch - 1) / patch, gw = (w + patch - 1) / patch;
+    auto keep = (torch::rand({b, 1, gh, gw}, x.options()) >= mask_ratio).to(x.scalar_type());
+    keep = keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3);
+    x = x * keep.narrow(2, 0, h).narrow(3, 0, w);
+  }
+  if (noise > 0) x = x + torch::randn_like(x) * noise;
+  return x;
+}
+
+torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
+                         const std::vector<int64_t>& grids) {
+  TORCH_CHECK(stages.size() == grids.size(), "pool_codes: ", stages.size(), " stages but ",
+              grids.size(), " grids");
+  std::vector<torch::Tensor> parts;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    if (grids[s] == 0) continue;
+    const auto& f = stages[s];
+    auto pooled = torch::adaptive_avg_pool2d(f, {grids[s], grids[s]});
+    parts.push_back(pooled.contiguous().flatten(1));
+  }
+  return torch::cat(parts, 1);
+}
+
+int64_t code_dim(const config::ModelConfig& model, const std::vector<int64_t>& grids) {
+  int64_t d = 0;
+  for (size_t s = 0; s < grids.size() && s < model.widths.size(); ++s) {
+    d += model.widths[s] * grids[s] * grids[s];
+  }
+  return d;
+}
+
+HeadImpl::HeadImpl(int64_t in_dim, const std::vector<int64_t>& hidden, double dropout,
+                   int64_t classes) {
+  net = nn::Sequential();
+  int64_t c = in_dim;
+  for (int64_t h : hidden) {
+    if (dropout > 0) net->push_back(nn::Dropout(dropout));
+    net->push_back(nn::Linear(c, h));
+    net->push_back(nn::ReLU(nn::ReLUOptions(true)));
+    c = h;
+  }
+  if (dropout > 0) net->push_back(nn::Dropout(dropout));
+  net->push_back(nn::Linear(c, classes));
+  register_module("net", net);
+  code_mean = register_buffer("code_mean", torch::zeros({in_dim}));
+  code_std = register_buffer("code_std", torch::ones({in_dim}));
+}
+
+torch::Tensor HeadImpl::forward(torch::Tensor code) {
+  return net->forward((code - code_mean) / code_std);
+}
+
+void HeadImpl::set_standardization(const torch::Tensor& m, const torch::Tensor& s) {
+  torch::NoGradGuard no_grad;
+  code_mean.copy_(m);
+  code_std.copy_(s);
+}
+
+std::string describe_architecture(const config::ModelConfig& cfg) {
+  std::ostringstream ss;
+  ss << "conv-autoencoder widths=[";
+  for (size_t i = 0; i < cfg.widths.size(); ++i) ss << (i ? "," : "") << cfg.widths[i];
+  ss << "] blocks=[";
+  for (size_t i = 0; i < cfg.blocks.size(); ++i) ss << (i ? "," : "") << cfg.blocks[i];
+  ss << "] decoder_blocks=" << cfg.decoder_blocks << " decoder_width=" << cfg.decoder_width;
+  return ss.str();
+}
+
+std::string describe_head(int64_t in_dim, const std::vector<int64_t>& hidden, int64_t classes) {
+  std::ostringstream ss;
+  ss << "head in=" << in_dim << " hidden=[";
+  for (size_t i = 0; i < hidden.size(); ++i) ss << (i ? "," : "") << hidden[i];
+  ss << "] classes=" << classes;
+  return ss.str();
+}
+
+}  // namespace aefx::models

@@ -1,0 +1,85 @@
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+
+#include "aefx/engine/checkpoint.h"
+#include "aefx/metrics/metrics.h"
+#include "aefx/stages/stages.h"
+#include "aefx/util/fs.h"
+#include "aefx/util/json.h"
+#include "aefx/util/log.h"
+#include "aefx/util/runtime.h"
+
+namespace aefx::stages {
+namespace {
+
+/// A number from an earlier stage's summary, or null when that stage's file is absent.
+util::Json summary_value(const std::filesystem::path& file, const std::string& key) {
+  if (!std::filesystem::exists(file)) return util::Json();
+  try {
+    const YAML::Node node = YAML::LoadFile(file.string());
+    if (node[key]) return util::Json(node[key].as<double>());
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
+  }
+  return util::Json();
+}
+
+}  // namespace
+
+void evaluate(engine::RunContext& ctx) {
+  const auto& cfg = ctx.config;
+  const double t0 = util::now_seconds();
+  util::require_file(ctx.run_dir / kHeadFile, "classify");
+  auto ae = load_autoencoder(ctx);
+  freeze(ae);
+  auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
+  const auto classes = static_cast<int64_t>(test.class_names.size());
+  models::Head head(models::code_dim(cfg.model, cfg.classify.pool_grids), cfg.classify.hidden,
+                    cfg.classify.dropout, classes);
+  engine::load_checkpoint(ctx.run_dir / kHeadFile, {"head", head_architecture(cfg, classes)}, *head,
+                          "classify");
+  head->to(ctx.device);
+  head->eval();
+
+  metrics::ConfusionMatrix cm(classes);
+  {
+    torch::NoGradGuard no_grad;
+    const int64_t batch = cfg.evaluate.batch_size;
+    for (int64_t i = 0; i < test.size(); i += batch) {
+      const int64_t b = std::min(batch, test.size() - i);
+      auto codes =
+          compute_codes(ae, test.images.narrow(0, i, b), cfg.classify.pool_grids, b, ctx.device);
+      cm.add(head->forward(codes).argmax(1), test.labels.narrow(0, i, b));
+    }
+  }
+  util::Json confusion = util::Json::Array{};
+  for (const auto& row : cm.counts()) confusion.push_back(util::Json::array(row));
+  const auto per_class = cm.per_class_accuracy();
+  util::Json per_class_named = util::Json::object();
+  for (size_t c = 0; c < per_class.size(); ++c)
+    per_class_named.set(test.class_names[c], per_class[c]);
+  const double seconds = util::now_seconds() - t0;
+  auto m = util::Json::object(
+      {{"test_accuracy", cm.accuracy()},
+       {"test_images", cm.total()},
+       {"val_accuracy", summary_value(ctx.run_dir / kClassifySummary, "val_accuracy")},
+       {"class_names", util::Json::array(test.class_names)},
+       {"per_class_accuracy", util::Json::array(per_class)},
+       {"per_class_accuracy_by_name", per_class_named},
+       {"confusion_matrix", confusion},
+       {"val_psnr", summary_value(ctx.run_dir / kPretrainSummary, "val_psnr")},
+       {"timings",
+        util::Json::object(
+            {{"pretrain_seconds", summary_value(ctx.run_dir / kPretrainSummary, "seconds")},
+             {"classify_seconds", summary_value(ctx.run_dir / kClassifySummary, "seconds")},
+             {"evaluate_seconds", seconds}})},
+       {"device", ctx.device.str()},
+       {"aefx_version", AEFX_VERSION}});
+  util::atomic_write_text(ctx.run_dir / kMetricsFile, m.dump() + "\n");
+  util::log_info(util::strfmt("evaluate: test accuracy %.4f on %lld images", cm.accuracy(),
+                              static_cast<long long>(cm.total())));
+}
+
+}  // namespace aefx::stages

@@ -1,0 +1,127 @@
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "aefx/engine/checkpoint.h"
+#include "aefx/engine/trainer.h"
+#include "aefx/metrics/metrics.h"
+#include "aefx/stages/stages.h"
+#include "aefx/util/fs.h"
+#include "aefx/util/json.h"
+#include "aefx/util/log.h"
+#include "aefx/util/runtime.h"
+
+namespace aefx::stages {
+namespace {
+
+/// Reconstruction MSE of uncorrupted images, in [0, 1] pixel units.
+double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, int64_t batch,
+                          const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  ae->eval();
+  torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  const int64_t n = images.size(0);
+  for (int64_t i = 0; i < n; i += batch) {
+    auto x = data::to_float(images.narrow(0, i, std::min(batch, n - i)), device);
+    auto recon = ae->denormalize(ae->forward(ae->normalize(x))).clamp(0, 1);
+    sum += (recon - x).pow(2).sum().to(torch::kDouble);
+  }
+  ae->train();
+  return sum.item<double>() / static_cast<double>(images.numel());
+}
+
+}  // namespace
+
+void pretrain(engine::RunContext& ctx) {
+  const auto& cfg = ctx.config;
+  const auto& p = cfg.pretrain;
+  const double t_start = util::now_seconds();
+  auto [train, val] = load_train_val(cfg);
+  const int64_t n = train.size();
+  const int64_t batch = std::min(p.batch_size, n);
+  const int64_t steps = n / batch;
+  util::log_info(
+      util::strfmt("pretrain: %lld train / %lld val images, batch %lld, %lld steps/epoch",
+                   static_cast<long long>(n), static_cast<long long>(val.size()),
+                   static_cast<long long>(batch), static_cast<long long>(steps)));
+
+  models::Autoencoder ae(cfg.model);
+  auto [mean, std] = data::channel_stats(train.images);
+  ae->set_normalization(mean, std);
+  ae->to(ctx.device);
+  to_channels_last(*ae);
+  ae->train();
+
+  // The whole training set lives on the device as uint8; batches are gathered and augmented there.
+  const auto train_images = train.images.to(ctx.device);
+  auto opt = engine::make_optimizer(p.optimizer, ae->parameters(), p.lr, p.weight_decay);
+  engine::Trainer trainer(p.epochs, steps);
+  auto lr_hook = std::make_shared<engine::LrScheduleHook>(
+      *opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
+  trainer.add_hook(lr_hook);
+
+  const auto run_dir = ctx.run_dir;
+  std::filesystem::create_directories(run_dir / "checkpoints");
+  const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
+  util::Json history = util::Json::Array{};
+  double last_mse = 0, train_seconds = 0;
+  trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
+    train_seconds += s.epoch_seconds;
+    last_mse = val.size() > 0
+                   ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
+                   : 0.0;
+    const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
+    util::log_info(util::strfmt(
+        "pretrain epoch %lld/%lld  loss %.5f  val_mse %.5f  val_psnr %.2f dB  lr %.2e  %.0f img/s  "
+        "%.1f s",
+        static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
+        last_mse, metrics::psnr(last_mse), lr_hook->current_lr(), ips, s.epoch_seconds));
+    history.push_back(util::Json::object({{"epoch", s.epoch + 1},
+                                          {"loss", s.epoch_loss},
+                                          {"val_mse", last_mse},
+                                          {"val_psnr", metrics::psnr(last_mse)},
+                                          {"images_per_second", ips},
+                                          {"seconds", s.epoch_seconds}}));
+    auto m = meta;
+    m.epoch = s.epoch + 1;
+    engine::save_checkpoint(run_dir / kPretrainCheckpoint, m, *ae, opt.get());
+  }));
+
+  torch::Tensor perm;
+  trainer.run([&](engine::TrainState& s) {
+    if (s.step == 0)
+      perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
+    auto idx = perm.narrow(0, s.step * batch, batch);
+    auto x = data::to_float(train_images.index_select(0, idx), ctx.device);
+    if (p.augment) x = data::augment_batch(x, p.crop_padding, true);
+    auto target = ae->normalize(x);
+    auto input = models::corrupt(target, p.mask_ratio, p.mask_patch, p.noise);
+    auto loss = torch::mse_loss(ae->forward(input), target);
+    opt->zero_grad();
+    loss.backward();
+    opt->step();
+    return engine::StepOutput{loss.detach(), batch};
+  });
+
+  auto m = meta;
+  m.epoch = p.epochs;
+  engine::save_checkpoint(run_dir / kAutoencoderFile, m, *ae);
+  int64_t params = 0;
+  for (const auto& t : ae->parameters()) params += t.numel();
+  const double total = util::now_seconds() - t_start;
+  auto summary = util::Json::object(
+      {{"stage", "pretrain"},
+       {"epochs", p.epochs},
+       {"train_images", n},
+       {"val_images", val.size()},
+       {"parameters", params},
+       {"val_mse", last_mse},
+       {"val_psnr", metrics::psnr(last_mse)},
+       {"train_seconds", train_seconds},
+       {"images_per_second", static_cast<double>(steps * batch * p.epochs) / train_seconds},
+       {"seconds", total},
+       {"history", history}});
+  util::atomic_write_text(run_dir / kPretrainSummary, summary.dump() + "\n");
+}
+
+}  // namespace aefx::stages

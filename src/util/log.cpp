@@ -1,0 +1,59 @@
+#include "aefx/util/log.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+
+namespace aefx::util {
+namespace {
+
+struct LogState {
+  std::mutex mu;
+  LogLevel level = LogLevel::kInfo;
+  std::ofstream file;
+};
+
+LogState& state() {
+  static LogState s;
+  return s;
+}
+
+void emit(LogLevel level, const std::string& prefix, const std::string& line) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.level >= level) std::cerr << prefix << line << std::endl;
+  if (s.file.is_open() && level <= LogLevel::kInfo) s.file << prefix << line << std::endl;
+}
+
+}  // namespace
+
+void set_log_level(LogLevel level) { state().level = level; }
+LogLevel log_level() { return state().level; }
+
+void set_log_file(const std::filesystem::path& path) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.file.is_open()) s.file.close();
+  if (!path.empty()) s.file.open(path, std::ios::app);
+}
+
+void log_info(const std::string& line) { emit(LogLevel::kInfo, "", line); }
+void log_warn(const std::string& line) { emit(LogLevel::kQuiet, "warning: ", line); }
+void log_debug(const std::string& line) { emit(LogLevel::kDebug, "", line); }
+
+std::string strfmt(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  va_list ap2;
+  va_copy(ap2, ap);
+  const int n = std::vsnprintf(nullptr, 0, fmt, ap);
+  va_end(ap);
+  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, ap2);
+  va_end(ap2);
+  return out;
+}
+
+}  // namespace aefx::util

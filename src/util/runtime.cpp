@@ -1,0 +1,56 @@
+#include "aefx/util/runtime.h"
+
+#include <malloc.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+namespace aefx::util {
+
+int configure_threads(int64_t threads) {
+  if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores)");
+  int n = static_cast<int>(threads);
+  if (n == 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+  return torch::get_num_threads();
+}
+
+void tune_allocator() {
+  // 32 MiB is the largest mmap threshold glibc accepts; blocks below it come from the heap,
+  // which is neither trimmed nor unmapped between steps.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 256 << 20);
+}
+
+torch::Device resolve_device(const std::string& spec) {
+  if (spec == "auto")
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  if (spec == "cpu") return torch::kCPU;
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw std::invalid_argument(
+          "device: '" + spec +
+          "' was requested but CUDA is not available (this LibTorch build or "
+          "machine has no CUDA device); use device: cpu or auto");
+    }
+    torch::Device dev(spec == "cuda" ? std::string("cuda:0") : spec);
+    if (dev.index() >= static_cast<int>(torch::cuda::device_count())) {
+      throw std::invalid_argument("device: '" + spec + "' but only " +
+                                  std::to_string(torch::cuda::device_count()) +
+                                  " CUDA device(s) exist");
+    }
+    return dev;
+  }
+  throw std::invalid_argument("device: expected auto, cpu, cuda or cuda:N, found '" + spec + "'");
+}
+
+double now_seconds() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+}  // namespace aefx::util

@@ -1,0 +1,135 @@
+#include "aefx/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+namespace aefx::config {
+namespace {
+
+std::string error_of(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+  try {
+    parse_config(yaml, sets, "test.yaml");
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, EmptyGivesDefaults) {
+  const Config c = parse_config("", {}, "empty");
+  EXPECT_EQ(c.device, "auto");
+  EXPECT_EQ(c.output_dir, "models");
+  EXPECT_EQ(c.stages, (std::vector<std::string>{"pretrain", "classify", "evaluate"}));
+  EXPECT_EQ(c.model.widths.size(), c.classify.pool_grids.size());
+}
+
+TEST(Config, ShippedConfigsLoad) {
+  for (const char* name : {"cifar10.yaml", "cifar10-cpu.yaml", "smoke.yaml"}) {
+    const auto path = std::filesystem::path(AEFX_SOURCE_DIR) / "configs" / name;
+    EXPECT_NO_THROW(load_config(path.string())) << name;
+  }
+}
+
+TEST(Config, ReadsNestedKeys) {
+  const Config c = parse_config(
+      "name: x\npretrain:\n  epochs: 7\n  lr: 0.5\nmodel:\n  widths: [4, 8]\n"
+      "  blocks: [2, 1]\nclassify:\n  pool_grids: [1, 1]\n  hidden: []\n");
+  EXPECT_EQ(c.name, "x");
+  EXPECT_EQ(c.pretrain.epochs, 7);
+  EXPECT_DOUBLE_EQ(c.pretrain.lr, 0.5);
+  EXPECT_EQ(c.model.blocks, (std::vector<int64_t>{2, 1}));
+  EXPECT_TRUE(c.classify.hidden.empty());
+}
+
+TEST(Config, UnknownKeyNamesNearest) {
+  const auto msg = error_of("pretrain:\n  epoch: 3\n");
+  EXPECT_NE(msg.find("'pretrain.epoch'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'pretrain.epochs'"), std::string::npos) << msg;
+  EXPECT_NE(error_of("devcie: cpu\n").find("did you mean 'device'"), std::string::npos);
+}
+
+TEST(Config, WrongTypeNamesKeyExpectedAndFound) {
+  const auto msg = error_of("pretrain:\n  epochs: abc\n");
+  EXPECT_NE(msg.find("'pretrain.epochs'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("an integer"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'abc'"), std::string::npos) << msg;
+  EXPECT_NE(error_of("model:\n  widths: 5\n").find("a list of integers"), std::string::npos);
+  EXPECT_NE(error_of("pretrain: 3\n").find("a mapping"), std::string::npos);
+}
+
+TEST(Config, OutOfRangeValues) {
+  EXPECT_NE(error_of("pretrain:\n  epochs: 0\n")
+                .find("'pretrain.epochs': expected a value >= 1, found 0"),
+            std::string::npos);
+  EXPECT_NE(error_of("pretrain:\n  mask_ratio: 1.0\n").find("'pretrain.mask_ratio'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  widths: []\n").find("'model.widths'"), std::string::npos);
+  EXPECT_NE(error_of("device: gpu\n").find("'device'"), std::string::npos);
+  EXPECT_NE(error_of("data:\n  format: png\n").find("cifar10-binary"), std::string::npos);
+  EXPECT_NE(error_of("stages: [pretrain, train]\n").find("'stages'"), std::string::npos);
+}
+
+TEST(Config, CrossFieldChecks) {
+  EXPECT_NE(error_of("model:\n  widths: [4, 8]\n  blocks: [1]\nclassify:\n  pool_grids: [1, 1]\n")
+                .find("'model.blocks'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  widths: [4, 8]\n  blocks: [1, 1]\n").find("'classify.pool_grids'"),
+            std::string::npos);
+  EXPECT_NE(error_of("classify:\n  pool_grids: [0, 0, 0]\n").find("at least one stage"),
+            std::string::npos);
+  EXPECT_NE(error_of("classify:\n  pool_grids: [4, 2, 9]\n").find("must be <= 8"),
+            std::string::npos);
+}
+
+TEST(Config, MalformedYamlGivesLineAndColumn) {
+  const auto msg = error_of("name: x\npretrain:\n  epochs: [1, 2\n");
+  EXPECT_NE(msg.find("test.yaml:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("malformed YAML"), std::string::npos) << msg;
+}
+
+TEST(Config, SetOverridesWithSameValidation) {
+  const Config c = parse_config("pretrain:\n  epochs: 3\n",
+                                {"pretrain.epochs=5", "device=cpu", "model.widths=[4, 8, 16]"});
+  EXPECT_EQ(c.pretrain.epochs, 5);
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.model.widths, (std::vector<int64_t>{4, 8, 16}));
+  EXPECT_NE(error_of("", {"pretrain.epochs"}).find("--set expects key=value"), std::string::npos);
+  EXPECT_NE(error_of("", {"pretrain.epoch=3"}).find("did you mean 'pretrain.epochs'"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"pretrain.epochs=-1"}).find("'pretrain.epochs'"), std::string::npos);
+  EXPECT_NE(error_of("", {"pretrain.epochs=x"}).find("an integer"), std::string::npos);
+}
+
+TEST(Config, ResolvedYamlRoundTrips) {
+  Config c =
+      parse_config("name: rt\nclassify:\n  hidden: [64, 32]\n  dropout: 0.25\n", {"seed=42"});
+  const std::string y = to_yaml(c);
+  const Config back = parse_config(y, {}, "resolved");
+  EXPECT_EQ(to_yaml(back), y);
+  EXPECT_EQ(back.seed, 42);
+  EXPECT_EQ(back.classify.hidden, (std::vector<int64_t>{64, 32}));
+  EXPECT_DOUBLE_EQ(back.classify.dropout, 0.25);
+  EXPECT_EQ(get_value(back, "classify.hidden"), "[64, 32]");
+  EXPECT_EQ(get_value(back, "name"), "rt");
+}
+
+TEST(Config, StageList) {
+  EXPECT_EQ(parse_stage_list("classify,evaluate"),
+            (std::vector<std::string>{"classify", "evaluate"}));
+  EXPECT_THROW(parse_stage_list("classify,train"), std::invalid_argument);
+  EXPECT_THROW(parse_stage_list(""), std::invalid_argument);
+}
+
+TEST(Config, MissingFileIsAConfigError) {
+  try {
+    load_config("/nonexistent/aefx.yaml");
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/aefx.yaml"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace aefx::config

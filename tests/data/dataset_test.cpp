@@ -1,0 +1,185 @@
+#include "aefx/data/dataset.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "test_util.h"
+
+#ifdef AEFX_HAVE_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#endif
+
+namespace aefx::data {
+namespace {
+namespace fs = std::filesystem;
+using aefx::testing::TempDir;
+
+std::string load_error(const std::string& root, Split split = Split::kTrain) {
+  try {
+    load_cifar10_binary(root, split);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Cifar10Binary, LoadsOfficialLayout) {
+  TempDir dir;
+  testing::write_cifar_binary(dir.path(), 20, 30);
+  auto train = load_cifar10_binary(dir.path().string(), Split::kTrain);
+  EXPECT_EQ(train.images.sizes(), (std::vector<int64_t>{100, 3, 32, 32}));
+  EXPECT_EQ(train.images.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(train.labels.size(0), 100);
+  EXPECT_EQ(train.class_names, cifar10_class_names());
+  // The batches folder itself works as data.root too.
+  auto test = load_cifar10_binary((dir.path() / "cifar-10-batches-bin").string(), Split::kTest);
+  EXPECT_EQ(test.size(), 30);
+  auto [img, lab] = testing::synthetic_images(30, 10, 32, 17);
+  EXPECT_TRUE(torch::equal(test.images, img));
+  EXPECT_TRUE(torch::equal(test.labels, lab));
+}
+
+TEST(Cifar10Binary, BadFilesAreNamed) {
+  TempDir dir;
+  EXPECT_NE(load_error((dir / "nope").string()).find("does not exist"), std::string::npos);
+  EXPECT_NE(load_error(dir.path().string()).find("no CIFAR-10 binary files"), std::string::npos);
+  testing::write_cifar_binary(dir.path(), 4, 4);
+  const fs::path d = dir / "cifar-10-batches-bin";
+  fs::remove(d / "data_batch_3.bin");
+  EXPECT_NE(load_error(dir.path().string()).find("data_batch_3.bin"), std::string::npos);
+  testing::write_bytes(d / "data_batch_3.bin", std::string(3073 * 2 + 5, '\0'));
+  const auto msg = load_error(dir.path().string());
+  EXPECT_NE(msg.find("data_batch_3.bin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("3073"), std::string::npos) << msg;
+  std::string rec(3073 * 2, '\0');
+  rec[3073] = 12;
+  testing::write_bytes(d / "data_batch_3.bin", rec);
+  const auto label_msg = load_error(dir.path().string());
+  EXPECT_NE(label_msg.find("data_batch_3.bin: record 1 has label 12"), std::string::npos)
+      << label_msg;
+}
+
+TEST(Split, DeterministicDisjointAndSized) {
+  Dataset full{torch::zeros({50, 3, 4, 4}, torch::kUInt8), torch::arange(50, torch::kLong), {"a"}};
+  auto [train, val] = split_validation(full, 10, 3);
+  auto [train2, val2] = split_validation(full, 10, 3);
+  EXPECT_EQ(train.size(), 40);
+  EXPECT_EQ(val.size(), 10);
+  EXPECT_TRUE(torch::equal(val.labels, val2.labels));
+  auto all = std::get<0>(torch::sort(torch::cat({train.labels, val.labels})));
+  EXPECT_TRUE(torch::equal(all, torch::arange(50, torch::kLong)));
+  EXPECT_THROW(split_validation(full, 50, 3), std::invalid_argument);
+}
+
+TEST(Split, LimitKeepsSeededSubset) {
+  TempDir dir;
+  testing::write_cifar_binary(dir.path(), 20, 10);
+  config::DataConfig cfg;
+  cfg.root = dir.path().string();
+  cfg.limit_train = 37;
+  cfg.limit_test = 5;
+  EXPECT_EQ(load_split(cfg, Split::kTrain, 0).size(), 37);
+  EXPECT_EQ(load_split(cfg, Split::kTest, 0).size(), 5);
+  EXPECT_TRUE(torch::equal(load_split(cfg, Split::kTrain, 0).labels,
+                           load_split(cfg, Split::kTrain, 0).labels));
+}
+
+TEST(Stats, ChannelMeanAndStd) {
+  auto img = torch::zeros({2, 3, 2, 2}, torch::kUInt8);
+  img.select(1, 0).fill_(255);
+  img[1].select(0, 1).fill_(255);
+  auto [mean, std] = channel_stats(img);
+  EXPECT_NEAR(mean[0].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(mean[1].item<float>(), 0.5, 1e-6);
+  EXPECT_NEAR(std[1].item<float>(), 0.5, 1e-6);
+  EXPECT_NEAR(mean[2].item<float>(), 0.0, 1e-6);
+}
+
+TEST(Augment, IdentityWithoutPadOrFlip) {
+  auto x = torch::rand({4, 3, 8, 8});
+  EXPECT_TRUE(torch::equal(augment_batch(x, 0, false), x));
+}
+
+TEST(Augment, FlipGivesImageOrMirror) {
+  torch::manual_seed(0);
+  auto x = torch::rand({64, 3, 5, 5});
+  auto y = augment_batch(x, 0, true);
+  int flipped = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    const bool same = torch::equal(y[i], x[i]);
+    const bool mirror = torch::equal(y[i], x[i].flip({2}));
+    EXPECT_TRUE(same || mirror);
+    flipped += mirror;
+  }
+  EXPECT_GT(flipped, 10);
+  EXPECT_LT(flipped, 54);
+}
+
+TEST(Augment, CropIsAWindowOfThePaddedImage) {
+  torch::manual_seed(1);
+  auto x = torch::rand({16, 2, 6, 6}) + 1;  // > 0, so padding zeros are recognisable
+  auto y = augment_batch(x, 2, false);
+  auto padded = torch::constant_pad_nd(x, {2, 2, 2, 2});
+  for (int64_t i = 0; i < 16; ++i) {
+    bool found = false;
+    for (int64_t oy = 0; oy <= 4 && !found; ++oy) {
+      for (int64_t ox = 0; ox <= 4 && !found; ++ox) {
+        found = torch::equal(y[i], padded[i].narrow(1, oy, 6).narrow(2, ox, 6));
+      }
+    }
+    EXPECT_TRUE(found) << "image " << i;
+  }
+}
+
+#ifdef AEFX_HAVE_OPENCV
+void write_png(const fs::path& file, const cv::Mat& img) {
+  fs::create_directories(file.parent_path());
+  ASSERT_TRUE(cv::imwrite(file.string(), img));
+}
+
+TEST(ImageFolder, ConvertsGreyAlphaAndSizes) {
+  TempDir dir;
+  write_png(dir / "train/cat/a.png", cv::Mat(32, 32, CV_8UC3, cv::Scalar(10, 20, 30)));  // BGR
+  write_png(dir / "train/cat/b.png", cv::Mat(40, 20, CV_8UC1, cv::Scalar(100)));
+  write_png(dir / "train/ant/c.png", cv::Mat(32, 32, CV_8UC4, cv::Scalar(1, 2, 3, 255)));
+  testing::write_bytes(dir / "train/ant/notes.txt", "not an image");
+  auto ds = load_image_folder(dir.path().string(), Split::kTrain, 16);
+  EXPECT_EQ(ds.class_names, (std::vector<std::string>{"ant", "cat"}));
+  EXPECT_EQ(ds.images.sizes(), (std::vector<int64_t>{3, 3, 16, 16}));
+  EXPECT_EQ(ds.labels[0].item<int64_t>(), 0);
+  // RGB order: the BGR (10,20,30) image reads back as R=30, G=20, B=10.
+  EXPECT_EQ(ds.images[1][0][0][0].item<uint8_t>(), 30);
+  EXPECT_EQ(ds.images[1][2][0][0].item<uint8_t>(), 10);
+  EXPECT_EQ(ds.images[2][1][5][5].item<uint8_t>(), 100);  // grey -> all channels
+  EXPECT_EQ(ds.images[0][0][0][0].item<uint8_t>(), 3);    // RGBA -> RGB
+}
+
+std::string folder_error(const fs::path& root, Split split) {
+  try {
+    load_image_folder(root.string(), split, 16);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ImageFolder, BadInputsAreNamed) {
+  TempDir dir;
+  EXPECT_NE(folder_error(dir.path(), Split::kTrain).find("does not exist"), std::string::npos);
+  write_png(dir / "train/cat/a.png", cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3)));
+  fs::create_directories(dir / "train/dog");
+  EXPECT_NE(folder_error(dir.path(), Split::kTrain).find("train/dog has no images"),
+            std::string::npos);
+  write_png(dir / "train/dog/a.png", cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3)));
+  testing::write_bytes(dir / "train/dog/broken.png", "definitely not a png");
+  EXPECT_NE(folder_error(dir.path(), Split::kTrain).find("broken.png"), std::string::npos);
+  write_png(dir / "test/cat/a.png", cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3)));
+  EXPECT_NE(folder_error(dir.path(), Split::kTest).find("missing class folder 'dog'"),
+            std::string::npos);
+}
+#endif
+
+}  // namespace
+}  // namespace aefx::data

@@ -1,0 +1,153 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "aefx/engine/checkpoint.h"
+#include "aefx/engine/runner.h"
+#include "aefx/engine/trainer.h"
+#include "aefx/models/autoencoder.h"
+#include "test_util.h"
+
+namespace aefx::engine {
+namespace {
+using aefx::testing::TempDir;
+
+struct Recorder : Hook {
+  std::vector<std::string> events;
+  void before_train(TrainState&) override { events.push_back("before_train"); }
+  void before_step(TrainState& s) override {
+    events.push_back("before_step" + std::to_string(s.step));
+  }
+  void after_step(TrainState&) override { events.push_back("after_step"); }
+  void after_epoch(TrainState& s) override {
+    events.push_back("after_epoch" + std::to_string(s.epoch) + ":" + std::to_string(s.epoch_loss));
+  }
+  void after_train(TrainState&) override { events.push_back("after_train"); }
+};
+
+TEST(Trainer, CallsHooksInOrderAndAveragesLossByBatchSize) {
+  Trainer t(2, 2);
+  auto rec = std::make_shared<Recorder>();
+  t.add_hook(rec);
+  auto state = t.run([](TrainState& s) {
+    // Step 0: loss 1 over 1 sample; step 1: loss 4 over 3 samples -> (1 + 12) / 4 = 3.25.
+    return StepOutput{torch::tensor(s.step == 0 ? 1.0 : 4.0), s.step == 0 ? 1 : 3};
+  });
+  EXPECT_EQ(state.global_step, 4);
+  const std::vector<std::string> want{
+      "before_train",          "before_step0", "after_step", "before_step1", "after_step",
+      "after_epoch0:3.250000", "before_step0", "after_step", "before_step1", "after_step",
+      "after_epoch1:3.250000", "after_train"};
+  EXPECT_EQ(rec->events, want);
+}
+
+TEST(Trainer, EndsHooksWhenAStepThrows) {
+  Trainer t(3, 2);
+  auto rec = std::make_shared<Recorder>();
+  t.add_hook(rec);
+  EXPECT_THROW(t.run([](TrainState& s) -> StepOutput {
+    if (s.global_step == 2) throw std::runtime_error("boom");
+    return {torch::tensor(1.0), 1};
+  }),
+               std::runtime_error);
+  EXPECT_EQ(rec->events.back(), "after_train");
+  EXPECT_THROW(Trainer(0, 1), std::invalid_argument);
+}
+
+TEST(Schedule, WarmupCosineAndConstant) {
+  EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 0, 100, 10), 0.1);
+  EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 9, 100, 10), 1.0);
+  EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 10, 100, 10), 1.0);
+  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 55, 100, 10), 0.5, 1e-12);
+  EXPECT_NEAR(scheduled_lr("cosine", 1.0, 100, 100, 10), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(scheduled_lr("constant", 0.3, 77, 100, 0), 0.3);
+}
+
+TEST(Schedule, HookSetsOptimizerLr) {
+  auto p = torch::zeros({1}, torch::requires_grad());
+  auto opt = make_optimizer("sgd", {p}, 0.5, 0.0);
+  LrScheduleHook hook(*opt, "cosine", 0.5, 10, 0);
+  TrainState s;
+  s.global_step = 5;
+  hook.before_step(s);
+  EXPECT_NEAR(opt->param_groups()[0].options().get_lr(), 0.25, 1e-12);
+  EXPECT_THROW(make_optimizer("lbfgs", {p}, 0.1, 0), std::invalid_argument);
+}
+
+config::ModelConfig tiny_model(int64_t w0 = 4) {
+  config::ModelConfig m;
+  m.widths = {w0, 8};
+  m.blocks = {1, 1};
+  return m;
+}
+
+std::string load_error(const std::filesystem::path& file, const CheckpointMeta& want,
+                       torch::nn::Module& m) {
+  try {
+    load_checkpoint(file, want, m, "pretrain");
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Checkpoint, RoundTripWithOptimizer) {
+  TempDir dir;
+  torch::manual_seed(0);
+  models::Autoencoder a(tiny_model());
+  auto opt = make_optimizer("adamw", a->parameters(), 1e-3, 0);
+  auto loss = a->forward(torch::rand({2, 3, 8, 8})).pow(2).mean();
+  loss.backward();
+  opt->step();
+  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model()), 3};
+  save_checkpoint(dir / "a.pt", meta, *a, opt.get());
+  models::Autoencoder b(tiny_model());
+  auto opt_b = make_optimizer("adamw", b->parameters(), 1e-3, 0);
+  auto got = load_checkpoint(dir / "a.pt", meta, *b, "pretrain", opt_b.get());
+  EXPECT_EQ(got.epoch, 3);
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (const auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
+  for (const auto& kv : a->named_buffers())
+    EXPECT_TRUE(torch::equal(kv.value(), b->named_buffers()[kv.key()]));
+  EXPECT_FALSE(std::filesystem::exists(dir / "a.pt.tmp"));
+}
+
+TEST(Checkpoint, MismatchesAndDamageAreNamed) {
+  TempDir dir;
+  models::Autoencoder a(tiny_model());
+  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model())};
+  save_checkpoint(dir / "a.pt", meta, *a);
+  models::Autoencoder wide(tiny_model(6));
+  const auto arch = load_error(
+      dir / "a.pt", {"autoencoder", models::describe_architecture(tiny_model(6))}, *wide);
+  EXPECT_NE(arch.find("does not match the configured model"), std::string::npos) << arch;
+  EXPECT_NE(load_error(dir / "a.pt", {"head", meta.architecture}, *a)
+                .find("holds a autoencoder, expected a head"),
+            std::string::npos);
+  const auto missing = load_error(dir / "none.pt", meta, *a);
+  EXPECT_NE(missing.find("none.pt"), std::string::npos);
+  EXPECT_NE(missing.find("'pretrain' stage"), std::string::npos);
+  // Truncate a copy: a clear error, not a crash.
+  const auto size = std::filesystem::file_size(dir / "a.pt");
+  std::filesystem::copy_file(dir / "a.pt", dir / "cut.pt");
+  std::filesystem::resize_file(dir / "cut.pt", size / 2);
+  EXPECT_NE(load_error(dir / "cut.pt", meta, *a).find("corrupt or truncated"), std::string::npos);
+  testing::write_bytes(dir / "junk.pt", "hello");
+  EXPECT_NE(load_error(dir / "junk.pt", meta, *a).find("junk.pt"), std::string::npos);
+}
+
+TEST(Registry, UnknownStage) {
+  StageRegistry r;
+  int calls = 0;
+  r.add("x", [&](RunContext&) { ++calls; });
+  EXPECT_TRUE(r.contains("x"));
+  RunContext ctx;
+  r.get("x")(ctx);
+  EXPECT_EQ(calls, 1);
+  EXPECT_THROW(r.get("y"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace aefx::engine

@@ -1,0 +1,99 @@
+#include "aefx/models/autoencoder.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace aefx::models {
+namespace {
+
+config::ModelConfig small() {
+  config::ModelConfig m;
+  m.widths = {4, 8, 16};
+  m.blocks = {1, 2, 1};
+  return m;
+}
+
+TEST(Encoder, StageShapes) {
+  Encoder enc(small());
+  auto outs = enc->forward(torch::rand({2, 3, 32, 32}));
+  ASSERT_EQ(outs.size(), 3u);
+  EXPECT_EQ(outs[0].sizes(), (std::vector<int64_t>{2, 4, 32, 32}));
+  EXPECT_EQ(outs[1].sizes(), (std::vector<int64_t>{2, 8, 16, 16}));
+  EXPECT_EQ(outs[2].sizes(), (std::vector<int64_t>{2, 16, 8, 8}));
+}
+
+TEST(Autoencoder, ReconstructsInputShapeAndTrains) {
+  torch::manual_seed(0);
+  Autoencoder ae(small());
+  auto x = torch::rand({8, 3, 16, 16});
+  EXPECT_EQ(ae->forward(x).sizes(), x.sizes());
+  torch::optim::Adam opt(ae->parameters(), 1e-2);
+  double first = 0, last = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto loss = torch::mse_loss(ae->forward(x), x);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    (i == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, first * 0.5);
+}
+
+TEST(Autoencoder, NormalizationRoundTrip) {
+  Autoencoder ae(small());
+  ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.3f}), torch::tensor({0.2f, 0.25f, 0.5f}));
+  auto x = torch::rand({2, 3, 4, 4});
+  EXPECT_TRUE(torch::allclose(ae->denormalize(ae->normalize(x)), x, 1e-6, 1e-6));
+  EXPECT_NEAR(ae->normalize(torch::full({1, 3, 1, 1}, 0.5))[0][0][0][0].item<float>(), 0.0, 1e-6);
+}
+
+TEST(Corrupt, MaskRatioAndNoise) {
+  torch::manual_seed(0);
+  auto x = torch::ones({16, 3, 32, 32});
+  EXPECT_TRUE(torch::equal(corrupt(x, 0.0, 4, 0.0), x));
+  auto masked = corrupt(x, 0.5, 4, 0.0);
+  const double zero_frac = (masked == 0).to(torch::kFloat).mean().item<double>();
+  EXPECT_NEAR(zero_frac, 0.5, 0.05);
+  // Masking is per patch: each 4x4 patch is all kept or all zero.
+  auto patches = masked[0][0].unfold(0, 4, 4).unfold(1, 4, 4).reshape({-1, 16});
+  EXPECT_TRUE(torch::equal(std::get<0>(patches.min(1)), std::get<0>(patches.max(1))));
+  auto noisy = corrupt(x, 0.0, 4, 0.1);
+  EXPECT_NEAR((noisy - x).std().item<double>(), 0.1, 0.01);
+}
+
+TEST(PoolCodes, ConcatenatesGridsAndMatchesCodeDim) {
+  auto m = small();
+  Encoder enc(m);
+  auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
+  const std::vector<int64_t> grids{2, 0, 1};
+  auto codes = pool_codes(outs, grids);
+  EXPECT_EQ(codes.sizes(), (std::vector<int64_t>{3, code_dim(m, grids)}));
+  EXPECT_EQ(code_dim(m, grids), 4 * 4 + 16);
+  // The last 16 values are the global average of stage 2.
+  EXPECT_TRUE(torch::allclose(codes.narrow(1, 16, 16), outs[2].mean({2, 3})));
+}
+
+TEST(Head, LinearAndMlpShapesAndStandardization) {
+  Head linear(6, std::vector<int64_t>{}, 0.0, 4);
+  EXPECT_EQ(linear->forward(torch::rand({5, 6})).sizes(), (std::vector<int64_t>{5, 4}));
+  Head mlp(6, std::vector<int64_t>{16, 8}, 0.2, 3);
+  EXPECT_EQ(mlp->forward(torch::rand({5, 6})).sizes(), (std::vector<int64_t>{5, 3}));
+  // Standardisation is part of the model: shifting mean and scaling std by the same amounts
+  // as the input leaves the output unchanged.
+  linear->eval();
+  auto x = torch::rand({2, 6});
+  auto y0 = linear->forward(x);
+  linear->set_standardization(torch::full({6}, 3.0), torch::full({6}, 2.0));
+  EXPECT_TRUE(torch::allclose(linear->forward(x * 2 + 3), y0, 1e-5, 1e-5));
+}
+
+TEST(Architecture, DescriptionsDiffer) {
+  auto a = small();
+  auto b = small();
+  b.widths[0] = 5;
+  EXPECT_NE(describe_architecture(a), describe_architecture(b));
+  EXPECT_NE(describe_head(10, {}, 10), describe_head(10, {5}, 10));
+}
+
+}  // namespace
+}  // namespace aefx::models

@@ -1,0 +1,117 @@
+#include "aefx/stages/stages.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+
+#include "aefx/config/config.h"
+#include "aefx/engine/runner.h"
+#include "test_util.h"
+
+namespace aefx::stages {
+namespace {
+namespace fs = std::filesystem;
+using aefx::testing::TempDir;
+
+config::Config tiny(const TempDir& dir, const std::string& name = "tiny",
+                    const std::vector<std::string>& sets = {}) {
+  return config::parse_config(testing::tiny_config_yaml(dir / "data", dir / "runs", name), sets,
+                              "tiny");
+}
+
+TEST(EndToEnd, AllStagesOnSyntheticData) {
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 80, 100);
+  const auto cfg = tiny(dir);
+  const auto times = engine::run_stages(cfg, cfg.stages, builtin_stages());
+  ASSERT_EQ(times.size(), 3u);
+  const fs::path run = dir / "runs/tiny";
+  for (const char* f : {"config.yaml", "log.txt", kAutoencoderFile, kHeadFile, kPretrainSummary,
+                        kClassifySummary, kMetricsFile, kPretrainCheckpoint}) {
+    EXPECT_TRUE(fs::exists(run / f)) << f;
+  }
+  const YAML::Node m = YAML::LoadFile((run / kMetricsFile).string());
+  const double acc = m["test_accuracy"].as<double>();
+  EXPECT_GT(acc, 0.3) << "synthetic classes are easy to tell apart";
+  EXPECT_LE(acc, 1.0);
+  EXPECT_EQ(m["test_images"].as<int64_t>(), 100);
+  EXPECT_EQ(m["class_names"].size(), 10u);
+  EXPECT_EQ(m["per_class_accuracy"].size(), 10u);
+  EXPECT_EQ(m["confusion_matrix"].size(), 10u);
+  int64_t total = 0;
+  for (const auto& row : m["confusion_matrix"]) {
+    for (const auto& v : row) total += v.as<int64_t>();
+  }
+  EXPECT_EQ(total, 100);
+  EXPECT_GT(m["timings"]["pretrain_seconds"].as<double>(), 0.0);
+  // The resolved config in the run folder reproduces the run's config.
+  EXPECT_EQ(config::to_yaml(config::load_config((run / "config.yaml").string())),
+            config::to_yaml(cfg));
+
+  // classify + evaluate alone reuse the pretrained encoder, and give the same result.
+  const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
+  EXPECT_EQ(YAML::LoadFile((run / kMetricsFile).string())["test_accuracy"].as<double>(), acc);
+}
+
+TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 20, 10);
+  const auto cfg = tiny(dir, "fresh");
+  try {
+    engine::run_stages(cfg, {"classify"}, builtin_stages());
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("autoencoder.pt"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'pretrain' stage"), std::string::npos) << msg;
+  }
+}
+
+TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
+  torch::manual_seed(0);
+  TempDir dir;
+  const auto cfg = tiny(dir);
+  models::Autoencoder ae(cfg.model);
+  ae->set_normalization(torch::full({3}, 0.4), torch::full({3}, 0.2));
+  // Give BatchNorm non-trivial running statistics, as after pretraining.
+  ae->train();
+  for (int i = 0; i < 3; ++i) ae->forward(torch::rand({16, 3, 32, 32}));
+  std::vector<std::pair<std::string, torch::Tensor>> before;
+  for (const auto& kv : ae->named_parameters())
+    before.emplace_back(kv.key(), kv.value().detach().clone());
+  for (const auto& kv : ae->named_buffers()) before.emplace_back(kv.key(), kv.value().clone());
+  ASSERT_GT(before.size(), 10u);
+
+  auto [img, lab] = testing::synthetic_images(120, 10, 32, 5);
+  data::Dataset train{img.narrow(0, 0, 100), lab.narrow(0, 0, 100), data::cifar10_class_names()};
+  data::Dataset val{img.narrow(0, 100, 20), lab.narrow(0, 100, 20), data::cifar10_class_names()};
+  auto r = train_head(ae, train, val, cfg.classify, torch::kCPU);
+  EXPECT_EQ(r.history.size(), static_cast<size_t>(cfg.classify.epochs));
+
+  auto params = ae->named_parameters();
+  auto buffers = ae->named_buffers();
+  for (const auto& [name, value] : before) {
+    const auto* now = params.find(name) ? params.find(name) : buffers.find(name);
+    ASSERT_NE(now, nullptr) << name;
+    EXPECT_TRUE(torch::equal(*now, value)) << name << " changed";
+  }
+  for (const auto& p : ae->parameters()) EXPECT_FALSE(p.requires_grad());
+  EXPECT_FALSE(ae->is_training());
+}
+
+TEST(Cuda, EndToEndOnGpu) {
+  if (!torch::cuda::is_available())
+    GTEST_SKIP() << "no CUDA device: CUDA path runs on the GPU machine";
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 80, 100);
+  const auto cfg = tiny(dir, "cuda", {"device=cuda"});
+  engine::run_stages(cfg, cfg.stages, builtin_stages());
+  const YAML::Node m = YAML::LoadFile((dir / "runs/cuda" / kMetricsFile).string());
+  EXPECT_GT(m["test_accuracy"].as<double>(), 0.3);
+  EXPECT_EQ(m["device"].as<std::string>(), "cuda:0");
+}
+
+}  // namespace
+}  // namespace aefx::stages

@@ -1,0 +1,109 @@
+#include "test_util.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+namespace aefx::testing {
+namespace fs = std::filesystem;
+
+TempDir::TempDir(const std::string& tag) {
+  std::random_device rd;
+  path_ = fs::temp_directory_path() /
+          (tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  fs::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
+  fs::remove_all(path_, ec);
+}
+
+std::pair<torch::Tensor, torch::Tensor> synthetic_images(int64_t n, int64_t classes, int64_t size,
+                                                         uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto labels = torch::arange(n, torch::kLong).remainder(classes);
+  auto k = labels.to(torch::kFloat).view({n, 1, 1, 1});
+  auto coords = torch::linspace(0, 1, size).view({1, 1, size, 1});
+  auto ys = coords.expand({n, 1, size, size});
+  auto xs = coords.view({1, 1, 1, size}).expand({n, 1, size, size});
+  // Blob centre and colour both encode the class; jitter keeps it from being trivial.
+  auto cy = 0.25 + 0.5 * (k / std::max<int64_t>(1, classes - 1)) +
+            0.05 * torch::randn({n, 1, 1, 1}, gen, torch::kFloat);
+  auto cx = 0.75 - 0.5 * (k / std::max<int64_t>(1, classes - 1)) +
+            0.05 * torch::randn({n, 1, 1, 1}, gen, torch::kFloat);
+  auto blob = torch::exp(-((ys - cy).pow(2) + (xs - cx).pow(2)) / 0.03);
+  auto hue = k * (6.2831853 / classes);
+  auto color =
+      torch::cat({torch::cos(hue), torch::cos(hue + 2.094), torch::cos(hue + 4.189)}, 1) * 0.4 +
+      0.5;
+  auto img = 0.15 + blob * color + 0.05 * torch::randn({n, 3, size, size}, gen, torch::kFloat);
+  return {img.clamp(0, 1).mul(255).round().to(torch::kUInt8), labels};
+}
+
+void write_bytes(const fs::path& file, const std::string& bytes) {
+  fs::create_directories(file.parent_path());
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + file.string());
+}
+
+namespace {
+std::string cifar_records(const torch::Tensor& images, const torch::Tensor& labels) {
+  const int64_t n = images.size(0);
+  std::string out(static_cast<size_t>(n * 3073), '\0');
+  auto img = images.contiguous();
+  const uint8_t* px = img.data_ptr<uint8_t>();
+  auto lab = labels.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i * 3073)] = static_cast<char>(lab[i]);
+    std::memcpy(&out[static_cast<size_t>(i * 3073 + 1)], px + i * 3072, 3072);
+  }
+  return out;
+}
+}  // namespace
+
+void write_cifar_binary(const fs::path& dir, int64_t per_batch, int64_t test_n, uint64_t seed) {
+  const fs::path d = dir / "cifar-10-batches-bin";
+  for (int b = 1; b <= 5; ++b) {
+    auto [img, lab] = synthetic_images(per_batch, 10, 32, seed * 10 + b);
+    write_bytes(d / ("data_batch_" + std::to_string(b) + ".bin"), cifar_records(img, lab));
+  }
+  auto [img, lab] = synthetic_images(test_n, 10, 32, seed * 10 + 7);
+  write_bytes(d / "test_batch.bin", cifar_records(img, lab));
+}
+
+int run_command(const std::string& cmd, std::string* output) {
+  std::string full = cmd + " 2>&1";
+  FILE* pipe = ::popen(full.c_str(), "r");
+  if (!pipe) throw std::runtime_error("popen failed: " + cmd);
+  std::array<char, 4096> buf;
+  std::string out;
+  size_t got;
+  while ((got = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), got);
+  const int status = ::pclose(pipe);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string tiny_config_yaml(const fs::path& data_root, const fs::path& out_dir,
+                             const std::string& name) {
+  return "name: " + name + "\ndevice: cpu\nseed: 0\nthreads: 2\noutput_dir: " + out_dir.string() +
+         "\ndata:\n  root: " + data_root.string() +
+         "\n  val_size: 40\n  limit_train: 300\n  limit_test: 100\nmodel:\n  widths: [8, 16]\n"
+         "  blocks: [1, 1]\npretrain:\n  epochs: 1\n  batch_size: 32\n  lr: 0.003\n  mask_ratio: "
+         "0.25\n"
+         "  noise: 0.05\nclassify:\n  epochs: 3\n  batch_size: 64\n  lr: 0.003\n  hidden: [16]\n"
+         "  pool_grids: [2, 1]\n  code_batch_size: 64\nevaluate:\n  batch_size: 64\n";
+}
+
+}  // namespace aefx::testing
