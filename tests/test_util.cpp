@@ -3,6 +3,16 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
+
+#include "aefx/config/config.h"
+#include "aefx/data/dataset.h"
+#include "aefx/engine/runner.h"
+#include "aefx/stages/stages.h"
+
+#ifdef AEFX_HAVE_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#endif
 #include <unistd.h>
 
 #include <array>
@@ -10,6 +20,8 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <stdexcept>
 
 namespace aefx::testing {
@@ -104,6 +116,63 @@ std::string tiny_config_yaml(const fs::path& data_root, const fs::path& out_dir,
          "0.25\n"
          "  noise: 0.05\nclassify:\n  epochs: 3\n  batch_size: 64\n  lr: 0.003\n  hidden: [16]\n"
          "  pool_grids: [2, 1]\n  code_batch_size: 64\nevaluate:\n  batch_size: 64\n";
+}
+
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  std::smatch m;
+  const std::regex re("\"" + key + "\"\\s*:\\s*([-+0-9.eE]+)");
+  if (!std::regex_search(json, m, re)) return std::nan("");
+  return std::stod(m[1].str());
+}
+
+void write_png(const std::string& file, const torch::Tensor& image, int64_t size) {
+#ifdef AEFX_HAVE_OPENCV
+  auto hwc = image.permute({1, 2, 0}).flip({2}).contiguous();  // RGB -> BGR for OpenCV
+  cv::Mat bgr(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3,
+              hwc.data_ptr<uint8_t>());
+  cv::Mat out;
+  cv::resize(bgr, out, cv::Size(static_cast<int>(size), static_cast<int>(size)), 0, 0,
+             cv::INTER_NEAREST);
+  if (!cv::imwrite(file, out)) throw std::runtime_error("cannot write " + file);
+#else
+  (void)image;
+  (void)size;
+  throw std::runtime_error("write_png " + file + ": tests built without OpenCV");
+#endif
+}
+
+namespace {
+engine::RunContext run_context(const fs::path& run) {
+  return engine::RunContext{config::load_config((run / "config.yaml").string()), run, torch::kCPU};
+}
+}  // namespace
+
+std::string native_top1(const fs::path& run, const torch::Tensor& image) {
+  const auto ctx = run_context(run);
+  auto ae = stages::load_autoencoder(ctx);
+  stages::freeze(ae);
+  auto head = stages::load_head(ctx, 10);
+  torch::NoGradGuard no_grad;
+  auto codes =
+      stages::compute_codes(ae, image.unsqueeze(0), ctx.config.classify.pool_grids, 1, torch::kCPU);
+  return data::cifar10_class_names()[static_cast<size_t>(
+      head->forward(codes).argmax(1).item<int64_t>())];
+}
+
+torch::Tensor native_codes(const fs::path& run, const std::string& data_root, int64_t n) {
+  const auto ctx = run_context(run);
+  auto ae = stages::load_autoencoder(ctx);
+  stages::freeze(ae);
+  auto test = data::load_cifar10_binary(data_root, data::Split::kTest);
+  return stages::compute_codes(ae, test.images.narrow(0, 0, n), ctx.config.classify.pool_grids, n,
+                               torch::kCPU);
 }
 
 }  // namespace aefx::testing

@@ -40,4 +40,20 @@ std::string tiny_config_yaml(const std::filesystem::path& data_root,
                              const std::filesystem::path& out_dir,
                              const std::string& name = "tiny");
 
+/// A whole file as a string.
+std::string read_file(const std::filesystem::path& file);
+
+/// The number after "key": in JSON text (first occurrence); NaN when absent.
+double json_number(const std::string& json, const std::string& key);
+
+/// Writes a uint8 3 x H x W RGB image as PNG, scaled (nearest) to size x size.
+void write_png(const std::string& file, const torch::Tensor& image, int64_t size);
+
+/// Class name the native (non-exported) models of run folder `run` predict for a uint8 image.
+std::string native_top1(const std::filesystem::path& run, const torch::Tensor& image);
+
+/// Native latent codes (N x D float) of the first n test images of a CIFAR binary data set.
+torch::Tensor native_codes(const std::filesystem::path& run, const std::string& data_root,
+                           int64_t n);
+
 }  // namespace aefx::testing

@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "aefx/config/config.h"
+#include "aefx/data/dataset.h"
 #include "aefx/engine/runner.h"
+#include "aefx/models/torchscript.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/json.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
@@ -22,17 +25,23 @@ constexpr const char* kUsage =
 usage:
   aefx run CONFIG [--stages a,b,...] [--set key=value ...] [--quiet|--verbose]
   aefx config CONFIG [--set key=value ...] [--get key]
+  aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]
+  aefx evaluate --model classifier.pt --data DIR [--format cifar10-binary|image-folder] [--json]
   aefx --help | --version
 
 commands:
   run      run the config's stages (pretrain -> classify -> evaluate) in its run folder
   config   print the resolved config (every key, after --set), or one key with --get
+  predict  classify image files with an exported classifier.pt (no config or run folder needed)
+  evaluate test accuracy of an exported classifier.pt on a data set
 
 examples:
   aefx run configs/cifar10-cpu.yaml --set data.root=/data/cifar10
   aefx run configs/cifar10.yaml --stages classify,evaluate
   aefx run configs/cifar10.yaml --set pretrain.epochs=5 --set device=cuda
   aefx config configs/cifar10.yaml --get data.root
+  aefx predict --model models/cifar10/classifier.pt cat.png ship.jpg --top-k 3
+  aefx evaluate --model models/cifar10/classifier.pt --data data/cifar10
 
 exit codes: 0 success, 2 usage or config error, 1 runtime error
 )";
@@ -43,7 +52,7 @@ Runs the stages listed in the config (or --stages) in the run folder output_dir/
 Each stage reads what earlier stages wrote there, so stages can run alone.
 
 options:
-  --stages a,b,...   stages to run, from: pretrain classify evaluate
+  --stages a,b,...   stages to run, from: pretrain classify evaluate export
   --set key=value    override any config key (validated like the file); repeatable
   --quiet            print warnings and errors only
   --verbose          print debug lines too
@@ -137,6 +146,130 @@ int cmd_config(const std::vector<std::string>& argv) {
   return 0;
 }
 
+/// Options of the commands that work on an exported model.
+struct ModelArgs {
+  std::string model, data, format = "cifar10-binary";
+  std::vector<std::string> images;
+  int64_t top_k = 3;
+  bool json = false, help = false;
+};
+
+ModelArgs parse_model_args(const std::vector<std::string>& argv) {
+  ModelArgs a;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    auto value = [&](const std::string& flag) {
+      if (i + 1 >= argv.size()) throw UsageError(flag + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      a.help = true;
+    } else if (arg == "--model") {
+      a.model = value(arg);
+    } else if (arg == "--data") {
+      a.data = value(arg);
+    } else if (arg == "--format") {
+      a.format = value(arg);
+      if (a.format != "cifar10-binary" && a.format != "image-folder") {
+        throw UsageError("--format expects cifar10-binary or image-folder, found '" + a.format +
+                         "'");
+      }
+    } else if (arg == "--top-k") {
+      const std::string v = value(arg);
+      try {
+        a.top_k = std::stoll(v);
+      } catch (const std::exception&) {
+        a.top_k = 0;
+      }
+      if (a.top_k < 1) throw UsageError("--top-k expects a positive integer, found '" + v + "'");
+    } else if (arg == "--json") {
+      a.json = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw UsageError("unknown option '" + arg + "'");
+    } else {
+      a.images.push_back(arg);
+    }
+  }
+  if (!a.help && a.model.empty()) throw UsageError("missing --model (an exported classifier.pt)");
+  return a;
+}
+
+int cmd_predict(const std::vector<std::string>& argv) {
+  const ModelArgs a = parse_model_args(argv);
+  if (a.help) {
+    std::cout
+        << "usage: aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]\n\n"
+           "Decodes each image (any size, colour or grey; converted as in training) and prints\n"
+           "its top-k classes with probabilities.\n";
+    return 0;
+  }
+  if (a.images.empty()) throw UsageError("predict needs at least one image file");
+  aefx::models::ExportedClassifier clf(a.model);
+  const auto k = std::min<int64_t>(a.top_k, static_cast<int64_t>(clf.class_names().size()));
+  aefx::util::Json out = aefx::util::Json::Array{};
+  for (const auto& file : a.images) {
+    auto x =
+        aefx::data::decode_image(file, clf.image_size()).unsqueeze(0).to(torch::kFloat).div_(255.0);
+    auto probs = torch::softmax(clf.logits(x), 1)[0];
+    auto [p, idx] = probs.topk(k);
+    aefx::util::Json top = aefx::util::Json::Array{};
+    std::string line = file + ":";
+    for (int64_t j = 0; j < k; ++j) {
+      const auto& name = clf.class_names()[static_cast<size_t>(idx[j].item<int64_t>())];
+      top.push_back(
+          aefx::util::Json::object({{"class", name}, {"probability", p[j].item<double>()}}));
+      line +=
+          aefx::util::strfmt(" %s %.3f%s", name.c_str(), p[j].item<double>(), j + 1 < k ? "," : "");
+    }
+    if (a.json) {
+      out.push_back(aefx::util::Json::object({{"file", file}, {"top", top}}));
+    } else {
+      std::cout << line << "\n";
+    }
+  }
+  if (a.json) std::cout << out.dump() << "\n";
+  return 0;
+}
+
+int cmd_evaluate_model(const std::vector<std::string>& argv) {
+  const ModelArgs a = parse_model_args(argv);
+  if (a.help) {
+    std::cout << "usage: aefx evaluate --model classifier.pt --data DIR "
+                 "[--format cifar10-binary|image-folder] [--json]\n";
+    return 0;
+  }
+  if (a.data.empty()) throw UsageError("evaluate needs --data DIR (the data set's root)");
+  if (!a.images.empty()) throw UsageError("unexpected argument '" + a.images[0] + "'");
+  aefx::util::configure_threads(0);
+  aefx::models::ExportedClassifier clf(a.model);
+  aefx::config::DataConfig dc;
+  dc.root = a.data;
+  dc.format = a.format;
+  dc.image_size = clf.image_size();
+  const auto test = aefx::data::load_split(dc, aefx::data::Split::kTest, 0);
+  if (test.class_names != clf.class_names()) {
+    throw std::runtime_error("the data set's classes differ from the model's (" +
+                             std::to_string(test.class_names.size()) + " vs " +
+                             std::to_string(clf.class_names().size()) + ")");
+  }
+  int64_t correct = 0;
+  for (int64_t i = 0; i < test.size(); i += 500) {
+    const int64_t b = std::min<int64_t>(500, test.size() - i);
+    auto x = test.images.narrow(0, i, b).to(torch::kFloat).div_(255.0);
+    correct += (clf.logits(x).argmax(1) == test.labels.narrow(0, i, b)).sum().item<int64_t>();
+  }
+  const double acc = static_cast<double>(correct) / static_cast<double>(test.size());
+  if (a.json) {
+    std::cout
+        << aefx::util::Json::object({{"test_accuracy", acc}, {"test_images", test.size()}}).dump(-1)
+        << "\n";
+  } else {
+    std::cout << aefx::util::strfmt("test accuracy %.4f on %lld images\n", acc,
+                                    static_cast<long long>(test.size()));
+  }
+  return 0;
+}
+
 int dispatch(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
@@ -152,6 +285,8 @@ int dispatch(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "run") return cmd_run(args);
   if (cmd == "config") return cmd_config(args);
+  if (cmd == "predict") return cmd_predict(args);
+  if (cmd == "evaluate") return cmd_evaluate_model(args);
   throw UsageError("unknown command '" + cmd + "' (try aefx --help)");
 }
 

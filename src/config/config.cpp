@@ -370,7 +370,7 @@ void check_consistency(const Config& c) {
 }  // namespace
 
 const std::vector<std::string>& known_stages() {
-  static const std::vector<std::string> stages{"pretrain", "classify", "evaluate"};
+  static const std::vector<std::string> stages{"pretrain", "classify", "evaluate", "export"};
   return stages;
 }
 

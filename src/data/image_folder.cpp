@@ -41,8 +41,10 @@ std::vector<std::string> sorted_subdirs(const fs::path& dir) {
   return names;
 }
 
+}  // namespace
+
 /// Decodes one file to RGB uint8 size x size (HWC), converting grey and alpha images.
-void decode_into(const fs::path& file, int size, uint8_t* dst) {
+static void decode_into(const fs::path& file, int size, uint8_t* dst) {
   cv::Mat img = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
   if (img.empty()) throw std::runtime_error("cannot decode image " + file.string());
   if (img.depth() != CV_8U) {
@@ -76,7 +78,12 @@ void decode_into(const fs::path& file, int size, uint8_t* dst) {
   std::memcpy(dst, rgb.data, static_cast<size_t>(size) * size * 3);
 }
 
-}  // namespace
+torch::Tensor decode_image(const std::string& file, int64_t size) {
+  if (!fs::exists(file)) throw std::runtime_error("image " + file + " does not exist");
+  auto hwc = torch::empty({size, size, 3}, torch::kUInt8);
+  decode_into(file, static_cast<int>(size), hwc.data_ptr<uint8_t>());
+  return hwc.permute({2, 0, 1}).contiguous();
+}
 
 Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
   const std::string split_name = split == Split::kTrain ? "train" : "test";
@@ -159,6 +166,11 @@ Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
 }
 
 #else
+
+torch::Tensor decode_image(const std::string& file, int64_t) {
+  throw std::runtime_error("cannot decode " + file +
+                           ": aefx was built without OpenCV; rebuild with OpenCV installed");
+}
 
 Dataset load_image_folder(const std::string& root, Split, int64_t) {
   throw std::runtime_error("data.format image-folder (" + root +

@@ -10,6 +10,7 @@ engine::StageRegistry builtin_stages() {
   r.add("pretrain", pretrain);
   r.add("classify", classify);
   r.add("evaluate", evaluate);
+  r.add("export", export_models);
   return r;
 }
 
@@ -34,6 +35,16 @@ models::Autoencoder load_autoencoder(const engine::RunContext& ctx) {
   ae->to(ctx.device);
   to_channels_last(*ae);
   return ae;
+}
+
+models::Head load_head(const engine::RunContext& ctx, int64_t classes) {
+  const auto& c = ctx.config.classify;
+  models::Head head(models::code_dim(ctx.config.model, c.pool_grids), c.hidden, c.dropout, classes);
+  engine::load_checkpoint(ctx.run_dir / kHeadFile, {"head", head_architecture(ctx.config, classes)},
+                          *head, "classify");
+  head->to(ctx.device);
+  head->eval();
+  return head;
 }
 
 void freeze(models::Autoencoder& ae) {

@@ -36,12 +36,7 @@ void evaluate(engine::RunContext& ctx) {
   freeze(ae);
   auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   const auto classes = static_cast<int64_t>(test.class_names.size());
-  models::Head head(models::code_dim(cfg.model, cfg.classify.pool_grids), cfg.classify.hidden,
-                    cfg.classify.dropout, classes);
-  engine::load_checkpoint(ctx.run_dir / kHeadFile, {"head", head_architecture(cfg, classes)}, *head,
-                          "classify");
-  head->to(ctx.device);
-  head->eval();
+  auto head = load_head(ctx, classes);
 
   metrics::ConfusionMatrix cm(classes);
   {

@@ -21,7 +21,7 @@ TEST(Config, EmptyGivesDefaults) {
   const Config c = parse_config("", {}, "empty");
   EXPECT_EQ(c.device, "auto");
   EXPECT_EQ(c.output_dir, "models");
-  EXPECT_EQ(c.stages, (std::vector<std::string>{"pretrain", "classify", "evaluate"}));
+  EXPECT_EQ(c.stages, (std::vector<std::string>{"pretrain", "classify", "evaluate", "export"}));
   EXPECT_EQ(c.model.widths.size(), c.classify.pool_grids.size());
 }
 

@@ -26,7 +26,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   testing::write_cifar_binary(dir / "data", 80, 100);
   const auto cfg = tiny(dir);
   const auto times = engine::run_stages(cfg, cfg.stages, builtin_stages());
-  ASSERT_EQ(times.size(), 3u);
+  ASSERT_EQ(times.size(), 4u);
   const fs::path run = dir / "runs/tiny";
   for (const char* f : {"config.yaml", "log.txt", kAutoencoderFile, kHeadFile, kPretrainSummary,
                         kClassifySummary, kMetricsFile, kPretrainCheckpoint}) {

@@ -71,7 +71,7 @@ struct Config {
   int64_t seed = 0;
   int64_t threads = 0;  ///< intra-op CPU threads; 0 = all cores
   std::string output_dir = "models";
-  std::vector<std::string> stages{"pretrain", "classify", "evaluate"};
+  std::vector<std::string> stages{"pretrain", "classify", "evaluate", "export"};
   DataConfig data;
   ModelConfig model;
   PretrainConfig pretrain;

@@ -39,6 +39,10 @@ Dataset load_cifar10_binary(const std::string& root, Split split);
 /// not images (by extension) are skipped with a warning that counts them.
 Dataset load_image_folder(const std::string& root, Split split, int64_t size);
 
+/// Decodes one image file with OpenCV to uint8 3 x size x size RGB (grey and RGBA converted,
+/// resized). Throws std::runtime_error naming the file when it is missing or undecodable.
+torch::Tensor decode_image(const std::string& file, int64_t size);
+
 /// Loads the split named by the config (format, root, image size, limit). A limit keeps a
 /// seeded random subset, so a limited image folder still holds every class.
 Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed);

@@ -1,9 +1,10 @@
 #pragma once
 // The pipeline stages. Each reads what earlier stages wrote in the run folder and writes its
 // own files there, so any stage can run alone:
-//   pretrain -> autoencoder.pt, pretrain.json, checkpoints/pretrain_last.pt
-//   classify -> head.pt, classify.json            (needs autoencoder.pt)
-//   evaluate -> metrics.json                      (needs autoencoder.pt, head.pt)
+//   pretrain -> checkpoints/autoencoder.pt, checkpoints/pretrain_last.pt, pretrain.json
+//   classify -> checkpoints/head.pt, classify.json      (needs the autoencoder)
+//   evaluate -> metrics.json                            (needs the autoencoder and head)
+//   export   -> encoder.pt, autoencoder.pt, classifier.pt (TorchScript), model.json
 #include <torch/types.h>
 
 #include <string>
@@ -15,18 +16,20 @@
 
 namespace aefx::stages {
 
-inline constexpr const char* kAutoencoderFile = "autoencoder.pt";
-inline constexpr const char* kHeadFile = "head.pt";
+inline constexpr const char* kAutoencoderFile = "checkpoints/autoencoder.pt";
+inline constexpr const char* kHeadFile = "checkpoints/head.pt";
 inline constexpr const char* kPretrainSummary = "pretrain.json";
 inline constexpr const char* kClassifySummary = "classify.json";
 inline constexpr const char* kMetricsFile = "metrics.json";
 inline constexpr const char* kPretrainCheckpoint = "checkpoints/pretrain_last.pt";
+inline constexpr const char* kModelJson = "model.json";
 
 void pretrain(engine::RunContext& ctx);
 void classify(engine::RunContext& ctx);
 void evaluate(engine::RunContext& ctx);
+void export_models(engine::RunContext& ctx);
 
-/// The registry holding pretrain, classify and evaluate.
+/// The registry holding pretrain, classify, evaluate and export.
 engine::StageRegistry builtin_stages();
 
 /// The train/validation split every stage uses (same seed, so the same images).
@@ -34,6 +37,9 @@ std::pair<data::Dataset, data::Dataset> load_train_val(const config::Config& cfg
 
 /// Builds the configured autoencoder and loads the run folder's autoencoder.pt into it.
 models::Autoencoder load_autoencoder(const engine::RunContext& ctx);
+
+/// Builds the configured head for `classes` classes and loads the run folder's head into it.
+models::Head load_head(const engine::RunContext& ctx, int64_t classes);
 
 /// Freezes the autoencoder for feature extraction: no gradients, eval mode (BatchNorm
 /// statistics untouched).

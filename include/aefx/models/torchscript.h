@@ -1,0 +1,57 @@
+#pragma once
+// TorchScript versions of the trained models, for use without aefx (C++ or Python).
+//
+// Why generated source: LibTorch's C++ frontend has no tracer or scripter for torch::nn
+// modules, and keeping the models as TorchScript from the start would give up the C++
+// modules' speed and clarity in training. The architecture is small and regular, so aefx
+// writes its TorchScript source from the trained module's structure and defines it on a
+// torch::jit::Module whose parameters and buffers are the trained tensors (copied to CPU).
+// The generated code uses only aten operators, so the files load in torch 1.13 and 2.x.
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+#include "aefx/models/autoencoder.h"
+
+namespace aefx::models {
+
+/// images (float N x C x H x W, RGB in [0, 1]) -> latent codes (N x D), as the head saw them.
+torch::jit::Module script_encoder(Autoencoder& ae, const std::vector<int64_t>& grids);
+
+/// images -> reconstructions, in [0, 1].
+torch::jit::Module script_autoencoder(Autoencoder& ae);
+
+/// images -> logits: normalisation, encoder, pooling, code standardisation and head in one.
+torch::jit::Module script_classifier(Autoencoder& ae, Head& head,
+                                     const std::vector<int64_t>& grids);
+
+/// Name of the metadata file stored inside every exported .pt (same content as model.json).
+inline constexpr const char* kExportMetaName = "aefx.json";
+
+/// Saves a scripted module with `meta_json` embedded, atomically, on CPU.
+void save_scripted(torch::jit::Module& module, const std::string& path,
+                   const std::string& meta_json);
+
+/// An exported classifier loaded from its .pt alone: no config, no run folder.
+class ExportedClassifier {
+ public:
+  /// Throws std::runtime_error naming the file when it is missing, not TorchScript, or not an
+  /// aefx export.
+  explicit ExportedClassifier(const std::string& path);
+  /// Logits for float images N x C x H x W in [0, 1].
+  torch::Tensor logits(const torch::Tensor& images);
+  const std::vector<std::string>& class_names() const { return class_names_; }
+  int64_t image_size() const { return image_size_; }
+  int64_t channels() const { return channels_; }
+  const std::string& kind() const { return kind_; }
+
+ private:
+  torch::jit::Module module_;
+  std::vector<std::string> class_names_;
+  int64_t image_size_ = 32;
+  int64_t channels_ = 3;
+  std::string kind_;
+};
+
+}  // namespace aefx::models

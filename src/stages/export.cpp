@@ -1,0 +1,99 @@
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include "aefx/models/torchscript.h"
+#include "aefx/stages/stages.h"
+#include "aefx/util/fs.h"
+#include "aefx/util/json.h"
+#include "aefx/util/log.h"
+
+namespace aefx::stages {
+
+void export_models(engine::RunContext& ctx) {
+  const auto& cfg = ctx.config;
+  util::require_file(ctx.run_dir / kClassifySummary, "classify");
+  std::vector<std::string> class_names;
+  try {
+    class_names = YAML::LoadFile((ctx.run_dir / kClassifySummary).string())["class_names"]
+                      .as<std::vector<std::string>>();
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cannot read class names from " +
+                             (ctx.run_dir / kClassifySummary).string() + ": " + e.msg);
+  }
+  // Export from CPU copies, so the files load on any machine, whatever trained them.
+  engine::RunContext cpu = ctx;
+  cpu.device = torch::kCPU;
+  auto ae = load_autoencoder(cpu);
+  freeze(ae);
+  auto head = load_head(cpu, static_cast<int64_t>(class_names.size()));
+  const auto& grids = cfg.classify.pool_grids;
+
+  util::Json test_metrics = util::Json::object();
+  if (std::filesystem::exists(ctx.run_dir / kMetricsFile)) {
+    const YAML::Node m = YAML::LoadFile((ctx.run_dir / kMetricsFile).string());
+    test_metrics.set("test_accuracy", m["test_accuracy"].as<double>());
+    test_metrics.set("test_images", m["test_images"].as<int64_t>());
+  }
+  auto meta_for = [&](const std::string& kind, const std::string& output) {
+    const auto size = cfg.data.image_size;
+    return util::Json::object(
+        {{"kind", kind},
+         {"format", "aefx-torchscript-1"},
+         {"output", output},
+         {"class_names", util::Json::array(class_names)},
+         {"input",
+          util::Json::object({{"channels", int64_t{3}},
+                              {"height", size},
+                              {"width", size},
+                              {"layout", "NCHW"},
+                              {"dtype", "float32"},
+                              {"color", "RGB"},
+                              {"value_range", util::Json::array(std::vector<double>{0.0, 1.0})}})},
+         {"mean", util::Json::array(std::vector<float>(
+                      ae->mean.data_ptr<float>(), ae->mean.data_ptr<float>() + ae->mean.numel()))},
+         {"std", util::Json::array(std::vector<float>(
+                     ae->std.data_ptr<float>(), ae->std.data_ptr<float>() + ae->std.numel()))},
+         {"code_dim", models::code_dim(cfg.model, grids)},
+         {"metrics", test_metrics},
+         {"config_yaml", config::to_yaml(cfg)},
+         {"aefx_version", AEFX_VERSION},
+         {"libtorch_version", std::to_string(TORCH_VERSION_MAJOR) + "." +
+                                  std::to_string(TORCH_VERSION_MINOR) + "." +
+                                  std::to_string(TORCH_VERSION_PATCH)}});
+  };
+
+  auto encoder = models::script_encoder(ae, grids);
+  auto autoencoder = models::script_autoencoder(ae);
+  auto classifier = models::script_classifier(ae, head, grids);
+
+  // The export must compute what the native models compute.
+  torch::manual_seed(0);
+  const auto probe = torch::rand({4, 3, cfg.data.image_size, cfg.data.image_size});
+  torch::NoGradGuard no_grad;
+  const auto native = head->forward(
+      compute_codes(ae, probe.mul(255).round().to(torch::kUInt8), grids, 4, torch::kCPU));
+  const auto scripted = classifier.forward({probe.mul(255).round().div(255)}).toTensor();
+  const double diff = (native - scripted).abs().max().item<double>();
+  if (diff > 1e-4) {
+    throw std::runtime_error(
+        "export check failed: classifier.pt differs from the native model by " +
+        std::to_string(diff));
+  }
+  models::save_scripted(encoder, (ctx.run_dir / "encoder.pt").string(),
+                        meta_for("encoder", "latent codes N x code_dim").dump());
+  models::save_scripted(autoencoder, (ctx.run_dir / "autoencoder.pt").string(),
+                        meta_for("autoencoder", "reconstructions N x 3 x H x W in [0, 1]").dump());
+  const auto meta = meta_for("classifier", "logits N x classes");
+  models::save_scripted(classifier, (ctx.run_dir / "classifier.pt").string(), meta.dump());
+  auto model_json = meta;
+  model_json.set("files", util::Json::object({{"encoder.pt", "images -> latent codes"},
+                                              {"autoencoder.pt", "images -> reconstructions"},
+                                              {"classifier.pt", "images -> logits"}}));
+  util::atomic_write_text(ctx.run_dir / kModelJson, model_json.dump() + "\n");
+  util::log_info(
+      util::strfmt("export: encoder.pt, autoencoder.pt, classifier.pt, model.json in %s "
+                   "(max |native - exported| = %.2e)",
+                   ctx.run_dir.string().c_str(), diff));
+}
+
+}  // namespace aefx::stages

@@ -1,0 +1,107 @@
+#include "aefx/models/torchscript.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "aefx/stages/stages.h"
+#include "test_util.h"
+
+namespace aefx::models {
+namespace {
+using aefx::testing::TempDir;
+
+struct Trained {
+  Autoencoder ae{nullptr};
+  Head head{nullptr};
+  std::vector<int64_t> grids{2, 1, 1};
+};
+
+/// A small model with non-trivial weights, BatchNorm statistics and normalisation.
+Trained make_model() {
+  torch::manual_seed(3);
+  config::ModelConfig m;
+  m.widths = {4, 8, 8};
+  m.blocks = {1, 2, 1};
+  m.decoder_blocks = 2;
+  Trained t;
+  t.ae = Autoencoder(m);
+  t.ae->set_normalization(torch::tensor({0.49f, 0.48f, 0.45f}),
+                          torch::tensor({0.25f, 0.24f, 0.26f}));
+  t.ae->train();
+  for (int i = 0; i < 3; ++i) t.ae->forward(torch::randn({8, 3, 16, 16}));
+  stages::freeze(t.ae);
+  t.head = Head(code_dim(m, t.grids), std::vector<int64_t>{12, 6}, 0.3, 5);
+  t.head->set_standardization(torch::rand({code_dim(m, t.grids)}),
+                              torch::rand({code_dim(m, t.grids)}) + 0.5);
+  t.head->eval();
+  return t;
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
+
+TEST(TorchScript, ExportsEqualNativeModels) {
+  auto t = make_model();
+  torch::NoGradGuard no_grad;
+  auto x = torch::rand({6, 3, 16, 16});
+  auto codes = pool_codes(t.ae->encoder->forward(t.ae->normalize(x)), t.grids);
+  auto enc = script_encoder(t.ae, t.grids);
+  EXPECT_LE(max_diff(enc.forward({x}).toTensor(), codes), 1e-5);
+  auto ae = script_autoencoder(t.ae);
+  auto recon = t.ae->denormalize(t.ae->forward(t.ae->normalize(x))).clamp(0, 1);
+  EXPECT_LE(max_diff(ae.forward({x}).toTensor(), recon), 1e-5);
+  auto clf = script_classifier(t.ae, t.head, t.grids);
+  EXPECT_LE(max_diff(clf.forward({x}).toTensor(), t.head->forward(codes)), 1e-5);
+}
+
+TEST(TorchScript, SavedFileReloadsWithMetadata) {
+  TempDir dir;
+  auto t = make_model();
+  auto clf = script_classifier(t.ae, t.head, t.grids);
+  const auto path = (dir / "classifier.pt").string();
+  save_scripted(clf, path,
+                R"({"kind": "classifier", "class_names": ["a", "b", "c", "d", "e"],)"
+                R"( "input": {"channels": 3, "height": 16, "width": 16}})");
+  ExportedClassifier loaded(path);
+  EXPECT_EQ(loaded.class_names().size(), 5u);
+  EXPECT_EQ(loaded.image_size(), 16);
+  auto x = torch::rand({2, 3, 16, 16});
+  torch::NoGradGuard no_grad;
+  EXPECT_LE(max_diff(loaded.logits(x), clf.forward({x}).toTensor()), 1e-6);
+  try {
+    loaded.logits(torch::rand({2, 1, 16, 16}));
+    FAIL() << "a grey batch for an RGB model must fail";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("expected float images N x C x H x W"), std::string::npos);
+  }
+}
+
+std::string load_error(const std::string& path) {
+  try {
+    ExportedClassifier c(path);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TorchScript, BadModelFilesAreNamed) {
+  TempDir dir;
+  EXPECT_NE(load_error((dir / "none.pt").string()).find("does not exist"), std::string::npos);
+  testing::write_bytes(dir / "junk.pt", "not a zip");
+  EXPECT_NE(load_error((dir / "junk.pt").string()).find("not a TorchScript model file"),
+            std::string::npos);
+  auto t = make_model();
+  auto enc = script_encoder(t.ae, t.grids);
+  enc.save((dir / "plain.pt").string());
+  EXPECT_NE(load_error((dir / "plain.pt").string()).find("not an aefx export"), std::string::npos);
+  save_scripted(
+      enc, (dir / "encoder.pt").string(),
+      R"({"kind": "encoder", "class_names": [], "input": {"channels": 3, "height": 16}})");
+  EXPECT_NE(load_error((dir / "encoder.pt").string()).find("needs classifier.pt"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace aefx::models
