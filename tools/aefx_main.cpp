@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -68,6 +69,27 @@ struct UsageError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// Walks argv: -h/--help set `help`; every other argument goes to `on(arg, value)`, where
+/// value() consumes the next argument as the flag's value. `on` returns false for an argument
+/// it does not take, which is then a usage error.
+using ArgHandler = std::function<bool(const std::string&, const std::function<std::string()>&)>;
+void walk_args(const std::vector<std::string>& argv, bool& help, const ArgHandler& on) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argv.size()) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      help = true;
+    } else if (!on(arg, value)) {
+      throw UsageError(
+          (!arg.empty() && arg[0] == '-' ? "unknown option '" : "unexpected argument '") + arg +
+          "'");
+    }
+  }
+}
+
 struct Args {
   std::string config;
   std::vector<std::string> sets;
@@ -78,36 +100,29 @@ struct Args {
 
 Args parse(const std::vector<std::string>& argv, bool allow_stages, bool allow_get) {
   Args a;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& arg = argv[i];
-    auto value = [&](const std::string& flag) {
-      if (i + 1 >= argv.size()) throw UsageError(flag + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      a.help = true;
-    } else if (arg == "--set") {
-      a.sets.push_back(value(arg));
+  walk_args(argv, a.help, [&](const std::string& arg, const std::function<std::string()>& value) {
+    if (arg == "--set") {
+      a.sets.push_back(value());
     } else if (arg.rfind("--set=", 0) == 0) {
       a.sets.push_back(arg.substr(6));
     } else if (allow_stages && arg == "--stages") {
-      a.stages = aefx::config::parse_stage_list(value(arg));
+      a.stages = aefx::config::parse_stage_list(value());
     } else if (allow_get && arg == "--get") {
-      a.get = value(arg);
+      a.get = value();
     } else if (arg == "--quiet") {
       aefx::util::set_log_level(aefx::util::LogLevel::kQuiet);
     } else if (arg == "--verbose") {
       aefx::util::set_log_level(aefx::util::LogLevel::kDebug);
-    } else if (!arg.empty() && arg[0] == '-') {
-      throw UsageError("unknown option '" + arg + "'");
-    } else if (a.config.empty()) {
+    } else if (arg[0] != '-' && a.config.empty()) {
       a.config = arg;
     } else {
-      throw UsageError("unexpected argument '" + arg + "'");
+      return false;
     }
-  }
-  if (!a.help && a.config.empty())
+    return true;
+  });
+  if (!a.help && a.config.empty()) {
     throw UsageError("missing CONFIG (a YAML file, e.g. configs/cifar10.yaml)");
+  }
   return a;
 }
 
@@ -156,26 +171,19 @@ struct ModelArgs {
 
 ModelArgs parse_model_args(const std::vector<std::string>& argv) {
   ModelArgs a;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string& arg = argv[i];
-    auto value = [&](const std::string& flag) {
-      if (i + 1 >= argv.size()) throw UsageError(flag + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      a.help = true;
-    } else if (arg == "--model") {
-      a.model = value(arg);
+  walk_args(argv, a.help, [&](const std::string& arg, const std::function<std::string()>& value) {
+    if (arg == "--model") {
+      a.model = value();
     } else if (arg == "--data") {
-      a.data = value(arg);
+      a.data = value();
     } else if (arg == "--format") {
-      a.format = value(arg);
+      a.format = value();
       if (a.format != "cifar10-binary" && a.format != "image-folder") {
         throw UsageError("--format expects cifar10-binary or image-folder, found '" + a.format +
                          "'");
       }
     } else if (arg == "--top-k") {
-      const std::string v = value(arg);
+      const std::string v = value();
       try {
         a.top_k = std::stoll(v);
       } catch (const std::exception&) {
@@ -184,12 +192,13 @@ ModelArgs parse_model_args(const std::vector<std::string>& argv) {
       if (a.top_k < 1) throw UsageError("--top-k expects a positive integer, found '" + v + "'");
     } else if (arg == "--json") {
       a.json = true;
-    } else if (!arg.empty() && arg[0] == '-') {
-      throw UsageError("unknown option '" + arg + "'");
-    } else {
+    } else if (arg[0] != '-') {
       a.images.push_back(arg);
+    } else {
+      return false;
     }
-  }
+    return true;
+  });
   if (!a.help && a.model.empty()) throw UsageError("missing --model (an exported classifier.pt)");
   return a;
 }
