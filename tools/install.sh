@@ -3,7 +3,7 @@
 #   tools/install.sh [--tests]    with --tests, also builds the GoogleTest suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(cmake ninja-build ccache g++ make pkg-config libtorch-dev libopenblas0-pthread libopencv-dev
+pkgs=(cmake ninja-build ccache g++ make pkg-config clang-format libtorch-dev libopenblas0-pthread libopencv-dev
       libyaml-cpp-dev libgtest-dev python3-torch python3-pil python3-numpy curl ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -179,6 +179,16 @@ TEST(ImageFolder, BadInputsAreNamed) {
   EXPECT_NE(folder_error(dir.path(), Split::kTest).find("missing class folder 'dog'"),
             std::string::npos);
 }
+#else
+TEST(ImageFolder, BuiltWithoutOpenCvSaysSo) {
+  try {
+    load_image_folder("/tmp", Split::kTrain, 32);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("built without OpenCV"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(decode_image("/tmp/x.png", 32), std::runtime_error);
+}
 #endif
 
 }  // namespace
