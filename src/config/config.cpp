@@ -181,6 +181,10 @@ Check<std::vector<std::string>> stage_list() {
 
 // The field table is the single description of the config: parsing, validation, --set, the
 // resolved config and known_keys() all come from it.
+#define AEFX_FIELD_AS(key, path, check)                             \
+  make_field<std::decay_t<decltype(std::declval<Config&>().path)>>( \
+      key, [](Config & c) -> auto& { return c.path; },              \
+      Check<std::decay_t<decltype(std::declval<Config&>().path)>>(check))
 #define AEFX_FIELD(path, check)                                     \
   make_field<std::decay_t<decltype(std::declval<Config&>().path)>>( \
       #path, [](Config & c) -> auto& { return c.path; },            \
@@ -229,10 +233,13 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(classify.flip_codes, nullptr),
       AEFX_FIELD(classify.code_batch_size, at_least<int64_t>(1)),
       AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1)),
+      AEFX_FIELD_AS("export.device", export_.device, device_spec()),
+      AEFX_FIELD_AS("export.tolerance", export_.tolerance, positive()),
   };
   return table;
 }
 #undef AEFX_FIELD
+#undef AEFX_FIELD_AS
 
 const Field* find_field(const std::string& key) {
   for (const auto& f : fields()) {

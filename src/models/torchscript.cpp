@@ -16,13 +16,13 @@ class ScriptWriter {
  public:
   explicit ScriptWriter(const std::string& name) : module_(name) {}
 
-  /// Registers `t` (a CPU copy, contiguous) and returns "self.<name>".
+  /// Registers a contiguous copy of `t` (on its device) and returns "self.<name>".
   std::string tensor(const std::string& name, const torch::Tensor& t) {
     std::string attr = name;
     for (auto& c : attr) {
       if (c == '.') c = '_';
     }
-    module_.register_buffer(attr, t.detach().to(torch::kCPU).contiguous().clone());
+    module_.register_buffer(attr, t.detach().contiguous().clone());
     return "self." + attr;
   }
 

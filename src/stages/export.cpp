@@ -6,6 +6,7 @@
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
+#include "aefx/util/runtime.h"
 
 namespace aefx::stages {
 
@@ -20,12 +21,13 @@ void export_models(engine::RunContext& ctx) {
     throw std::runtime_error("cannot read class names from " +
                              (ctx.run_dir / kClassifySummary).string() + ": " + e.msg);
   }
-  // Export from CPU copies, so the files load on any machine, whatever trained them.
-  engine::RunContext cpu = ctx;
-  cpu.device = torch::kCPU;
-  auto ae = load_autoencoder(cpu);
+  // Export from copies on export.device (CPU by default, so the files load on any machine,
+  // whatever trained them).
+  engine::RunContext target = ctx;
+  target.device = util::resolve_device(cfg.export_.device);
+  auto ae = load_autoencoder(target);
   freeze(ae);
-  auto head = load_head(cpu, static_cast<int64_t>(class_names.size()));
+  auto head = load_head(target, static_cast<int64_t>(class_names.size()));
   const auto& grids = cfg.classify.pool_grids;
 
   util::Json test_metrics = util::Json::object();
@@ -55,6 +57,7 @@ void export_models(engine::RunContext& ctx) {
                      ae->std.data_ptr<float>(), ae->std.data_ptr<float>() + ae->std.numel()))},
          {"code_dim", models::code_dim(cfg.model, grids)},
          {"metrics", test_metrics},
+         {"device", target.device.str()},
          {"config_yaml", config::to_yaml(cfg)},
          {"aefx_version", AEFX_VERSION},
          {"libtorch_version", std::to_string(TORCH_VERSION_MAJOR) + "." +

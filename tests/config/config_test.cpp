@@ -41,6 +41,12 @@ TEST(Config, ReadsNestedKeys) {
   EXPECT_DOUBLE_EQ(c.pretrain.lr, 0.5);
   EXPECT_EQ(c.model.blocks, (std::vector<int64_t>{2, 1}));
   EXPECT_TRUE(c.classify.hidden.empty());
+  const Config e = parse_config("export:\n  device: cuda:1\n  tolerance: 0.001\n");
+  EXPECT_EQ(e.export_.device, "cuda:1");
+  EXPECT_DOUBLE_EQ(e.export_.tolerance, 0.001);
+  EXPECT_NE(error_of("export:\n  tolerance: 0\n").find("'export.tolerance'"), std::string::npos);
+  EXPECT_NE(error_of("export:\n  devise: cpu\n").find("did you mean 'export.device'"),
+            std::string::npos);
 }
 
 TEST(Config, UnknownKeyNamesNearest) {

@@ -64,6 +64,12 @@ struct EvaluateConfig {
   int64_t batch_size = 500;
 };
 
+/// TorchScript export.
+struct ExportConfig {
+  std::string device = "cpu";  ///< device the exported tensors live on (cpu loads anywhere)
+  double tolerance = 1e-4;     ///< max |native - exported| logits allowed by the export check
+};
+
 /// A whole run.
 struct Config {
   std::string name = "run";
@@ -77,6 +83,7 @@ struct Config {
   PretrainConfig pretrain;
   ClassifyConfig classify;
   EvaluateConfig evaluate;
+  ExportConfig export_;  ///< YAML key "export" (a C++ keyword)
 };
 
 /// The stage names a config may list, in pipeline order.

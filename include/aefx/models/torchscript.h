@@ -5,7 +5,7 @@
 // modules, and keeping the models as TorchScript from the start would give up the C++
 // modules' speed and clarity in training. The architecture is small and regular, so aefx
 // writes its TorchScript source from the trained module's structure and defines it on a
-// torch::jit::Module whose parameters and buffers are the trained tensors (copied to CPU).
+// torch::jit::Module whose parameters and buffers are copies of the trained tensors.
 // The generated code uses only aten operators, so the files load in torch 1.13 and 2.x.
 #include <torch/script.h>
 
@@ -29,7 +29,7 @@ torch::jit::Module script_classifier(Autoencoder& ae, Head& head,
 /// Name of the metadata file stored inside every exported .pt (same content as model.json).
 inline constexpr const char* kExportMetaName = "aefx.json";
 
-/// Saves a scripted module with `meta_json` embedded, atomically, on CPU.
+/// Saves a scripted module with `meta_json` embedded, atomically.
 void save_scripted(torch::jit::Module& module, const std::string& path,
                    const std::string& meta_json);
 
