@@ -32,7 +32,8 @@ CheckpointMeta load_checkpoint(const std::filesystem::path& path, const Checkpoi
   util::require_file(path, written_by);
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path.string());
+    // Read onto the CPU: a checkpoint written on a GPU then loads anywhere; callers move it.
+    archive.load_from(path.string(), torch::kCPU);
   } catch (const c10::Error&) {
     throw std::runtime_error("cannot read checkpoint " + path.string() +
                              ": not a valid checkpoint file (corrupt or truncated?)");
