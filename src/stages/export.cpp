@@ -9,6 +9,15 @@
 #include "aefx/util/runtime.h"
 
 namespace aefx::stages {
+namespace {
+
+util::Json float_list(const torch::Tensor& t) {
+  const auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
+  return util::Json::array(
+      std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel()));
+}
+
+}  // namespace
 
 void export_models(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
@@ -51,10 +60,8 @@ void export_models(engine::RunContext& ctx) {
                               {"dtype", "float32"},
                               {"color", "RGB"},
                               {"value_range", util::Json::array(std::vector<double>{0.0, 1.0})}})},
-         {"mean", util::Json::array(std::vector<float>(
-                      ae->mean.data_ptr<float>(), ae->mean.data_ptr<float>() + ae->mean.numel()))},
-         {"std", util::Json::array(std::vector<float>(
-                     ae->std.data_ptr<float>(), ae->std.data_ptr<float>() + ae->std.numel()))},
+         {"mean", float_list(ae->mean)},
+         {"std", float_list(ae->std)},
          {"code_dim", models::code_dim(cfg.model, grids)},
          {"metrics", test_metrics},
          {"device", target.device.str()},
@@ -69,18 +76,18 @@ void export_models(engine::RunContext& ctx) {
   auto autoencoder = models::script_autoencoder(ae);
   auto classifier = models::script_classifier(ae, head, grids);
 
-  // The export must compute what the native models compute.
+  // The export must compute what the native models compute, on the device it targets.
   torch::manual_seed(0);
-  const auto probe = torch::rand({4, 3, cfg.data.image_size, cfg.data.image_size});
+  const auto probe =
+      torch::randint(0, 256, {4, 3, cfg.data.image_size, cfg.data.image_size}, torch::kUInt8);
   torch::NoGradGuard no_grad;
-  const auto native = head->forward(
-      compute_codes(ae, probe.mul(255).round().to(torch::kUInt8), grids, 4, torch::kCPU));
-  const auto scripted = classifier.forward({probe.mul(255).round().div(255)}).toTensor();
+  const auto native = head->forward(compute_codes(ae, probe, grids, 4, target.device));
+  const auto scripted = classifier.forward({data::to_float(probe, target.device)}).toTensor();
   const double diff = (native - scripted).abs().max().item<double>();
-  if (diff > 1e-4) {
+  if (diff > cfg.export_.tolerance) {
     throw std::runtime_error(
         "export check failed: classifier.pt differs from the native model by " +
-        std::to_string(diff));
+        std::to_string(diff) + " (export.tolerance " + std::to_string(cfg.export_.tolerance) + ")");
   }
   models::save_scripted(encoder, (ctx.run_dir / "encoder.pt").string(),
                         meta_for("encoder", "latent codes N x code_dim").dump());
