@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "aefx/bench/bench.h"
 #include "aefx/config/config.h"
 #include "aefx/data/dataset.h"
 #include "aefx/engine/runner.h"
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
 usage:
   aefx run CONFIG [--stages a,b,...] [--set key=value ...] [--quiet|--verbose]
   aefx config CONFIG [--set key=value ...] [--get key]
+  aefx bench CONFIG [--set key=value ...] [--steps N] [--warmup N] [--pipeline]
   aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]
   aefx evaluate --model classifier.pt --data DIR [--format cifar10-binary|image-folder] [--json]
   aefx --help | --version
@@ -33,6 +35,7 @@ usage:
 commands:
   run      run the config's stages (pretrain -> classify -> evaluate) in its run folder
   config   print the resolved config (every key, after --set), or one key with --get
+  bench    time the pipeline's pieces on the config's data and device; prints JSON
   predict  classify image files with an exported classifier.pt (no config or run folder needed)
   evaluate test accuracy of an exported classifier.pt on a data set
 
@@ -41,6 +44,7 @@ examples:
   aefx run configs/cifar10.yaml --stages classify,evaluate
   aefx run configs/cifar10.yaml --set pretrain.epochs=5 --set device=cuda
   aefx config configs/cifar10.yaml --get data.root
+  aefx bench configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --pipeline
   aefx predict --model models/cifar10/classifier.pt cat.png ship.jpg --top-k 3
   aefx evaluate --model models/cifar10/classifier.pt --data data/cifar10
 
@@ -158,6 +162,75 @@ int cmd_config(const std::vector<std::string>& argv) {
   } else {
     std::cout << aefx::config::to_yaml(cfg);
   }
+  return 0;
+}
+
+constexpr const char* kBenchUsage = R"(usage: aefx bench CONFIG [options]
+
+Times short pieces of the real pipeline on the config's data and device and prints JSON:
+pretrain images/s (median step after warm-up), FLOPs per image and achieved GFLOP/s, the
+machine's matmul and convolution GFLOP/s through LibTorch, latent-code images/s, the time of
+one head epoch, peak RSS; with --pipeline, the wall time of every stage of the config (run in
+a scratch folder that is removed afterwards) and its test accuracy.
+tools/bench_pytorch.py runs the same measurement in plain PyTorch and prints the ratios.
+
+options:
+  --set key=value    override any config key; repeatable
+  --steps N          timed pretrain steps (default 30)
+  --warmup N         untimed pretrain steps first (default 5)
+  --pipeline         also run and time the whole pipeline
+  --quiet|--verbose  log level (logs go to stderr, JSON to stdout)
+
+examples:
+  aefx bench configs/cifar10-cpu.yaml --set data.root=/data/cifar10
+  aefx bench configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --pipeline
+)";
+
+int cmd_bench(const std::vector<std::string>& argv) {
+  Args a;
+  aefx::bench::BenchOptions options;
+  auto count = [](const std::string& flag, const std::string& v, int64_t min) {
+    int64_t n = -1;
+    try {
+      size_t used = 0;
+      n = std::stoll(v, &used);
+      if (used != v.size()) n = -1;
+    } catch (const std::exception&) {
+      n = -1;
+    }
+    if (n < min) {
+      throw UsageError(flag + " expects an integer >= " + std::to_string(min) + ", found '" + v +
+                       "'");
+    }
+    return n;
+  };
+  walk_args(argv, a.help, [&](const std::string& arg, const std::function<std::string()>& value) {
+    if (arg == "--set") {
+      a.sets.push_back(value());
+    } else if (arg == "--steps") {
+      options.steps = count(arg, value(), 1);
+    } else if (arg == "--warmup") {
+      options.warmup = count(arg, value(), 0);
+    } else if (arg == "--pipeline") {
+      options.pipeline = true;
+    } else if (arg == "--quiet") {
+      aefx::util::set_log_level(aefx::util::LogLevel::kQuiet);
+    } else if (arg == "--verbose") {
+      aefx::util::set_log_level(aefx::util::LogLevel::kDebug);
+    } else if (arg[0] != '-' && a.config.empty()) {
+      a.config = arg;
+    } else {
+      return false;
+    }
+    return true;
+  });
+  if (a.help) {
+    std::cout << kBenchUsage;
+    return 0;
+  }
+  if (a.config.empty()) throw UsageError("missing CONFIG (a YAML file, e.g. configs/cifar10.yaml)");
+  const auto cfg = aefx::config::load_config(a.config, a.sets);
+  std::cout << aefx::bench::run_bench(cfg, options).dump() << std::endl;
   return 0;
 }
 
@@ -294,6 +367,7 @@ int dispatch(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "run") return cmd_run(args);
   if (cmd == "config") return cmd_config(args);
+  if (cmd == "bench") return cmd_bench(args);
   if (cmd == "predict") return cmd_predict(args);
   if (cmd == "evaluate") return cmd_evaluate_model(args);
   throw UsageError("unknown command '" + cmd + "' (try aefx --help)");

@@ -29,6 +29,8 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
                                                        const StageRegistry& registry) {
   for (const auto& s : stages) registry.get(s);  // unknown names fail before any work
   RunContext ctx{cfg, run_dir_for(cfg), util::resolve_device(cfg.device)};
+  // cuDNN autotune: every step has the same shapes, so the search pays for itself at once.
+  if (ctx.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const int threads = util::configure_threads(cfg.threads);
   util::ensure_writable_dir(ctx.run_dir);
   util::atomic_write_text(ctx.run_dir / "config.yaml", config::to_yaml(cfg));
@@ -44,6 +46,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
       const double t0 = util::now_seconds();
       util::log_info("== stage " + name);
       registry.get(name)(ctx);
+      util::release_free_memory();
       times.emplace_back(name, util::now_seconds() - t0);
       util::log_info(util::strfmt("== stage %s done in %.1f s", name.c_str(), times.back().second));
     }

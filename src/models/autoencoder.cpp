@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "aefx/models/random.h"
+
 namespace aefx::models {
 namespace nn = torch::nn;
 namespace {
@@ -102,7 +104,7 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
     keep = keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3);
     x = x * keep.narrow(2, 0, h).narrow(3, 0, w);
   }
-  if (noise > 0) x = x + torch::randn_like(x) * noise;
+  if (noise > 0) x = x + randn_like_parallel(x) * noise;
   return x;
 }
 
@@ -120,6 +122,26 @@ torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
   return torch::cat(parts, 1);
 }
 
+int64_t forward_flops(const config::ModelConfig& cfg, int64_t channels, int64_t image_size) {
+  // 2 x multiply-adds of every 3x3 convolution, stage by stage, at its output resolution.
+  auto conv = [](int64_t in, int64_t out, int64_t side) { return 2 * in * out * 9 * side * side; };
+  int64_t flops = 0, c = channels, side = image_size;
+  for (size_t s = 0; s < cfg.widths.size(); ++s) {
+    for (int64_t b = 0; b < cfg.blocks[s]; ++b) {
+      if (b == 0 && s > 0) side = (side + 1) / 2;  // stride 2, padding 1
+      flops += conv(c, cfg.widths[s], side);
+      c = cfg.widths[s];
+    }
+  }
+  for (size_t s = cfg.widths.size() - 1; s > 0; --s) {
+    side *= 2;
+    const int64_t w = decoder_width(cfg, s - 1);
+    flops += conv(c, w, side) + (cfg.decoder_blocks - 1) * conv(w, w, side);
+    c = w;
+  }
+  return flops + conv(c, channels, side);
+}
+
 int64_t code_dim(const config::ModelConfig& model, const std::vector<int64_t>& grids) {
   int64_t d = 0;
   for (size_t s = 0; s < grids.size() && s < model.widths.size(); ++s) {
@@ -133,20 +155,22 @@ HeadImpl::HeadImpl(int64_t in_dim, const std::vector<int64_t>& hidden, double dr
   net = nn::Sequential();
   int64_t c = in_dim;
   for (int64_t h : hidden) {
-    if (dropout > 0) net->push_back(nn::Dropout(dropout));
+    if (dropout > 0) net->push_back(FastDropout(dropout));
     net->push_back(nn::Linear(c, h));
     net->push_back(nn::ReLU(nn::ReLUOptions(true)));
     c = h;
   }
-  if (dropout > 0) net->push_back(nn::Dropout(dropout));
+  if (dropout > 0) net->push_back(FastDropout(dropout));
   net->push_back(nn::Linear(c, classes));
   register_module("net", net);
   code_mean = register_buffer("code_mean", torch::zeros({in_dim}));
   code_std = register_buffer("code_std", torch::ones({in_dim}));
 }
 
-torch::Tensor HeadImpl::forward(torch::Tensor code) {
-  return net->forward((code - code_mean) / code_std);
+torch::Tensor HeadImpl::forward(torch::Tensor code) { return net->forward(standardize(code)); }
+
+torch::Tensor HeadImpl::standardize(const torch::Tensor& code) const {
+  return (code - code_mean) / code_std;
 }
 
 void HeadImpl::set_standardization(const torch::Tensor& m, const torch::Tensor& s) {

@@ -11,6 +11,7 @@
 namespace aefx::stages {
 namespace {
 
+/// Accuracy of the head on codes already standardised with its statistics.
 double head_accuracy(models::Head& head, const torch::Tensor& codes, const torch::Tensor& labels,
                      int64_t batch) {
   torch::NoGradGuard no_grad;
@@ -19,7 +20,8 @@ double head_accuracy(models::Head& head, const torch::Tensor& codes, const torch
       torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(codes.device()));
   for (int64_t i = 0; i < codes.size(0); i += batch) {
     const int64_t b = std::min(batch, codes.size(0) - i);
-    correct += (head->forward(codes.narrow(0, i, b)).argmax(1) == labels.narrow(0, i, b)).sum();
+    correct +=
+        (head->net->forward(codes.narrow(0, i, b)).argmax(1) == labels.narrow(0, i, b)).sum();
   }
   head->train();
   return static_cast<double>(correct.item<int64_t>()) /
@@ -31,29 +33,39 @@ double head_accuracy(models::Head& head, const torch::Tensor& codes, const torch
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
                       const config::ClassifyConfig& cfg, const torch::Device& device) {
   freeze(ae);
-  HeadResult r;
   const double t0 = util::now_seconds();
-  auto codes = compute_codes(ae, train.images, cfg.pool_grids, cfg.code_batch_size, device);
+  auto codes =
+      compute_codes(ae, train.images, cfg.pool_grids, cfg.code_batch_size, device, cfg.flip_codes);
   auto labels = train.labels.to(device);
-  if (cfg.flip_codes) {
-    codes = torch::cat(
-        {codes, compute_codes(ae, train.images, cfg.pool_grids, cfg.code_batch_size, device,
-                              /*flip=*/true)});
-    labels = torch::cat({labels, labels});
-  }
+  if (cfg.flip_codes) labels = torch::cat({labels, labels});
   auto val_codes = compute_codes(ae, val.images, cfg.pool_grids, cfg.code_batch_size, device);
-  auto val_labels = val.labels.to(device);
-  r.code_dim = codes.size(1);
-  r.code_seconds = util::now_seconds() - t0;
+  const double code_seconds = util::now_seconds() - t0;
   util::log_info(util::strfmt(
       "classify: %lld codes of %lld values in %.1f s (%.0f img/s)",
-      static_cast<long long>(codes.size(0)), static_cast<long long>(r.code_dim), r.code_seconds,
-      static_cast<double>(codes.size(0) + val_codes.size(0)) / r.code_seconds));
-
+      static_cast<long long>(codes.size(0)), static_cast<long long>(codes.size(1)), code_seconds,
+      static_cast<double>(codes.size(0) + val_codes.size(0)) / code_seconds));
   const auto classes = static_cast<int64_t>(train.class_names.size());
+  auto r = fit_head(std::move(codes), labels, std::move(val_codes), val.labels.to(device), cfg,
+                    classes, device);
+  r.code_seconds = code_seconds;
+  return r;
+}
+
+HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
+                    const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
+                    int64_t classes, const torch::Device& device) {
+  HeadResult r;
+  const double t0 = util::now_seconds();
+  r.code_dim = codes.size(1);
   r.head = models::Head(r.code_dim, cfg.hidden, cfg.dropout, classes);
   r.head->set_standardization(codes.mean(0).cpu(), codes.std(0).clamp_min(1e-6).cpu());
   r.head->to(device);
+  // Standardised once, in place, instead of in every step: training then calls head->net.
+  {
+    torch::NoGradGuard no_grad;
+    codes.sub_(r.head->code_mean).div_(r.head->code_std);
+    val_codes.sub_(r.head->code_mean).div_(r.head->code_std);
+  }
   auto opt = engine::make_optimizer(cfg.optimizer, r.head->parameters(), cfg.lr, cfg.weight_decay);
 
   const int64_t n = codes.size(0);
@@ -69,7 +81,7 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
   trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
     const double acc = val_codes.size(0) > 0 ? head_accuracy(r.head, val_codes, val_labels, 4096)
                                              : head_accuracy(r.head, codes, labels, 4096);
-    r.history.emplace_back(s.epoch_loss, acc);
+    r.history.push_back({s.epoch_loss, acc, s.epoch_seconds});
     util::log_info(
         util::strfmt("classify epoch %lld/%lld  loss %.4f  val_acc %.4f  lr %.2e  %.1f s",
                      static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs),
@@ -90,8 +102,8 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
     if (s.step == 0)
       perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(device));
     auto idx = perm.narrow(0, s.step * batch, batch);
-    auto loss = torch::nn::functional::cross_entropy(r.head->forward(codes.index_select(0, idx)),
-                                                     labels.index_select(0, idx), ce);
+    auto loss = torch::nn::functional::cross_entropy(
+        r.head->net->forward(codes.index_select(0, idx)), labels.index_select(0, idx), ce);
     opt->zero_grad();
     loss.backward();
     opt->step();
@@ -103,7 +115,7 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_state[i]);
   }
   r.head->eval();
-  r.head_seconds = util::now_seconds() - t0 - r.code_seconds;
+  r.head_seconds = util::now_seconds() - t0;
   return r;
 }
 
@@ -121,8 +133,9 @@ void classify(engine::RunContext& ctx) {
   util::Json history = util::Json::Array{};
   for (size_t e = 0; e < r.history.size(); ++e) {
     history.push_back(util::Json::object({{"epoch", static_cast<int64_t>(e + 1)},
-                                          {"loss", r.history[e].first},
-                                          {"val_accuracy", r.history[e].second}}));
+                                          {"loss", r.history[e].loss},
+                                          {"val_accuracy", r.history[e].val_accuracy},
+                                          {"seconds", r.history[e].seconds}}));
   }
   auto summary = util::Json::object({{"stage", "classify"},
                                      {"code_dim", r.code_dim},

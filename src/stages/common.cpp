@@ -1,4 +1,8 @@
 #include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <stdexcept>
 
 #include "aefx/engine/checkpoint.h"
 #include "aefx/stages/stages.h"
@@ -54,16 +58,39 @@ void freeze(models::Autoencoder& ae) {
 
 torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images,
                             const std::vector<int64_t>& grids, int64_t batch_size,
-                            const torch::Device& device, bool flip) {
+                            const torch::Device& device, bool with_flips) {
   torch::NoGradGuard no_grad;
   const int64_t n = images.size(0);
-  std::vector<torch::Tensor> parts;
+  // Every batch is written into one preallocated N (or 2N) x D tensor: concatenating parts at
+  // the end would hold the codes twice at the peak.
+  torch::Tensor out;
+  auto store = [&](int64_t row, const torch::Tensor& codes) {
+    if (!out.defined())
+      out = torch::empty({with_flips ? 2 * n : n, codes.size(1)}, codes.options());
+    out.narrow(0, row, codes.size(0)).copy_(codes);
+  };
   for (int64_t i = 0; i < n; i += batch_size) {
-    auto x = data::to_float(images.narrow(0, i, std::min(batch_size, n - i)), device);
-    if (flip) x = x.flip({3});
-    parts.push_back(models::pool_codes(ae->encoder->forward(ae->normalize(x)), grids));
+    const int64_t b = std::min(batch_size, n - i);
+    auto x = ae->normalize(data::to_float(images.narrow(0, i, b), device));
+    store(i, models::pool_codes(ae->encoder->forward(x), grids));
+    if (with_flips) store(n + i, models::pool_codes(ae->encoder->forward(x.flip({3})), grids));
   }
-  return torch::cat(parts, 0);
+  if (!out.defined()) {  // no images: an empty N x D, D from one blank image
+    auto blank = torch::zeros({1, images.size(1), images.size(2), images.size(3)}, device);
+    out = models::pool_codes(ae->encoder->forward(blank), grids).narrow(0, 0, 0);
+  }
+  return out;
+}
+
+util::Json summary_value(const std::filesystem::path& file, const std::string& key) {
+  if (!std::filesystem::exists(file)) return util::Json();
+  try {
+    const YAML::Node node = YAML::LoadFile(file.string());
+    if (node[key]) return util::Json(node[key].as<double>());
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
+  }
+  return util::Json();
 }
 
 std::string head_architecture(const config::Config& cfg, int64_t classes) {

@@ -15,17 +15,6 @@ namespace aefx::stages {
 namespace {
 
 /// A number from an earlier stage's summary, or null when that stage's file is absent.
-util::Json summary_value(const std::filesystem::path& file, const std::string& key) {
-  if (!std::filesystem::exists(file)) return util::Json();
-  try {
-    const YAML::Node node = YAML::LoadFile(file.string());
-    if (node[key]) return util::Json(node[key].as<double>());
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
-  }
-  return util::Json();
-}
-
 }  // namespace
 
 void evaluate(engine::RunContext& ctx) {

@@ -32,6 +32,32 @@ double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, 
 
 }  // namespace
 
+Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
+                       const torch::Device& device)
+    : cfg_(cfg.pretrain), ae_(cfg.model, train.images.size(1)) {
+  auto [mean, std] = data::channel_stats(train.images);
+  ae_->set_normalization(mean, std);
+  ae_->to(device);
+  to_channels_last(*ae_);
+  ae_->train();
+  // The whole training set lives on the device as uint8; batches are gathered and augmented
+  // there.
+  images_ = train.images.to(device);
+  opt_ = engine::make_optimizer(cfg_.optimizer, ae_->parameters(), cfg_.lr, cfg_.weight_decay);
+}
+
+torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
+  auto x = data::to_float(images_.index_select(0, indices), images_.device());
+  if (cfg_.augment) x = data::augment_batch(x, cfg_.crop_padding, true);
+  auto target = ae_->normalize(x);
+  auto input = models::corrupt(target, cfg_.mask_ratio, cfg_.mask_patch, cfg_.noise);
+  auto loss = torch::mse_loss(ae_->forward(input), target);
+  opt_->zero_grad();
+  loss.backward();
+  opt_->step();
+  return loss.detach();
+}
+
 void pretrain(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
   const auto& p = cfg.pretrain;
@@ -45,19 +71,12 @@ void pretrain(engine::RunContext& ctx) {
                    static_cast<long long>(n), static_cast<long long>(val.size()),
                    static_cast<long long>(batch), static_cast<long long>(steps)));
 
-  models::Autoencoder ae(cfg.model);
-  auto [mean, std] = data::channel_stats(train.images);
-  ae->set_normalization(mean, std);
-  ae->to(ctx.device);
-  to_channels_last(*ae);
-  ae->train();
-
-  // The whole training set lives on the device as uint8; batches are gathered and augmented there.
-  const auto train_images = train.images.to(ctx.device);
-  auto opt = engine::make_optimizer(p.optimizer, ae->parameters(), p.lr, p.weight_decay);
+  Pretrainer pt(cfg, train, ctx.device);
+  auto& ae = pt.model();
+  auto& opt = pt.optimizer();
   engine::Trainer trainer(p.epochs, steps);
   auto lr_hook = std::make_shared<engine::LrScheduleHook>(
-      *opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
+      opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
   trainer.add_hook(lr_hook);
 
   const auto run_dir = ctx.run_dir;
@@ -84,23 +103,14 @@ void pretrain(engine::RunContext& ctx) {
                                           {"seconds", s.epoch_seconds}}));
     auto m = meta;
     m.epoch = s.epoch + 1;
-    engine::save_checkpoint(run_dir / kPretrainCheckpoint, m, *ae, opt.get());
+    engine::save_checkpoint(run_dir / kPretrainCheckpoint, m, *ae, &opt);
   }));
 
   torch::Tensor perm;
   trainer.run([&](engine::TrainState& s) {
     if (s.step == 0)
       perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
-    auto idx = perm.narrow(0, s.step * batch, batch);
-    auto x = data::to_float(train_images.index_select(0, idx), ctx.device);
-    if (p.augment) x = data::augment_batch(x, p.crop_padding, true);
-    auto target = ae->normalize(x);
-    auto input = models::corrupt(target, p.mask_ratio, p.mask_patch, p.noise);
-    auto loss = torch::mse_loss(ae->forward(input), target);
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-    return engine::StepOutput{loss.detach(), batch};
+    return engine::StepOutput{pt.step(perm.narrow(0, s.step * batch, batch)), batch};
   });
 
   auto m = meta;

@@ -1,6 +1,7 @@
 #include "aefx/util/runtime.h"
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -24,6 +25,14 @@ void tune_allocator() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 256 << 20);
+}
+
+void release_free_memory() { malloc_trim(0); }
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
 torch::Device resolve_device(const std::string& spec) {

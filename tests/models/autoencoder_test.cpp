@@ -39,6 +39,21 @@ TEST(Autoencoder, ReconstructsInputShapeAndTrains) {
   EXPECT_LT(last, first * 0.5);
 }
 
+TEST(Autoencoder, ForwardFlopsMatchAnIndependentCount) {
+  // The expected figures come from tools/bench_pytorch.py's count: forward hooks on every
+  // convolution of the same model built in PyTorch, 2 x multiply-adds at the real output size.
+  config::ModelConfig cpu;  // configs/cifar10-cpu.yaml
+  cpu.widths = {32, 64, 128};
+  cpu.blocks = {1, 1, 1};
+  EXPECT_EQ(forward_flops(cpu, 3, 32), 97910784);
+  config::ModelConfig odd;
+  odd.widths = {16, 32, 48};
+  odd.blocks = {2, 1, 2};
+  odd.decoder_blocks = 2;
+  odd.decoder_width = 0.5;
+  EXPECT_EQ(forward_flops(odd, 1, 28), 15466752);
+}
+
 TEST(Autoencoder, NormalizationRoundTrip) {
   Autoencoder ae(small());
   ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.3f}), torch::tensor({0.2f, 0.25f, 0.5f}));

@@ -69,6 +69,26 @@ TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {
   }
 }
 
+TEST(Codes, FlippedRowsFollowThePlainOnesAndEmptyInputGivesNoRows) {
+  torch::manual_seed(0);
+  TempDir dir;
+  const auto cfg = tiny(dir);
+  models::Autoencoder ae(cfg.model);
+  freeze(ae);
+  auto [img, lab] = testing::synthetic_images(10, 10, 32, 3);
+  const auto& grids = cfg.classify.pool_grids;
+  const auto both = compute_codes(ae, img, grids, 4, torch::kCPU, /*with_flips=*/true);
+  const auto plain = compute_codes(ae, img, grids, 3, torch::kCPU);
+  const auto mirrored = compute_codes(ae, img.flip({3}), grids, 10, torch::kCPU);
+  const int64_t d = models::code_dim(cfg.model, grids);
+  ASSERT_EQ(both.sizes(), (std::vector<int64_t>{20, d}));
+  EXPECT_TRUE(torch::allclose(both.narrow(0, 0, 10), plain, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(both.narrow(0, 10, 10), mirrored, 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(plain, mirrored, 1e-3, 1e-3));
+  const auto none = compute_codes(ae, img.narrow(0, 0, 0), grids, 4, torch::kCPU);
+  EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, d}));
+}
+
 TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
   torch::manual_seed(0);
   TempDir dir;

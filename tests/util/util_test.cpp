@@ -77,3 +77,21 @@ TEST(Runtime, ThreadsAndDevice) {
 
 }  // namespace
 }  // namespace aefx::util
+
+namespace aefx::util {
+namespace {
+
+TEST(Runtime, PeakRssGrowsWhenMemoryIsTouchedAndFreeMemoryCanBeReleased) {
+  const int64_t before = peak_rss_bytes();
+  EXPECT_GT(before, 0);
+  {
+    auto big = torch::ones({64 << 20}, torch::kUInt8);  // 64 MiB, every page touched
+    EXPECT_EQ(big.sum().item<int64_t>(), int64_t{64} << 20);
+  }
+  release_free_memory();
+  // In bytes (Linux reports kilobytes): at least the 64 MiB just touched.
+  EXPECT_GE(peak_rss_bytes(), std::max<int64_t>(before, int64_t{64} << 20));
+}
+
+}  // namespace
+}  // namespace aefx::util

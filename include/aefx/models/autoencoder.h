@@ -70,15 +70,24 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
 torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
                          const std::vector<int64_t>& grids);
 
+/// Forward FLOPs per image (2 x multiply-adds of every convolution) of the autoencoder on
+/// image_size x image_size inputs. A training step costs about 3x this (forward, and the
+/// gradients of activations and weights).
+int64_t forward_flops(const config::ModelConfig& cfg, int64_t channels, int64_t image_size);
+
 /// Length of the latent code for this architecture and pooling.
 int64_t code_dim(const config::ModelConfig& model, const std::vector<int64_t>& grids);
 
 /// Classifier head on latent codes: standardises the code with stored train statistics, then
-/// a linear layer or an MLP (hidden sizes, ReLU, dropout).
+/// a linear layer or an MLP (hidden sizes, ReLU, dropout: FastDropout, same maths as
+/// nn::Dropout).
 class HeadImpl : public torch::nn::Module {
  public:
   HeadImpl(int64_t in_dim, const std::vector<int64_t>& hidden, double dropout, int64_t classes);
   torch::Tensor forward(torch::Tensor code);
+  /// The code in the units the network sees: (code - code_mean) / code_std. Training
+  /// standardises its cached codes once with this and then calls `net` directly.
+  torch::Tensor standardize(const torch::Tensor& code) const;
   void set_standardization(const torch::Tensor& mean, const torch::Tensor& std);
 
   torch::nn::Sequential net{nullptr};

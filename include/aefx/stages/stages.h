@@ -5,14 +5,18 @@
 //   classify -> checkpoints/head.pt, classify.json      (needs the autoencoder)
 //   evaluate -> metrics.json                            (needs the autoencoder and head)
 //   export   -> encoder.pt, autoencoder.pt, classifier.pt (TorchScript), model.json
+#include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "aefx/data/dataset.h"
 #include "aefx/engine/runner.h"
 #include "aefx/models/autoencoder.h"
+#include "aefx/util/json.h"
 
 namespace aefx::stages {
 
@@ -41,15 +45,36 @@ models::Autoencoder load_autoencoder(const engine::RunContext& ctx);
 /// Builds the configured head for `classes` classes and loads the run folder's head into it.
 models::Head load_head(const engine::RunContext& ctx, int64_t classes);
 
+/// The pretraining step on its own (what the pretrain stage repeats, and `aefx bench` times):
+/// the autoencoder (with the training set's channel statistics), its optimizer, and the
+/// training images held on the device as uint8.
+class Pretrainer {
+ public:
+  Pretrainer(const config::Config& cfg, const data::Dataset& train, const torch::Device& device);
+  /// One optimisation step on the training images at `indices` (a long tensor on the device):
+  /// gather, augment, corrupt, reconstruct, MSE, backward, optimizer step. Returns the loss,
+  /// detached and not synchronised.
+  torch::Tensor step(const torch::Tensor& indices);
+  models::Autoencoder& model() { return ae_; }
+  torch::optim::Optimizer& optimizer() { return *opt_; }
+
+ private:
+  config::PretrainConfig cfg_;
+  models::Autoencoder ae_;
+  torch::Tensor images_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+};
+
 /// Freezes the autoencoder for feature extraction: no gradients, eval mode (BatchNorm
 /// statistics untouched).
 void freeze(models::Autoencoder& ae);
 
 /// Latent codes of uint8 images (N x D float on `device`), computed without gradients in
-/// batches; with `flip`, of the horizontally mirrored images.
+/// batches. With `with_flips`, 2N x D: rows N..2N-1 are the codes of the horizontally mirrored
+/// images, in the same order.
 torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images,
                             const std::vector<int64_t>& grids, int64_t batch_size,
-                            const torch::Device& device, bool flip = false);
+                            const torch::Device& device, bool with_flips = false);
 
 /// What training the head produced.
 struct HeadResult {
@@ -59,7 +84,10 @@ struct HeadResult {
   double code_seconds = 0;
   double head_seconds = 0;
   int64_t code_dim = 0;
-  std::vector<std::pair<double, double>> history;  ///< (train loss, val accuracy) per epoch
+  struct Epoch {
+    double loss = 0, val_accuracy = 0, seconds = 0;
+  };
+  std::vector<Epoch> history;  ///< per epoch: mean train loss, val accuracy, wall seconds
 };
 
 /// Freezes `ae`, caches codes for train (with flipped copies when configured) and val, and
@@ -67,6 +95,18 @@ struct HeadResult {
 /// read: its parameters and buffers are bit-identical afterwards.
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
                       const config::ClassifyConfig& cfg, const torch::Device& device);
+
+/// Trains a head on cached codes (N x D, rows matching `labels`): standardises them with their
+/// own mean/std (stored in the head), then runs cfg.epochs epochs and keeps the epoch with the
+/// best validation accuracy (on the training codes when there are no validation codes).
+/// Takes the code tensors by value because it standardises them in place.
+HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
+                    const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
+                    int64_t classes, const torch::Device& device);
+
+/// A number from a JSON summary file in the run folder (null when the file or key is absent).
+/// Throws std::runtime_error naming the file when it does not parse.
+util::Json summary_value(const std::filesystem::path& file, const std::string& key);
 
 /// Architecture line of the head for a config (stored in head.pt).
 std::string head_architecture(const config::Config& cfg, int64_t classes);

@@ -1,0 +1,175 @@
+#include "aefx/bench/bench.h"
+
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <stdexcept>
+#include <vector>
+
+#include "aefx/engine/runner.h"
+#include "aefx/models/autoencoder.h"
+#include "aefx/stages/stages.h"
+#include "aefx/util/fs.h"
+#include "aefx/util/log.h"
+#include "aefx/util/runtime.h"
+
+namespace aefx::bench {
+namespace {
+
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// Median wall seconds of `fn` over `reps` runs, after one untimed run.
+double time_median(const torch::Device& device, int reps, const std::function<void()>& fn) {
+  fn();
+  sync(device);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = util::now_seconds();
+    fn();
+    sync(device);
+    t.push_back(util::now_seconds() - t0);
+  }
+  return median(t);
+}
+
+/// GFLOP/s of a large matmul and of a large convolution.
+std::pair<double, double> peaks(const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  const auto opts = torch::TensorOptions().device(device);
+  const int64_t n = 4096;
+  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  const double mm = time_median(device, 5, [&] { torch::mm(a, b); });
+  // A 3x3 convolution of the size where this model's layers run best, channels-last.
+  const int64_t batch = 64, ch = 256, side = 16;
+  auto x =
+      torch::randn({batch, ch, side, side}, opts).contiguous(torch::MemoryFormat::ChannelsLast);
+  auto w = torch::randn({ch, ch, 3, 3}, opts).contiguous(torch::MemoryFormat::ChannelsLast);
+  const double conv = time_median(device, 5, [&] { torch::conv2d(x, w, {}, 1, 1); });
+  const double conv_flops = 2.0 * batch * ch * ch * 9 * side * side;
+  return {2.0 * n * n * n / mm / 1e9, conv_flops / conv / 1e9};
+}
+
+util::Json run_pipeline(const config::Config& cfg) {
+  // A scratch run folder, removed afterwards: the bench never touches the config's own runs.
+  char tmpl[] = "/tmp/aefx-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("bench: cannot create a scratch folder");
+  const std::filesystem::path scratch(tmpl);
+  auto c = cfg;
+  c.output_dir = scratch.string();
+  c.name = "bench";
+  util::Json out = util::Json::object();
+  try {
+    const double t0 = util::now_seconds();
+    const auto times = engine::run_stages(c, c.stages, stages::builtin_stages());
+    out.set("pipeline_seconds", util::now_seconds() - t0);
+    util::Json per_stage = util::Json::object();
+    for (const auto& [name, sec] : times) per_stage.set(name, sec);
+    out.set("stage_seconds", per_stage);
+    const auto run = scratch / "bench";
+    out.set("test_accuracy", stages::summary_value(run / stages::kMetricsFile, "test_accuracy"));
+    out.set("val_psnr", stages::summary_value(run / stages::kPretrainSummary, "val_psnr"));
+  } catch (...) {
+    std::filesystem::remove_all(scratch);
+    throw;
+  }
+  std::filesystem::remove_all(scratch);
+  return out;
+}
+
+}  // namespace
+
+util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
+  if (options.steps < 1 || options.warmup < 0) {
+    throw std::invalid_argument("bench: --steps must be >= 1 and --warmup >= 0");
+  }
+  const auto device = util::resolve_device(cfg.device);
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  const int threads = util::configure_threads(cfg.threads);
+  torch::manual_seed(static_cast<uint64_t>(cfg.seed));
+  util::Json out =
+      util::Json::object({{"config", cfg.name},
+                          {"device", device.str()},
+                          {"threads", threads},
+                          {"libtorch", util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR,
+                                                    TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}});
+  // The whole pipeline first, in a fresh process, so that its peak RSS is its own.
+  if (options.pipeline) {
+    out.set("pipeline", run_pipeline(cfg));
+    out.set("pipeline_peak_rss_bytes", util::peak_rss_bytes());
+    torch::manual_seed(static_cast<uint64_t>(cfg.seed));
+  }
+  const auto train = stages::load_train_val(cfg).first;
+  const int64_t n = train.size();
+  const int64_t batch = std::min(cfg.pretrain.batch_size, n);
+
+  // Pretrain: the stage's own step, on the stage's data, after warm-up.
+  stages::Pretrainer pt(cfg, train, device);
+  auto perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(device));
+  std::vector<double> step_seconds;
+  for (int64_t s = 0; s < options.warmup + options.steps; ++s) {
+    const int64_t at = (s * batch) % (n - batch + 1);
+    const double t0 = util::now_seconds();
+    pt.step(perm.narrow(0, at, batch));
+    sync(device);
+    if (s >= options.warmup) step_seconds.push_back(util::now_seconds() - t0);
+  }
+  const double step = median(step_seconds);
+  const double ips = static_cast<double>(batch) / step;
+  const int64_t flops =
+      models::forward_flops(cfg.model, train.images.size(1), train.images.size(2));
+  out.set("batch_size", batch);
+  out.set("pretrain_images_per_second", ips);
+  out.set("pretrain_step_ms", step * 1e3);
+  out.set("forward_flops_per_image", flops);
+  out.set("train_flops_per_image", 3 * flops);
+  out.set("achieved_gflops", 3.0 * static_cast<double>(flops) * ips / 1e9);
+
+  // Codes: the classify stage's extraction, on up to 5,000 training images.
+  auto& ae = pt.model();
+  stages::freeze(ae);
+  const auto& c = cfg.classify;
+  const int64_t m = std::min<int64_t>(n, std::max<int64_t>(2 * c.code_batch_size, 5000));
+  const auto sample = train.images.narrow(0, 0, m);
+  stages::compute_codes(ae, sample.narrow(0, 0, std::min(m, c.code_batch_size)), c.pool_grids,
+                        c.code_batch_size, device);  // warm-up
+  sync(device);
+  const double t_codes = util::now_seconds();
+  auto codes = stages::compute_codes(ae, sample, c.pool_grids, c.code_batch_size, device);
+  sync(device);
+  out.set("code_images_per_second", static_cast<double>(m) / (util::now_seconds() - t_codes));
+
+  // Head: two epochs on as many rows as classify trains on; the second one is reported.
+  const int64_t rows = n * (c.flip_codes ? 2 : 1);
+  auto all = codes.repeat({(rows + m - 1) / m, 1}).narrow(0, 0, rows);
+  auto labels = train.labels.to(device).repeat({(rows + n - 1) / n}).narrow(0, 0, rows);
+  auto head_cfg = c;
+  head_cfg.epochs = 2;
+  const auto classes = static_cast<int64_t>(train.class_names.size());
+  const int64_t v = std::min<int64_t>(rows, 1000);
+  const auto r = stages::fit_head(all, labels, all.narrow(0, 0, v).clone(), labels.narrow(0, 0, v),
+                                  head_cfg, classes, device);
+  out.set("head_epoch_seconds", r.history.back().seconds);
+  out.set("head_rows", rows);
+  codes = all = labels = torch::Tensor();
+
+  out.set("peak_rss_bytes", util::peak_rss_bytes());
+  const auto [mm, conv] = peaks(device);
+  out.set("matmul_peak_gflops", mm);
+  out.set("conv_peak_gflops", conv);
+  return out;
+}
+
+}  // namespace aefx::bench

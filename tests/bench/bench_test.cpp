@@ -1,0 +1,95 @@
+// `aefx bench` and its plain-PyTorch counterpart, on tiny synthetic data. These check that
+// every figure is produced and consistent, never how fast anything is.
+#include "aefx/bench/bench.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "aefx/config/config.h"
+#include "aefx/models/autoencoder.h"
+#include "test_util.h"
+
+namespace aefx::bench {
+namespace {
+namespace fs = std::filesystem;
+using aefx::testing::json_number;
+using aefx::testing::TempDir;
+
+class Bench : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::write_cifar_binary(dir_ / "data", 20, 20);
+    config_ = (dir_ / "tiny.yaml").string();
+    testing::write_bytes(config_, testing::tiny_config_yaml(dir_ / "data", dir_ / "runs"));
+  }
+  TempDir dir_;
+  std::string config_;
+};
+
+TEST_F(Bench, ReportsEveryPieceAndThePipeline) {
+  const auto cfg = config::load_config(config_);
+  BenchOptions options;
+  options.steps = 2;
+  options.warmup = 1;
+  options.pipeline = true;
+  const std::string json = run_bench(cfg, options).dump();
+  for (const char* key :
+       {"pretrain_images_per_second", "pretrain_step_ms", "achieved_gflops",
+        "code_images_per_second", "head_epoch_seconds", "peak_rss_bytes", "matmul_peak_gflops",
+        "conv_peak_gflops", "pipeline_seconds", "pipeline_peak_rss_bytes"}) {
+    const double v = json_number(json, key);
+    EXPECT_TRUE(std::isfinite(v) && v > 0) << key << " in " << json;
+  }
+  const double flops = json_number(json, "forward_flops_per_image");
+  EXPECT_EQ(flops, static_cast<double>(models::forward_flops(cfg.model, 3, 32)));
+  EXPECT_EQ(json_number(json, "train_flops_per_image"), 3 * flops);
+  EXPECT_EQ(json_number(json, "head_rows"), 2 * (100.0 - 40.0));  // flipped codes double them
+  const double acc = json_number(json, "test_accuracy");
+  EXPECT_TRUE(acc >= 0 && acc <= 1) << json;
+  // The pipeline ran in a scratch folder: the config's own run folder was never created.
+  EXPECT_FALSE(fs::exists(dir_ / "runs"));
+}
+
+TEST_F(Bench, CliPrintsJsonAndRejectsBadOptions) {
+  std::string out;
+  const std::string bin = AEFX_BINARY;
+  ASSERT_EQ(testing::run_command(bin + " bench " + config_ + " --steps 2 --warmup 0 --quiet", &out),
+            0)
+      << out;
+  EXPECT_EQ(out.front(), '{') << out;
+  EXPECT_GT(json_number(out, "pretrain_images_per_second"), 0);
+  EXPECT_TRUE(std::isnan(json_number(out, "pipeline_seconds")));  // only with --pipeline
+  EXPECT_EQ(testing::run_command(bin + " bench " + config_ + " --steps 0", &out), 2);
+  EXPECT_NE(out.find("--steps expects an integer >= 1"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_command(bin + " bench " + config_ + " --warmup x", &out), 2);
+  EXPECT_EQ(testing::run_command(bin + " bench", &out), 2);
+  EXPECT_EQ(testing::run_command(bin + " bench " + config_ + " --set model.widths=[]", &out), 2);
+  EXPECT_NE(out.find("model.widths"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_command(bin + " bench --help", &out), 0);
+  EXPECT_NE(out.find("tools/bench_pytorch.py"), std::string::npos);
+}
+
+TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
+  std::string out;
+  if (testing::run_command("/usr/bin/python3 -c 'import torch, yaml'", &out) != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 lacks torch or yaml (python3-torch, python3-yaml)";
+  }
+  const std::string cmd = "cd " + std::string(AEFX_SOURCE_DIR) +
+                          " && /usr/bin/python3 tools/bench_pytorch.py " + config_ + " --aefx " +
+                          AEFX_BINARY +
+                          " --rounds 1 --steps 2 --warmup 1 --variants eager,eager-tuned-malloc";
+  ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
+  // Both sides count the same FLOPs: the PyTorch model has the same convolutions.
+  const auto aefx_part = out.substr(out.find("\"aefx\""));
+  const auto eager_part = out.substr(out.find("\"eager\""));
+  EXPECT_EQ(json_number(aefx_part, "forward_flops_per_image"),
+            json_number(eager_part, "forward_flops_per_image"))
+      << out;
+  EXPECT_GT(json_number(eager_part, "pretrain_ratio_aefx_over_pytorch"), 0) << out;
+  EXPECT_NE(out.find("\"eager-tuned-malloc\""), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace aefx::bench
