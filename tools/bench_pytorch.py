@@ -511,6 +511,11 @@ def main():
         vals = [x[key] for x in results[who] if key in x]
         return statistics.median(vals) if vals else None
 
+    def pairwise(v, key):
+        """aefx / PyTorch round by round (each pair ran back to back), then the median."""
+        pairs = [x[key] / y[key] for x, y in zip(results["aefx"], results[v]) if key in x and key in y]
+        return statistics.median(pairs) if pairs else None
+
     summary = {"config": a.config, "sets": a.sets, "rounds": a.rounds, "torch": torch.__version__}
     aefx_ips = med("aefx", "pretrain_images_per_second")
     summary["aefx"] = {
@@ -519,6 +524,7 @@ def main():
         "code_images_per_second": med("aefx", "code_images_per_second"),
         "head_epoch_seconds": med("aefx", "head_epoch_seconds"),
         "pipeline_seconds": med("aefx", "pipeline_seconds"),
+        "stage_seconds": results["aefx"][-1].get("pipeline", {}).get("stage_seconds"),
         "test_accuracy": med("aefx", "test_accuracy"),
         "pipeline_peak_rss_bytes": med("aefx", "pipeline_peak_rss_bytes"),
         "peak_rss_bytes": med("aefx", "peak_rss_bytes"),
@@ -535,9 +541,16 @@ def main():
             "head_epoch_seconds": med(v, "head_epoch_seconds"),
             "forward_flops_per_image": med(v, "forward_flops_per_image"),
             "pretrain_ratio_aefx_over_pytorch": aefx_ips / ips,
+            "pretrain_ratio_pairwise_median": pairwise(v, "pretrain_images_per_second"),
+            "pretrain_ratio_pairwise": [
+                x["pretrain_images_per_second"] / y["pretrain_images_per_second"]
+                for x, y in zip(results["aefx"], results[v])
+            ],
         }
         if a.pipeline:
             row["pipeline_seconds"] = med(v, "pipeline_seconds")
+            row["stage_seconds"] = {k: med(v, k + "_seconds") for k in ("pretrain", "classify", "evaluate", "export")}
+            row["pipeline_peak_rss_bytes"] = results[v][-1].get("peak_rss_bytes")
             row["test_accuracy"] = med(v, "test_accuracy")
             row["pipeline_wall_ratio_aefx_over_pytorch"] = summary["aefx"]["pipeline_seconds"] / row["pipeline_seconds"]
         summary[v] = row

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake ninja-build ccache g++ make pkg-config clang-format libtorch-dev libopenblas0-pthread libopencv-dev
-      libyaml-cpp-dev libgtest-dev python3-torch python3-pil python3-numpy curl ca-certificates)
+      libyaml-cpp-dev libgtest-dev python3-torch python3-pil python3-numpy python3-yaml curl ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,7 +14,6 @@
 #include "aefx/engine/runner.h"
 #include "aefx/models/autoencoder.h"
 #include "aefx/stages/stages.h"
-#include "aefx/util/fs.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
@@ -64,8 +63,10 @@ std::pair<double, double> peaks(const torch::Device& device) {
 
 util::Json run_pipeline(const config::Config& cfg) {
   // A scratch run folder, removed afterwards: the bench never touches the config's own runs.
-  char tmpl[] = "/tmp/aefx-bench-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("bench: cannot create a scratch folder");
+  std::string tmpl = (std::filesystem::temp_directory_path() / "aefx-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    throw std::runtime_error("bench: cannot create a scratch folder " + tmpl);
+  }
   const std::filesystem::path scratch(tmpl);
   auto c = cfg;
   c.output_dir = scratch.string();

@@ -104,7 +104,7 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
     keep = keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3);
     x = x * keep.narrow(2, 0, h).narrow(3, 0, w);
   }
-  if (noise > 0) x = x + randn_like_parallel(x) * noise;
+  if (noise > 0) x = x + randn_like_dense(x) * noise;
   return x;
 }
 
