@@ -107,6 +107,13 @@ int run_command(const std::string& cmd, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+std::string write_tiny_setup(const TempDir& dir) {
+  write_cifar_binary(dir / "data", 20, 20);
+  const auto config = (dir / "tiny.yaml").string();
+  write_bytes(config, tiny_config_yaml(dir / "data", dir / "runs"));
+  return config;
+}
+
 std::string tiny_config_yaml(const fs::path& data_root, const fs::path& out_dir,
                              const std::string& name) {
   return "name: " + name + "\ndevice: cpu\nseed: 0\nthreads: 2\noutput_dir: " + out_dir.string() +

@@ -40,6 +40,10 @@ std::string tiny_config_yaml(const std::filesystem::path& data_root,
                              const std::filesystem::path& out_dir,
                              const std::string& name = "tiny");
 
+/// Writes a small synthetic CIFAR binary data set to dir/data and a tiny config using it (runs
+/// under dir/runs) to dir/tiny.yaml; returns the config's path.
+std::string write_tiny_setup(const TempDir& dir);
+
 /// A whole file as a string.
 std::string read_file(const std::filesystem::path& file);
 

@@ -102,9 +102,13 @@ struct Args {
   bool help = false;
 };
 
-Args parse(const std::vector<std::string>& argv, bool allow_stages, bool allow_get) {
+/// The options of the commands that take a CONFIG: --set, --quiet/--verbose, optionally
+/// --stages and --get, and whatever `extra` (when given) takes.
+Args parse(const std::vector<std::string>& argv, bool allow_stages, bool allow_get,
+           const ArgHandler& extra = nullptr) {
   Args a;
   walk_args(argv, a.help, [&](const std::string& arg, const std::function<std::string()>& value) {
+    if (extra && extra(arg, value)) return true;
     if (arg == "--set") {
       a.sets.push_back(value());
     } else if (arg.rfind("--set=", 0) == 0) {
@@ -187,7 +191,6 @@ examples:
 )";
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  Args a;
   aefx::bench::BenchOptions options;
   auto count = [](const std::string& flag, const std::string& v, int64_t min) {
     int64_t n = -1;
@@ -204,31 +207,23 @@ int cmd_bench(const std::vector<std::string>& argv) {
     }
     return n;
   };
-  walk_args(argv, a.help, [&](const std::string& arg, const std::function<std::string()>& value) {
-    if (arg == "--set") {
-      a.sets.push_back(value());
-    } else if (arg == "--steps") {
-      options.steps = count(arg, value(), 1);
-    } else if (arg == "--warmup") {
-      options.warmup = count(arg, value(), 0);
-    } else if (arg == "--pipeline") {
-      options.pipeline = true;
-    } else if (arg == "--quiet") {
-      aefx::util::set_log_level(aefx::util::LogLevel::kQuiet);
-    } else if (arg == "--verbose") {
-      aefx::util::set_log_level(aefx::util::LogLevel::kDebug);
-    } else if (arg[0] != '-' && a.config.empty()) {
-      a.config = arg;
-    } else {
-      return false;
-    }
-    return true;
-  });
+  const Args a = parse(argv, false, false,
+                       [&](const std::string& arg, const std::function<std::string()>& value) {
+                         if (arg == "--steps") {
+                           options.steps = count(arg, value(), 1);
+                         } else if (arg == "--warmup") {
+                           options.warmup = count(arg, value(), 0);
+                         } else if (arg == "--pipeline") {
+                           options.pipeline = true;
+                         } else {
+                           return false;
+                         }
+                         return true;
+                       });
   if (a.help) {
     std::cout << kBenchUsage;
     return 0;
   }
-  if (a.config.empty()) throw UsageError("missing CONFIG (a YAML file, e.g. configs/cifar10.yaml)");
   const auto cfg = aefx::config::load_config(a.config, a.sets);
   std::cout << aefx::bench::run_bench(cfg, options).dump() << std::endl;
   return 0;

@@ -28,11 +28,7 @@ size_t lines(const std::string& s) {
 
 class Cli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    testing::write_cifar_binary(dir_ / "data", 20, 20);
-    config_ = (dir_ / "tiny.yaml").string();
-    testing::write_bytes(config_, testing::tiny_config_yaml(dir_ / "data", dir_ / "runs"));
-  }
+  void SetUp() override { config_ = testing::write_tiny_setup(dir_); }
   TempDir dir_;
   std::string config_;
 };
