@@ -148,8 +148,16 @@ class Autoencoder(nn.Module):
         return self.decoder(self.stages(x)[-1])
 
 
-def pool_codes(stages, grids):
-    parts = [F.adaptive_avg_pool2d(f, g).contiguous().flatten(1) for f, g in zip(stages, grids) if g]
+def pool_codes(stages, grids, pooling="avg"):
+    """aefx's codes: per used stage the average cells, then (max, avgmax) the max cells."""
+    parts = []
+    for f, g in zip(stages, grids):
+        if not g:
+            continue
+        if pooling != "max":
+            parts.append(F.adaptive_avg_pool2d(f, g).contiguous().flatten(1))
+        if pooling != "avg":
+            parts.append(F.adaptive_max_pool2d(f, g).contiguous().flatten(1))
     return torch.cat(parts, 1)
 
 
@@ -292,7 +300,8 @@ class Pipeline:
                 x = to_float(images[i : i + batch], self.device)
                 if flip:
                     x = x.flip(3)
-                out.append(pool_codes(self.ae.stages((x - self.mean) / self.std), grids).float())
+                feats = self.ae.stages((x - self.mean) / self.std)
+                out.append(pool_codes(feats, grids, self.cfg["classify"]["pooling"]).float())
         return torch.cat(out)
 
     def head_epochs(self, codes, labels, val_codes, val_labels, epochs):

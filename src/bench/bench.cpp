@@ -144,11 +144,12 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   const auto& c = cfg.classify;
   const int64_t m = std::min<int64_t>(n, std::max<int64_t>(2 * c.code_batch_size, 5000));
   const auto sample = train.images.narrow(0, 0, m);
-  stages::compute_codes(ae, sample.narrow(0, 0, std::min(m, c.code_batch_size)), c.pool_grids,
+  const auto spec = models::code_spec(c);
+  stages::compute_codes(ae, sample.narrow(0, 0, std::min(m, c.code_batch_size)), spec,
                         c.code_batch_size, device);  // warm-up
   sync(device);
   const double t_codes = util::now_seconds();
-  auto codes = stages::compute_codes(ae, sample, c.pool_grids, c.code_batch_size, device);
+  auto codes = stages::compute_codes(ae, sample, spec, c.code_batch_size, device);
   sync(device);
   out.set("code_images_per_second", static_cast<double>(m) / (util::now_seconds() - t_codes));
 

@@ -4,7 +4,9 @@
 
 #include <stdexcept>
 
+#include "aefx/util/build_info.h"
 #include "aefx/util/fs.h"
+#include "aefx/util/json.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
@@ -40,6 +42,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
                    AEFX_VERSION, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH,
                    ctx.device.str().c_str(), threads, ctx.run_dir.string().c_str()));
   std::vector<std::pair<std::string, double>> times;
+  const double t_start = util::now_seconds();
   try {
     for (const auto& name : stages) {
       torch::manual_seed(static_cast<uint64_t>(cfg.seed));
@@ -55,6 +58,22 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
     throw;
   }
   util::set_log_file({});
+  util::Json stage_times = util::Json::object();
+  for (const auto& [name, seconds] : times) stage_times.set(name, seconds);
+  const auto run = util::Json::object(
+      {{"name", cfg.name},
+       {"seed", cfg.seed},
+       {"stages", stage_times},
+       {"wall_seconds", util::now_seconds() - t_start},
+       {"peak_rss_bytes", util::peak_rss_bytes()},
+       {"device", ctx.device.str()},
+       {"threads", threads},
+       {"aefx_version", AEFX_VERSION},
+       {"git_commit", util::git_commit()},
+       {"libtorch_version",
+        util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)},
+       {"machine", util::machine_info()}});
+  util::atomic_write_text(ctx.run_dir / kRunFile, run.dump() + "\n");
   return times;
 }
 

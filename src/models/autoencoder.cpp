@@ -108,16 +108,29 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
   return x;
 }
 
-torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
-                         const std::vector<int64_t>& grids) {
+CodeSpec code_spec(const config::ClassifyConfig& cfg) { return {cfg.pool_grids, cfg.pooling}; }
+
+namespace {
+bool pools_avg(const CodeSpec& spec) { return spec.pooling != "max"; }
+bool pools_max(const CodeSpec& spec) { return spec.pooling != "avg"; }
+}  // namespace
+
+torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpec& spec) {
+  const auto& grids = spec.grids;
   TORCH_CHECK(stages.size() == grids.size(), "pool_codes: ", stages.size(), " stages but ",
               grids.size(), " grids");
+  TORCH_CHECK(spec.pooling == "avg" || spec.pooling == "max" || spec.pooling == "avgmax",
+              "pool_codes: pooling must be avg, max or avgmax, found '", spec.pooling, "'");
   std::vector<torch::Tensor> parts;
   for (size_t s = 0; s < stages.size(); ++s) {
     if (grids[s] == 0) continue;
     const auto& f = stages[s];
-    auto pooled = torch::adaptive_avg_pool2d(f, {grids[s], grids[s]});
-    parts.push_back(pooled.contiguous().flatten(1));
+    if (pools_avg(spec))
+      parts.push_back(torch::adaptive_avg_pool2d(f, {grids[s], grids[s]}).contiguous().flatten(1));
+    if (pools_max(spec)) {
+      parts.push_back(
+          std::get<0>(torch::adaptive_max_pool2d(f, {grids[s], grids[s]})).contiguous().flatten(1));
+    }
   }
   return torch::cat(parts, 1);
 }
@@ -142,12 +155,12 @@ int64_t forward_flops(const config::ModelConfig& cfg, int64_t channels, int64_t 
   return flops + conv(c, channels, side);
 }
 
-int64_t code_dim(const config::ModelConfig& model, const std::vector<int64_t>& grids) {
+int64_t code_dim(const config::ModelConfig& model, const CodeSpec& spec) {
   int64_t d = 0;
-  for (size_t s = 0; s < grids.size() && s < model.widths.size(); ++s) {
-    d += model.widths[s] * grids[s] * grids[s];
+  for (size_t s = 0; s < spec.grids.size() && s < model.widths.size(); ++s) {
+    d += model.widths[s] * spec.grids[s] * spec.grids[s];
   }
-  return d;
+  return d * ((pools_avg(spec) ? 1 : 0) + (pools_max(spec) ? 1 : 0));
 }
 
 HeadImpl::HeadImpl(int64_t in_dim, const std::vector<int64_t>& hidden, double dropout,

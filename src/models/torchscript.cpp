@@ -90,15 +90,22 @@ std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
   return out.str();
 }
 
-std::string codes_source(const std::vector<int64_t>& grids) {
+std::string codes_source(const CodeSpec& spec) {
   std::ostringstream out;
   out << "    def codes(self, images: Tensor) -> Tensor:\n"
       << "        feats = self.features(images)\n"
       << "        parts: List[Tensor] = []\n";
-  for (size_t s = 0; s < grids.size(); ++s) {
-    if (grids[s] == 0) continue;
-    out << "        parts.append(torch.flatten(torch.adaptive_avg_pool2d(feats[" << s << "], ["
-        << grids[s] << ", " << grids[s] << "]), 1))\n";
+  for (size_t s = 0; s < spec.grids.size(); ++s) {
+    const auto g = spec.grids[s];
+    if (g == 0) continue;
+    if (spec.pooling != "max") {
+      out << "        parts.append(torch.flatten(torch.adaptive_avg_pool2d(feats[" << s << "], ["
+          << g << ", " << g << "]), 1))\n";
+    }
+    if (spec.pooling != "avg") {
+      out << "        parts.append(torch.flatten(torch.adaptive_max_pool2d(feats[" << s << "], ["
+          << g << ", " << g << "])[0], 1))\n";
+    }
   }
   out << "        return torch.cat(parts, 1)\n";
   return out.str();
@@ -113,9 +120,9 @@ std::string check_source() {
 
 }  // namespace
 
-torch::jit::Module script_encoder(Autoencoder& ae, const std::vector<int64_t>& grids) {
+torch::jit::Module script_encoder(Autoencoder& ae, const CodeSpec& spec) {
   ScriptWriter w("aefx_encoder");
-  const std::string src = encoder_source(w, ae) + codes_source(grids) + check_source() +
+  const std::string src = encoder_source(w, ae) + codes_source(spec) + check_source() +
                           "    def forward(self, images: Tensor) -> Tensor:\n"
                           "        self.check(images)\n"
                           "        return self.codes(images)\n";
@@ -147,8 +154,7 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
   return w.finish(src);
 }
 
-torch::jit::Module script_classifier(Autoencoder& ae, Head& head,
-                                     const std::vector<int64_t>& grids) {
+torch::jit::Module script_classifier(Autoencoder& ae, Head& head, const CodeSpec& spec) {
   ScriptWriter w("aefx_classifier");
   std::ostringstream h;
   h << "    def head(self, code: Tensor) -> Tensor:\n"
@@ -167,7 +173,7 @@ torch::jit::Module script_classifier(Autoencoder& ae, Head& head,
     // Dropout is the identity at inference; ReLU is emitted between linear layers above.
   }
   h << "        return x\n";
-  const std::string src = encoder_source(w, ae) + codes_source(grids) + h.str() + check_source() +
+  const std::string src = encoder_source(w, ae) + codes_source(spec) + h.str() + check_source() +
                           "    def forward(self, images: Tensor) -> Tensor:\n"
                           "        self.check(images)\n"
                           "        return self.head(self.codes(images))\n";

@@ -34,11 +34,12 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
                       const config::ClassifyConfig& cfg, const torch::Device& device) {
   freeze(ae);
   const double t0 = util::now_seconds();
-  auto codes =
-      compute_codes(ae, train.images, cfg.pool_grids, cfg.code_batch_size, device, cfg.flip_codes);
+  auto codes = compute_codes(ae, train.images, models::code_spec(cfg), cfg.code_batch_size, device,
+                             cfg.flip_codes);
   auto labels = train.labels.to(device);
   if (cfg.flip_codes) labels = torch::cat({labels, labels});
-  auto val_codes = compute_codes(ae, val.images, cfg.pool_grids, cfg.code_batch_size, device);
+  auto val_codes =
+      compute_codes(ae, val.images, models::code_spec(cfg), cfg.code_batch_size, device);
   const double code_seconds = util::now_seconds() - t0;
   util::log_info(util::strfmt(
       "classify: %lld codes of %lld values in %.1f s (%.0f img/s)",

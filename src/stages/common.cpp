@@ -43,7 +43,8 @@ models::Autoencoder load_autoencoder(const engine::RunContext& ctx) {
 
 models::Head load_head(const engine::RunContext& ctx, int64_t classes) {
   const auto& c = ctx.config.classify;
-  models::Head head(models::code_dim(ctx.config.model, c.pool_grids), c.hidden, c.dropout, classes);
+  models::Head head(models::code_dim(ctx.config.model, models::code_spec(c)), c.hidden, c.dropout,
+                    classes);
   engine::load_checkpoint(ctx.run_dir / kHeadFile, {"head", head_architecture(ctx.config, classes)},
                           *head, "classify");
   head->to(ctx.device);
@@ -57,7 +58,7 @@ void freeze(models::Autoencoder& ae) {
 }
 
 torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images,
-                            const std::vector<int64_t>& grids, int64_t batch_size,
+                            const models::CodeSpec& spec, int64_t batch_size,
                             const torch::Device& device, bool with_flips) {
   torch::NoGradGuard no_grad;
   const int64_t n = images.size(0);
@@ -72,12 +73,12 @@ torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images
   for (int64_t i = 0; i < n; i += batch_size) {
     const int64_t b = std::min(batch_size, n - i);
     auto x = ae->normalize(data::to_float(images.narrow(0, i, b), device));
-    store(i, models::pool_codes(ae->encoder->forward(x), grids));
-    if (with_flips) store(n + i, models::pool_codes(ae->encoder->forward(x.flip({3})), grids));
+    store(i, models::pool_codes(ae->encoder->forward(x), spec));
+    if (with_flips) store(n + i, models::pool_codes(ae->encoder->forward(x.flip({3})), spec));
   }
   if (!out.defined()) {  // no images: an empty N x D, D from one blank image
     auto blank = torch::zeros({1, images.size(1), images.size(2), images.size(3)}, device);
-    out = models::pool_codes(ae->encoder->forward(blank), grids).narrow(0, 0, 0);
+    out = models::pool_codes(ae->encoder->forward(blank), spec).narrow(0, 0, 0);
   }
   return out;
 }
@@ -96,7 +97,7 @@ util::Json summary_value(const std::filesystem::path& file, const std::string& k
 std::string head_architecture(const config::Config& cfg, int64_t classes) {
   std::string grids;
   for (auto g : cfg.classify.pool_grids) grids += (grids.empty() ? "" : ",") + std::to_string(g);
-  return models::describe_head(models::code_dim(cfg.model, cfg.classify.pool_grids),
+  return models::describe_head(models::code_dim(cfg.model, models::code_spec(cfg.classify)),
                                cfg.classify.hidden, classes) +
          " grids=[" + grids + "] on " + models::describe_architecture(cfg.model);
 }

@@ -12,11 +12,6 @@
 #include "aefx/util/runtime.h"
 
 namespace aefx::stages {
-namespace {
-
-/// A number from an earlier stage's summary, or null when that stage's file is absent.
-}  // namespace
-
 void evaluate(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
   const double t0 = util::now_seconds();
@@ -33,8 +28,8 @@ void evaluate(engine::RunContext& ctx) {
     const int64_t batch = cfg.evaluate.batch_size;
     for (int64_t i = 0; i < test.size(); i += batch) {
       const int64_t b = std::min(batch, test.size() - i);
-      auto codes =
-          compute_codes(ae, test.images.narrow(0, i, b), cfg.classify.pool_grids, b, ctx.device);
+      auto codes = compute_codes(ae, test.images.narrow(0, i, b), models::code_spec(cfg.classify),
+                                 b, ctx.device);
       cm.add(head->forward(codes).argmax(1), test.labels.narrow(0, i, b));
     }
   }

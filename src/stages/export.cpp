@@ -37,7 +37,7 @@ void export_models(engine::RunContext& ctx) {
   auto ae = load_autoencoder(target);
   freeze(ae);
   auto head = load_head(target, static_cast<int64_t>(class_names.size()));
-  const auto& grids = cfg.classify.pool_grids;
+  const auto spec = models::code_spec(cfg.classify);
 
   util::Json test_metrics = util::Json::object();
   if (std::filesystem::exists(ctx.run_dir / kMetricsFile)) {
@@ -62,7 +62,8 @@ void export_models(engine::RunContext& ctx) {
                               {"value_range", util::Json::array(std::vector<double>{0.0, 1.0})}})},
          {"mean", float_list(ae->mean)},
          {"std", float_list(ae->std)},
-         {"code_dim", models::code_dim(cfg.model, grids)},
+         {"code_dim", models::code_dim(cfg.model, spec)},
+         {"pooling", spec.pooling},
          {"metrics", test_metrics},
          {"device", target.device.str()},
          {"config_yaml", config::to_yaml(cfg)},
@@ -72,16 +73,16 @@ void export_models(engine::RunContext& ctx) {
                                   std::to_string(TORCH_VERSION_PATCH)}});
   };
 
-  auto encoder = models::script_encoder(ae, grids);
+  auto encoder = models::script_encoder(ae, spec);
   auto autoencoder = models::script_autoencoder(ae);
-  auto classifier = models::script_classifier(ae, head, grids);
+  auto classifier = models::script_classifier(ae, head, spec);
 
   // The export must compute what the native models compute, on the device it targets.
   torch::manual_seed(0);
   const auto probe =
       torch::randint(0, 256, {4, 3, cfg.data.image_size, cfg.data.image_size}, torch::kUInt8);
   torch::NoGradGuard no_grad;
-  const auto native = head->forward(compute_codes(ae, probe, grids, 4, target.device));
+  const auto native = head->forward(compute_codes(ae, probe, spec, 4, target.device));
   const auto scripted = classifier.forward({data::to_float(probe, target.device)}).toTensor();
   const double diff = (native - scripted).abs().max().item<double>();
   if (diff > cfg.export_.tolerance) {

@@ -30,6 +30,9 @@ double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, 
   return sum.item<double>() / static_cast<double>(images.numel());
 }
 
+/// Images whose activations set the BatchNorm statistics of an untrained (epochs 0) encoder.
+constexpr int64_t kCalibrationImages = 5000;
+
 }  // namespace
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
@@ -58,6 +61,26 @@ torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
   return loss.detach();
 }
 
+void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::nn::BatchNorm2dImpl*> norms;
+  for (auto& m : ae_->modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
+  }
+  // Momentum "none" makes the running statistics a cumulative average over the batches seen.
+  for (auto* bn : norms) {
+    bn->reset_running_stats();
+    bn->options.momentum(c10::nullopt);
+  }
+  ae_->train();
+  const int64_t n = std::min(images, images_.size(0));
+  for (int64_t i = 0; i < n; i += batch_size) {
+    ae_->forward(ae_->normalize(
+        data::to_float(images_.narrow(0, i, std::min(batch_size, n - i)), images_.device())));
+  }
+  for (auto* bn : norms) bn->options.momentum(0.1);
+}
+
 void pretrain(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
   const auto& p = cfg.pretrain;
@@ -74,44 +97,54 @@ void pretrain(engine::RunContext& ctx) {
   Pretrainer pt(cfg, train, ctx.device);
   auto& ae = pt.model();
   auto& opt = pt.optimizer();
-  engine::Trainer trainer(p.epochs, steps);
-  auto lr_hook = std::make_shared<engine::LrScheduleHook>(
-      opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
-  trainer.add_hook(lr_hook);
-
   const auto run_dir = ctx.run_dir;
   std::filesystem::create_directories(run_dir / "checkpoints");
   const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
   util::Json history = util::Json::Array{};
   double last_mse = 0, train_seconds = 0;
-  trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
-    train_seconds += s.epoch_seconds;
+  if (p.epochs > 0) {
+    engine::Trainer trainer(p.epochs, steps);
+    auto lr_hook = std::make_shared<engine::LrScheduleHook>(
+        opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
+    trainer.add_hook(lr_hook);
+    trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
+      train_seconds += s.epoch_seconds;
+      last_mse = val.size() > 0
+                     ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
+                     : 0.0;
+      const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
+      util::log_info(util::strfmt(
+          "pretrain epoch %lld/%lld  loss %.5f  val_mse %.5f  val_psnr %.2f dB  lr %.2e  "
+          "%.0f img/s  %.1f s",
+          static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
+          last_mse, metrics::psnr(last_mse), lr_hook->current_lr(), ips, s.epoch_seconds));
+      history.push_back(util::Json::object({{"epoch", s.epoch + 1},
+                                            {"loss", s.epoch_loss},
+                                            {"val_mse", last_mse},
+                                            {"val_psnr", metrics::psnr(last_mse)},
+                                            {"images_per_second", ips},
+                                            {"seconds", s.epoch_seconds}}));
+      auto m = meta;
+      m.epoch = s.epoch + 1;
+      engine::save_checkpoint(run_dir / kPretrainCheckpoint, m, *ae, &opt);
+    }));
+
+    torch::Tensor perm;
+    trainer.run([&](engine::TrainState& s) {
+      if (s.step == 0)
+        perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
+      return engine::StepOutput{pt.step(perm.narrow(0, s.step * batch, batch)), batch};
+    });
+  } else {
+    pt.calibrate_batch_norm(kCalibrationImages, batch);
     last_mse = val.size() > 0
                    ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
                    : 0.0;
-    const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
     util::log_info(util::strfmt(
-        "pretrain epoch %lld/%lld  loss %.5f  val_mse %.5f  val_psnr %.2f dB  lr %.2e  %.0f img/s  "
-        "%.1f s",
-        static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
-        last_mse, metrics::psnr(last_mse), lr_hook->current_lr(), ips, s.epoch_seconds));
-    history.push_back(util::Json::object({{"epoch", s.epoch + 1},
-                                          {"loss", s.epoch_loss},
-                                          {"val_mse", last_mse},
-                                          {"val_psnr", metrics::psnr(last_mse)},
-                                          {"images_per_second", ips},
-                                          {"seconds", s.epoch_seconds}}));
-    auto m = meta;
-    m.epoch = s.epoch + 1;
-    engine::save_checkpoint(run_dir / kPretrainCheckpoint, m, *ae, &opt);
-  }));
-
-  torch::Tensor perm;
-  trainer.run([&](engine::TrainState& s) {
-    if (s.step == 0)
-      perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
-    return engine::StepOutput{pt.step(perm.narrow(0, s.step * batch, batch)), batch};
-  });
+        "pretrain: epochs 0, the encoder keeps its random weights; BatchNorm statistics from "
+        "%lld images; val_psnr %.2f dB",
+        static_cast<long long>(std::min(kCalibrationImages, n)), metrics::psnr(last_mse)));
+  }
 
   auto m = meta;
   m.epoch = p.epochs;
@@ -128,7 +161,9 @@ void pretrain(engine::RunContext& ctx) {
        {"val_mse", last_mse},
        {"val_psnr", metrics::psnr(last_mse)},
        {"train_seconds", train_seconds},
-       {"images_per_second", static_cast<double>(steps * batch * p.epochs) / train_seconds},
+       {"images_per_second",
+        p.epochs > 0 ? util::Json(static_cast<double>(steps * batch * p.epochs) / train_seconds)
+                     : util::Json()},
        {"seconds", total},
        {"history", history}});
   util::atomic_write_text(run_dir / kPretrainSummary, summary.dump() + "\n");

@@ -66,13 +66,18 @@ TEST(Config, WrongTypeNamesKeyExpectedAndFound) {
 }
 
 TEST(Config, OutOfRangeValues) {
-  EXPECT_NE(error_of("pretrain:\n  epochs: 0\n")
-                .find("'pretrain.epochs': expected a value >= 1, found 0"),
+  EXPECT_NE(error_of("pretrain:\n  epochs: -1\n")
+                .find("'pretrain.epochs': expected a value >= 0, found -1"),
+            std::string::npos);
+  EXPECT_NE(error_of("classify:\n  epochs: 0\n")
+                .find("'classify.epochs': expected a value >= 1, found 0"),
             std::string::npos);
   EXPECT_NE(error_of("pretrain:\n  mask_ratio: 1.0\n").find("'pretrain.mask_ratio'"),
             std::string::npos);
   EXPECT_NE(error_of("model:\n  widths: []\n").find("'model.widths'"), std::string::npos);
   EXPECT_NE(error_of("device: gpu\n").find("'device'"), std::string::npos);
+  EXPECT_NE(error_of("classify:\n  pooling: median\n").find("'classify.pooling'"),
+            std::string::npos);
   EXPECT_NE(error_of("data:\n  format: png\n").find("cifar10-binary"), std::string::npos);
   EXPECT_NE(error_of("stages: [pretrain, train]\n").find("'stages'"), std::string::npos);
 }

@@ -88,6 +88,28 @@ TEST(PoolCodes, ConcatenatesGridsAndMatchesCodeDim) {
   EXPECT_TRUE(torch::allclose(codes.narrow(1, 16, 16), outs[2].mean({2, 3})));
 }
 
+TEST(PoolCodes, MaxAndAvgMaxPooling) {
+  auto m = small();
+  Encoder enc(m);
+  auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
+  const CodeSpec max{{2, 0, 1}, "max"}, both{{2, 0, 1}, "avgmax"};
+  auto mx = pool_codes(outs, max);
+  EXPECT_EQ(code_dim(m, max), 4 * 4 + 16);
+  EXPECT_EQ(mx.size(1), code_dim(m, max));
+  // The last 16 values are the global maximum of stage 2.
+  EXPECT_TRUE(torch::equal(mx.narrow(1, 16, 16), outs[2].amax({2, 3})));
+  // avgmax: per stage the average cells, then the max cells.
+  auto ab = pool_codes(outs, both);
+  const auto avg = pool_codes(outs, std::vector<int64_t>{2, 0, 1});
+  EXPECT_EQ(code_dim(m, both), 2 * (4 * 4 + 16));
+  ASSERT_EQ(ab.size(1), code_dim(m, both));
+  EXPECT_TRUE(torch::equal(ab.narrow(1, 0, 16), avg.narrow(1, 0, 16)));
+  EXPECT_TRUE(torch::equal(ab.narrow(1, 16, 16), mx.narrow(1, 0, 16)));
+  EXPECT_TRUE(torch::equal(ab.narrow(1, 32, 16), avg.narrow(1, 16, 16)));
+  EXPECT_TRUE(torch::equal(ab.narrow(1, 48, 16), mx.narrow(1, 16, 16)));
+  EXPECT_THROW(pool_codes(outs, CodeSpec{{2, 0, 1}, "median"}), c10::Error);
+}
+
 TEST(Head, LinearAndMlpShapesAndStandardization) {
   Head linear(6, std::vector<int64_t>{}, 0.0, 4);
   EXPECT_EQ(linear->forward(torch::rand({5, 6})).sizes(), (std::vector<int64_t>{5, 4}));

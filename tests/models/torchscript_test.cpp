@@ -13,17 +13,18 @@ using aefx::testing::TempDir;
 struct Trained {
   Autoencoder ae{nullptr};
   Head head{nullptr};
-  std::vector<int64_t> grids{2, 1, 1};
+  CodeSpec grids{{2, 1, 1}, "avgmax"};
 };
 
 /// A small model with non-trivial weights, BatchNorm statistics and normalisation.
-Trained make_model() {
+Trained make_model(const std::string& pooling = "avgmax") {
   torch::manual_seed(3);
   config::ModelConfig m;
   m.widths = {4, 8, 8};
   m.blocks = {1, 2, 1};
   m.decoder_blocks = 2;
   Trained t;
+  t.grids.pooling = pooling;
   t.ae = Autoencoder(m);
   t.ae->set_normalization(torch::tensor({0.49f, 0.48f, 0.45f}),
                           torch::tensor({0.25f, 0.24f, 0.26f}));
@@ -42,17 +43,20 @@ double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 TEST(TorchScript, ExportsEqualNativeModels) {
-  auto t = make_model();
-  torch::NoGradGuard no_grad;
-  auto x = torch::rand({6, 3, 16, 16});
-  auto codes = pool_codes(t.ae->encoder->forward(t.ae->normalize(x)), t.grids);
-  auto enc = script_encoder(t.ae, t.grids);
-  EXPECT_LE(max_diff(enc.forward({x}).toTensor(), codes), 1e-5);
-  auto ae = script_autoencoder(t.ae);
-  auto recon = t.ae->denormalize(t.ae->forward(t.ae->normalize(x))).clamp(0, 1);
-  EXPECT_LE(max_diff(ae.forward({x}).toTensor(), recon), 1e-5);
-  auto clf = script_classifier(t.ae, t.head, t.grids);
-  EXPECT_LE(max_diff(clf.forward({x}).toTensor(), t.head->forward(codes)), 1e-5);
+  for (const char* pooling : {"avg", "max", "avgmax"}) {
+    SCOPED_TRACE(pooling);
+    auto t = make_model(pooling);
+    torch::NoGradGuard no_grad;
+    auto x = torch::rand({6, 3, 16, 16});
+    auto codes = pool_codes(t.ae->encoder->forward(t.ae->normalize(x)), t.grids);
+    auto enc = script_encoder(t.ae, t.grids);
+    EXPECT_LE(max_diff(enc.forward({x}).toTensor(), codes), 1e-5);
+    auto ae = script_autoencoder(t.ae);
+    auto recon = t.ae->denormalize(t.ae->forward(t.ae->normalize(x))).clamp(0, 1);
+    EXPECT_LE(max_diff(ae.forward({x}).toTensor(), recon), 1e-5);
+    auto clf = script_classifier(t.ae, t.head, t.grids);
+    EXPECT_LE(max_diff(clf.forward({x}).toTensor(), t.head->forward(codes)), 1e-5);
+  }
 }
 
 TEST(TorchScript, SavedFileReloadsWithMetadata) {

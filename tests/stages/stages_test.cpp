@@ -50,9 +50,44 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   EXPECT_EQ(config::to_yaml(config::load_config((run / "config.yaml").string())),
             config::to_yaml(cfg));
 
+  // run.json traces the run to its code and machine.
+  const YAML::Node r = YAML::LoadFile((run / engine::kRunFile).string());
+  EXPECT_EQ(r["stages"].size(), 4u);
+  EXPECT_GT(r["wall_seconds"].as<double>(), r["stages"]["pretrain"].as<double>());
+  EXPECT_FALSE(r["git_commit"].as<std::string>().empty());
+  EXPECT_GE(r["machine"]["logical_cores"].as<int64_t>(), 1);
+  EXPECT_EQ(r["seed"].as<int64_t>(), cfg.seed);
+
   // classify + evaluate alone reuse the pretrained encoder, and give the same result.
   const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
   EXPECT_EQ(YAML::LoadFile((run / kMetricsFile).string())["test_accuracy"].as<double>(), acc);
+}
+
+TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 60, 10);
+  const auto cfg = tiny(dir, "random", {"pretrain.epochs=0"});
+  torch::manual_seed(static_cast<uint64_t>(cfg.seed));
+  const models::Autoencoder fresh(cfg.model, 3);  // the same seed: the same initial weights
+  engine::run_stages(cfg, {"pretrain"}, builtin_stages());
+  const fs::path run = dir / "runs/random";
+  auto saved = load_autoencoder({cfg, run, torch::kCPU});
+  const auto a = fresh->named_parameters(), b = saved->named_parameters();
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+  // The running statistics are no longer the initial 0 / 1.
+  int norms = 0;
+  for (const auto& m : saved->modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      EXPECT_GT(bn->running_mean.abs().sum().item<double>(), 0.0);
+      EXPECT_FALSE(torch::allclose(bn->running_var, torch::ones_like(bn->running_var)));
+      EXPECT_EQ(bn->options.momentum().value(), 0.1);
+      ++norms;
+    }
+  }
+  EXPECT_GT(norms, 0);
+  const YAML::Node p = YAML::LoadFile((run / kPretrainSummary).string());
+  EXPECT_EQ(p["epochs"].as<int64_t>(), 0);
+  EXPECT_GT(p["val_psnr"].as<double>(), 0.0);
 }
 
 TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {

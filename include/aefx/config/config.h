@@ -28,7 +28,7 @@ struct ModelConfig {
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).
 struct PretrainConfig {
-  int64_t epochs = 10;
+  int64_t epochs = 10;  ///< 0 = no training: the random encoder, as a control (see README)
   int64_t batch_size = 128;
   double lr = 2e-3;
   std::string optimizer = "adamw";  ///< adamw | adam | sgd
@@ -53,10 +53,11 @@ struct ClassifyConfig {
   std::vector<int64_t> hidden{};  ///< hidden layer sizes; empty = linear head
   double dropout = 0.0;
   double label_smoothing = 0.0;
-  std::vector<int64_t> pool_grids{4, 2,
-                                  1};  ///< per encoder stage: g -> g x g average pool; 0 = unused
-  bool flip_codes = true;              ///< also cache codes of horizontally flipped train images
-  int64_t code_batch_size = 500;       ///< batch size for computing codes
+  /// Per encoder stage: g -> the map is pooled to a g x g grid of cells; 0 = stage unused.
+  std::vector<int64_t> pool_grids{4, 2, 1};
+  std::string pooling = "avg";    ///< each grid cell: avg | max | avgmax (both, concatenated)
+  bool flip_codes = true;         ///< also cache codes of horizontally flipped train images
+  int64_t code_batch_size = 500;  ///< batch size for computing codes
 };
 
 /// Test-set evaluation.

@@ -33,11 +33,15 @@ class StageRegistry {
   std::map<std::string, StageFn> stages_;
 };
 
+/// Written by the runner when every requested stage has finished: the stages' wall seconds,
+/// the whole invocation's wall time and peak RSS, seed, device, threads, git commit and machine.
+inline constexpr const char* kRunFile = "run.json";
+
 /// Run folder for a config: output_dir/name.
 std::filesystem::path run_dir_for(const config::Config& cfg);
 
 /// Prepares the run (threads, seed, device, a writable run folder with the resolved config
-/// and log.txt) and runs `stages` in order. Returns per-stage wall seconds.
+/// and log.txt), runs `stages` in order and writes run.json. Returns per-stage wall seconds.
 std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg,
                                                        const std::vector<std::string>& stages,
                                                        const StageRegistry& registry);

@@ -65,10 +65,22 @@ TORCH_MODULE(Autoencoder);
 torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_t patch,
                       double noise);
 
-/// The latent code: each stage's map average-pooled to grids[s] x grids[s] (0 = stage unused),
-/// flattened and concatenated into B x D.
-torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
-                         const std::vector<int64_t>& grids);
+/// How the latent code is read off the encoder's stages: stage s is pooled to a
+/// grids[s] x grids[s] grid of cells (0 = stage unused), each cell by `pooling`: "avg", "max",
+/// or "avgmax" (both; the average first). Converts from a grid list, with average pooling.
+struct CodeSpec {
+  CodeSpec(std::vector<int64_t> grids_, std::string pooling_ = "avg")  // NOLINT: implicit
+      : grids(std::move(grids_)), pooling(std::move(pooling_)) {}
+  std::vector<int64_t> grids;
+  std::string pooling;
+};
+
+/// The code spec a classify config asks for.
+CodeSpec code_spec(const config::ClassifyConfig& cfg);
+
+/// The latent code: each used stage's map pooled as `spec` says, flattened and concatenated
+/// into B x D (per stage: the average cells, then the max cells).
+torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpec& spec);
 
 /// Forward FLOPs per image (2 x multiply-adds of every convolution) of the autoencoder on
 /// image_size x image_size inputs. A training step costs about 3x this (forward, and the
@@ -76,7 +88,7 @@ torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages,
 int64_t forward_flops(const config::ModelConfig& cfg, int64_t channels, int64_t image_size);
 
 /// Length of the latent code for this architecture and pooling.
-int64_t code_dim(const config::ModelConfig& model, const std::vector<int64_t>& grids);
+int64_t code_dim(const config::ModelConfig& model, const CodeSpec& spec);
 
 /// Classifier head on latent codes: standardises the code with stored train statistics, then
 /// a linear layer or an MLP (hidden sizes, ReLU, dropout: FastDropout, same maths as

@@ -17,14 +17,13 @@
 namespace aefx::models {
 
 /// images (float N x C x H x W, RGB in [0, 1]) -> latent codes (N x D), as the head saw them.
-torch::jit::Module script_encoder(Autoencoder& ae, const std::vector<int64_t>& grids);
+torch::jit::Module script_encoder(Autoencoder& ae, const CodeSpec& spec);
 
 /// images -> reconstructions, in [0, 1].
 torch::jit::Module script_autoencoder(Autoencoder& ae);
 
 /// images -> logits: normalisation, encoder, pooling, code standardisation and head in one.
-torch::jit::Module script_classifier(Autoencoder& ae, Head& head,
-                                     const std::vector<int64_t>& grids);
+torch::jit::Module script_classifier(Autoencoder& ae, Head& head, const CodeSpec& spec);
 
 /// Name of the metadata file stored inside every exported .pt (same content as model.json).
 inline constexpr const char* kExportMetaName = "aefx.json";

@@ -55,6 +55,10 @@ class Pretrainer {
   /// gather, augment, corrupt, reconstruct, MSE, backward, optimizer step. Returns the loss,
   /// detached and not synchronised.
   torch::Tensor step(const torch::Tensor& indices);
+  /// For `pretrain.epochs: 0` (the untrained control): no optimisation; BatchNorm running
+  /// statistics become the exact average over `images` training images (unaugmented), so the
+  /// random frozen encoder normalises its activations like a trained one would.
+  void calibrate_batch_norm(int64_t images, int64_t batch_size);
   models::Autoencoder& model() { return ae_; }
   torch::optim::Optimizer& optimizer() { return *opt_; }
 
@@ -73,7 +77,7 @@ void freeze(models::Autoencoder& ae);
 /// batches. With `with_flips`, 2N x D: rows N..2N-1 are the codes of the horizontally mirrored
 /// images, in the same order.
 torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images,
-                            const std::vector<int64_t>& grids, int64_t batch_size,
+                            const models::CodeSpec& spec, int64_t batch_size,
                             const torch::Device& device, bool with_flips = false);
 
 /// What training the head produced.

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Reported accuracy runs: seeds of a shipped config, the ablation table, the README tables.
+
+Standard library only (any python3). Every figure comes from the run folders aefx writes.
+
+  tools/results.py seeds CONFIG [--seeds 0,1,2] [--set key=value ...]
+      Runs the config once per seed (every stage of the config), each in its own run folder
+      (name <config name>-seed<S>), and records each run under results/<config name>/seed<S>/:
+      metrics.json, config.yaml (the resolved config), run.json (git commit, machine, wall
+      time, stage times), pretrain.json and classify.json. Then writes
+      results/<config name>/summary.json: test accuracy mean, standard deviation, min and max,
+      wall time per run.
+
+  tools/results.py ablation CONFIG [--set key=value ...]
+      Model choices measured on the VALIDATION split (the test set is not touched): the
+      pretraining objective (none = the random encoder, plain, masked, denoising, both),
+      single- vs multi-scale codes, avg vs avg+max pooling, linear vs MLP head. Each objective pretrains once; the code and head variants re-run only
+      `classify` on a copy of the reference encoder. Writes results/ablation-<config name>.json.
+
+  tools/results.py table
+      Prints the README's Results tables (Markdown) from what is under results/.
+
+Common options: --aefx PATH (default build/aefx), --runs DIR (run folders, default
+models/results), --results DIR (default results).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORDED = ["metrics.json", "config.yaml", "run.json", "pretrain.json", "classify.json"]
+
+
+def aefx_get(args, config, sets, key):
+    cmd = [args.aefx, "config", config, "--get", key]
+    for s in sets:
+        cmd += ["--set", s]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def aefx_run(args, config, sets, stages=None):
+    cmd = [args.aefx, "run", config, "--set", "output_dir=" + args.runs]
+    for s in sets:
+        cmd += ["--set", s]
+    if stages:
+        cmd += ["--stages", stages]
+    print("+ " + " ".join(cmd), flush=True)
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    return time.time() - t0
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def spread(values):
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def cmd_seeds(args):
+    base = aefx_get(args, args.config, args.set, "name")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = []
+    for seed in seeds:
+        name = "%s-seed%d" % (base, seed)
+        aefx_run(args, args.config, args.set + ["seed=%d" % seed, "name=" + name])
+        run_dir = os.path.join(args.runs, name)
+        out = os.path.join(args.results, base, "seed%d" % seed)
+        os.makedirs(out, exist_ok=True)
+        for f in RECORDED:
+            if os.path.exists(os.path.join(run_dir, f)):
+                shutil.copyfile(os.path.join(run_dir, f), os.path.join(out, f))
+        m = load_json(os.path.join(run_dir, "metrics.json"))
+        r = load_json(os.path.join(run_dir, "run.json"))
+        runs.append({"seed": seed, "test_accuracy": m["test_accuracy"],
+                     "val_accuracy": m["val_accuracy"], "wall_seconds": r["wall_seconds"]})
+        print("seed %d: test %.4f  val %.4f  wall %.0f s" %
+              (seed, m["test_accuracy"], m["val_accuracy"], r["wall_seconds"]), flush=True)
+    r = load_json(os.path.join(args.runs, "%s-seed%d" % (base, seeds[0]), "run.json"))
+    summary = {
+        "config": os.path.relpath(os.path.abspath(args.config), ROOT),
+        "overrides": args.set,
+        "data": aefx_get(args, args.config, args.set, "data.root"),
+        "test_accuracy": spread([x["test_accuracy"] for x in runs]),
+        "val_accuracy": spread([x["val_accuracy"] for x in runs]),
+        "wall_seconds": spread([x["wall_seconds"] for x in runs]),
+        "runs": runs,
+        "git_commit": r["git_commit"],
+        "machine": r["machine"],
+        "device": r["device"],
+        "threads": r["threads"],
+        "libtorch_version": r["libtorch_version"],
+    }
+    write_json(os.path.join(args.results, base, "summary.json"), summary)
+    t = summary["test_accuracy"]
+    print("%s: test accuracy %.2f%% +- %.2f (min %.2f, max %.2f) over seeds %s" %
+          (base, 100 * t["mean"], 100 * t["std"], 100 * t["min"], 100 * t["max"], args.seeds))
+
+
+def cmd_ablation(args):
+    """The reference is the config as shipped; every other row changes one thing."""
+    base = aefx_get(args, args.config, args.set, "name")
+    mask = float(aefx_get(args, args.config, args.set, "pretrain.mask_ratio"))
+    noise = float(aefx_get(args, args.config, args.set, "pretrain.noise"))
+    if mask <= 0 or noise <= 0:
+        sys.exit("ablation: the config must use both masking and noise (it is the reference)")
+    grids = json.loads(aefx_get(args, args.config, args.set, "classify.pool_grids"))
+    single = [0] * (len(grids) - 1) + [grids[-1]]
+
+    def measure(tag, overrides, from_dir=None):
+        """Pretrains and classifies, or (from_dir) classifies on a copy of that encoder."""
+        name = "%s-ablation-%s" % (base, tag)
+        run_dir = os.path.join(args.runs, name)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if from_dir:
+            shutil.copytree(from_dir, run_dir)
+        t = aefx_run(args, args.config, args.set + overrides + ["name=" + name],
+                     "classify" if from_dir else "pretrain,classify")
+        c = load_json(os.path.join(run_dir, "classify.json"))
+        p = load_json(os.path.join(run_dir, "pretrain.json"))
+        print("%-12s val %.4f" % (tag, c["val_accuracy"]), flush=True)
+        return {"overrides": overrides, "val_accuracy": c["val_accuracy"],
+                "code_dim": c["code_dim"], "val_psnr": p["val_psnr"], "seconds": t,
+                "run_dir": run_dir}
+
+    ref = measure("reference", [])
+    untrained = measure("untrained", ["pretrain.epochs=0"])
+    plain = measure("plain", ["pretrain.mask_ratio=0", "pretrain.noise=0"])
+    masked = measure("masked", ["pretrain.noise=0"])
+    denoising = measure("denoising", ["pretrain.mask_ratio=0"])
+    single_scale = measure("single-scale", ["classify.pool_grids=" + json.dumps(single)],
+                           ref["run_dir"])
+    linear = measure("linear", ["classify.hidden=[]"], ref["run_dir"])
+    pooling = aefx_get(args, args.config, args.set, "classify.pooling")
+    other = "avg" if pooling != "avg" else "avgmax"
+    pooled = measure("pooling-" + other, ["classify.pooling=" + other], ref["run_dir"])
+    shipped = " (as shipped)"
+    rows = [
+        ("objective", "none: random frozen encoder (pretrain.epochs 0)", untrained),
+        ("objective", "plain autoencoder", plain),
+        ("objective", "masked, ratio %g" % mask, masked),
+        ("objective", "denoising, noise %g" % noise, denoising),
+        ("objective", "masked + denoising" + shipped, ref),
+        ("codes", "single-scale: last stage, grids %s" % json.dumps(single), single_scale),
+        ("codes", "multi-scale: grids %s%s" % (json.dumps(grids), shipped), ref),
+        ("pooling", "%s pooling of each grid cell" % other, pooled),
+        ("pooling", "%s pooling of each grid cell%s" % (pooling, shipped), ref),
+        ("head", "linear", linear),
+        ("head", "MLP%s" % shipped, ref),
+    ]
+    r = load_json(os.path.join(ref["run_dir"], "run.json"))
+    write_json(os.path.join(args.results, "ablation-%s.json" % base), {
+        "config": os.path.relpath(os.path.abspath(args.config), ROOT),
+        "overrides": args.set,
+        "metric": "validation accuracy (held out of train; the test set is not used)",
+        "rows": [dict({k: v for k, v in row.items() if k != "run_dir"}, group=g, label=label)
+                 for g, label, row in rows],
+        "git_commit": r["git_commit"],
+        "machine": r["machine"],
+    })
+
+
+def cmd_table(args):
+    res = args.results
+    print("| config | test accuracy, mean ± std (min–max) | seeds | wall per run | machine |")
+    print("|---|---|---|---|---|")
+    for d in sorted(os.listdir(res)) if os.path.isdir(res) else []:
+        path = os.path.join(res, d, "summary.json")
+        if not os.path.exists(path):
+            continue
+        s = load_json(path)
+        t, w = s["test_accuracy"], s["wall_seconds"]
+        print("| `%s` | %.2f%% ± %.2f (%.2f–%.2f) | %s | %.1f min (max %.1f) | %s, %d threads |" % (
+            s["config"], 100 * t["mean"], 100 * t["std"], 100 * t["min"], 100 * t["max"],
+            ",".join(str(x["seed"]) for x in s["runs"]), w["mean"] / 60, w["max"] / 60,
+            s["machine"]["cpu"] if s["device"] == "cpu" else s["device"], s["threads"]))
+    for f in sorted(os.listdir(res)) if os.path.isdir(res) else []:
+        if not f.startswith("ablation-"):
+            continue
+        a = load_json(os.path.join(res, f))
+        print("\nAblation of `%s` (%s):\n" % (a["config"], a["metric"]))
+        print("| what changes | variant | val accuracy | code length | val PSNR |")
+        print("|---|---|---|---|---|")
+        for r in a["rows"]:
+            print("| %s | %s | %.2f%% | %d | %.2f dB |" % (
+                r["group"], r["label"], 100 * r["val_accuracy"], r["code_dim"], r["val_psnr"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("command", choices=["seeds", "ablation", "table"])
+    ap.add_argument("config", nargs="?")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--aefx", default=os.path.join(ROOT, "build", "aefx"))
+    ap.add_argument("--runs", default=os.path.join(ROOT, "models", "results"))
+    ap.add_argument("--results", default=os.path.join(ROOT, "results"))
+    args = ap.parse_args()
+    if args.command != "table" and not args.config:
+        ap.error(args.command + " needs a CONFIG")
+    {"seeds": cmd_seeds, "ablation": cmd_ablation, "table": cmd_table}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
