@@ -99,7 +99,8 @@ std::string head_architecture(const config::Config& cfg, int64_t classes) {
   for (auto g : cfg.classify.pool_grids) grids += (grids.empty() ? "" : ",") + std::to_string(g);
   return models::describe_head(models::code_dim(cfg.model, models::code_spec(cfg.classify)),
                                cfg.classify.hidden, classes) +
-         " grids=[" + grids + "] on " + models::describe_architecture(cfg.model);
+         " grids=[" + grids + "] pooling=" + cfg.classify.pooling + " on " +
+         models::describe_architecture(cfg.model);
 }
 
 }  // namespace aefx::stages

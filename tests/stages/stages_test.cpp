@@ -61,6 +61,16 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   // classify + evaluate alone reuse the pretrained encoder, and give the same result.
   const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
   EXPECT_EQ(YAML::LoadFile((run / kMetricsFile).string())["test_accuracy"].as<double>(), acc);
+
+  // A head trained on other codes is refused, even at the same code length (max vs avg).
+  try {
+    engine::run_stages(tiny(dir, "tiny", {"classify.pooling=max"}), {"evaluate"}, builtin_stages());
+    FAIL() << "expected a head mismatch";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("pooling=max"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("head.pt"), std::string::npos) << msg;
+  }
 }
 
 TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
