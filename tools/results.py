@@ -184,18 +184,23 @@ def cmd_ablation(args):
 
 def cmd_table(args):
     res = args.results
-    print("| config | test accuracy, mean ± std (min–max) | seeds | wall per run | machine |")
-    print("|---|---|---|---|---|")
+    print("| config | test accuracy, mean ± std (min–max) | seeds | wall per run | peak RSS |"
+          " machine |")
+    print("|---|---|---|---|---|---|")
     for d in sorted(os.listdir(res)) if os.path.isdir(res) else []:
         path = os.path.join(res, d, "summary.json")
         if not os.path.exists(path):
             continue
         s = load_json(path)
         t, w = s["test_accuracy"], s["wall_seconds"]
-        print("| `%s` | %.2f%% ± %.2f (%.2f–%.2f) | %s | %.1f min (max %.1f) | %s, %d threads |" % (
-            s["config"], 100 * t["mean"], 100 * t["std"], 100 * t["min"], 100 * t["max"],
-            ",".join(str(x["seed"]) for x in s["runs"]), w["mean"] / 60, w["max"] / 60,
-            s["machine"]["cpu"] if s["device"] == "cpu" else s["device"], s["threads"]))
+        rss = max(load_json(os.path.join(res, d, "seed%d" % x["seed"], "run.json"))
+                  ["peak_rss_bytes"] for x in s["runs"])
+        print("| `%s` | %.2f%% ± %.2f (%.2f–%.2f) | %s | %.1f min (max %.1f) | %.2f GB |"
+              " %s, %d threads |" % (
+                  s["config"], 100 * t["mean"], 100 * t["std"], 100 * t["min"], 100 * t["max"],
+                  ",".join(str(x["seed"]) for x in s["runs"]), w["mean"] / 60, w["max"] / 60,
+                  rss / 1e9, s["machine"]["cpu"] if s["device"] == "cpu" else s["device"],
+                  s["threads"]))
     for f in sorted(os.listdir(res)) if os.path.isdir(res) else []:
         if not f.startswith("ablation-"):
             continue
