@@ -110,11 +110,6 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
 
 CodeSpec code_spec(const config::ClassifyConfig& cfg) { return {cfg.pool_grids, cfg.pooling}; }
 
-namespace {
-bool pools_avg(const CodeSpec& spec) { return spec.pooling != "max"; }
-bool pools_max(const CodeSpec& spec) { return spec.pooling != "avg"; }
-}  // namespace
-
 torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpec& spec) {
   const auto& grids = spec.grids;
   TORCH_CHECK(stages.size() == grids.size(), "pool_codes: ", stages.size(), " stages but ",
@@ -125,9 +120,9 @@ torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpe
   for (size_t s = 0; s < stages.size(); ++s) {
     if (grids[s] == 0) continue;
     const auto& f = stages[s];
-    if (pools_avg(spec))
+    if (spec.uses_avg())
       parts.push_back(torch::adaptive_avg_pool2d(f, {grids[s], grids[s]}).contiguous().flatten(1));
-    if (pools_max(spec)) {
+    if (spec.uses_max()) {
       parts.push_back(
           std::get<0>(torch::adaptive_max_pool2d(f, {grids[s], grids[s]})).contiguous().flatten(1));
     }
@@ -160,7 +155,7 @@ int64_t code_dim(const config::ModelConfig& model, const CodeSpec& spec) {
   for (size_t s = 0; s < spec.grids.size() && s < model.widths.size(); ++s) {
     d += model.widths[s] * spec.grids[s] * spec.grids[s];
   }
-  return d * ((pools_avg(spec) ? 1 : 0) + (pools_max(spec) ? 1 : 0));
+  return d * ((spec.uses_avg() ? 1 : 0) + (spec.uses_max() ? 1 : 0));
 }
 
 HeadImpl::HeadImpl(int64_t in_dim, const std::vector<int64_t>& hidden, double dropout,

@@ -98,11 +98,11 @@ std::string codes_source(const CodeSpec& spec) {
   for (size_t s = 0; s < spec.grids.size(); ++s) {
     const auto g = spec.grids[s];
     if (g == 0) continue;
-    if (spec.pooling != "max") {
+    if (spec.uses_avg()) {
       out << "        parts.append(torch.flatten(torch.adaptive_avg_pool2d(feats[" << s << "], ["
           << g << ", " << g << "]), 1))\n";
     }
-    if (spec.pooling != "avg") {
+    if (spec.uses_max()) {
       out << "        parts.append(torch.flatten(torch.adaptive_max_pool2d(feats[" << s << "], ["
           << g << ", " << g << "])[0], 1))\n";
     }

@@ -68,7 +68,9 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
     if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
   }
   // Momentum "none" makes the running statistics a cumulative average over the batches seen.
+  std::vector<c10::optional<double>> momentum;
   for (auto* bn : norms) {
+    momentum.push_back(bn->options.momentum());
     bn->reset_running_stats();
     bn->options.momentum(c10::nullopt);
   }
@@ -78,7 +80,7 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
     ae_->forward(ae_->normalize(
         data::to_float(images_.narrow(0, i, std::min(batch_size, n - i)), images_.device())));
   }
-  for (auto* bn : norms) bn->options.momentum(0.1);
+  for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
 }
 
 void pretrain(engine::RunContext& ctx) {
@@ -102,6 +104,10 @@ void pretrain(engine::RunContext& ctx) {
   const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
   util::Json history = util::Json::Array{};
   double last_mse = 0, train_seconds = 0;
+  auto val_mse = [&] {
+    return val.size() > 0 ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
+                          : 0.0;
+  };
   if (p.epochs > 0) {
     engine::Trainer trainer(p.epochs, steps);
     auto lr_hook = std::make_shared<engine::LrScheduleHook>(
@@ -109,9 +115,7 @@ void pretrain(engine::RunContext& ctx) {
     trainer.add_hook(lr_hook);
     trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
       train_seconds += s.epoch_seconds;
-      last_mse = val.size() > 0
-                     ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
-                     : 0.0;
+      last_mse = val_mse();
       const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
       util::log_info(util::strfmt(
           "pretrain epoch %lld/%lld  loss %.5f  val_mse %.5f  val_psnr %.2f dB  lr %.2e  "
@@ -137,9 +141,7 @@ void pretrain(engine::RunContext& ctx) {
     });
   } else {
     pt.calibrate_batch_norm(kCalibrationImages, batch);
-    last_mse = val.size() > 0
-                   ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
-                   : 0.0;
+    last_mse = val_mse();
     util::log_info(util::strfmt(
         "pretrain: epochs 0, the encoder keeps its random weights; BatchNorm statistics from "
         "%lld images; val_psnr %.2f dB",

@@ -71,6 +71,8 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
 struct CodeSpec {
   CodeSpec(std::vector<int64_t> grids_, std::string pooling_ = "avg")  // NOLINT: implicit
       : grids(std::move(grids_)), pooling(std::move(pooling_)) {}
+  bool uses_avg() const { return pooling != "max"; }
+  bool uses_max() const { return pooling != "avg"; }
   std::vector<int64_t> grids;
   std::string pooling;
 };
