@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 
@@ -104,6 +105,53 @@ int run_command(const std::string& cmd, std::string* output) {
   while ((got = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), got);
   const int status = ::pclose(pipe);
   if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+Child::Child(const std::string& cmd) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    // exec: the signal goes to the command itself, not to a shell waiting for it.
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  out_ = ::fdopen(fds[0], "r");
+}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+  if (out_) std::fclose(out_);
+}
+
+bool Child::wait_for_line(const std::string& needle) {
+  std::array<char, 4096> buf;
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), out_)) {
+    output_ += buf.data();
+    if (std::string(buf.data()).find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+void Child::send(int signal) { ::kill(pid_, signal); }
+
+int Child::wait() {
+  std::array<char, 4096> buf;
+  size_t got;
+  while ((got = std::fread(buf.data(), 1, buf.size(), out_)) > 0) output_.append(buf.data(), got);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

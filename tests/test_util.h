@@ -35,6 +35,28 @@ void write_bytes(const std::filesystem::path& file, const std::string& bytes);
 /// Runs a shell command; returns its exit code and fills `output` with stdout+stderr.
 int run_command(const std::string& cmd, std::string* output);
 
+/// A child process running a shell command, its stdout and stderr on one pipe: for tests that
+/// signal a real aefx process at a known point of its output.
+class Child {
+ public:
+  explicit Child(const std::string& cmd);
+  ~Child();  ///< kills and reaps the process if it still runs
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  /// Reads output lines until one contains `needle` (true) or the output ends (false).
+  bool wait_for_line(const std::string& needle);
+  void send(int signal);
+  /// Reads the rest of the output and reaps the process: its exit code, 128 + N when signal N
+  /// killed it.
+  int wait();
+  const std::string& output() const { return output_; }
+
+ private:
+  int pid_ = -1;
+  FILE* out_ = nullptr;
+  std::string output_;
+};
+
 /// A tiny, fast config pointing at `data_root` and writing under `out_dir`.
 std::string tiny_config_yaml(const std::filesystem::path& data_root,
                              const std::filesystem::path& out_dir,

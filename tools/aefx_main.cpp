@@ -25,7 +25,8 @@ constexpr const char* kUsage =
     R"(aefx: unsupervised image features from a frozen convolutional autoencoder
 
 usage:
-  aefx run CONFIG [--stages a,b,...] [--set key=value ...] [--quiet|--verbose]
+  aefx run CONFIG [--stages a,b,...] [--set key=value ...] [--resume|--restart]
+           [--quiet|--verbose]
   aefx config CONFIG [--set key=value ...] [--get key]
   aefx bench CONFIG [--set key=value ...] [--steps N] [--warmup N] [--pipeline]
   aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]
@@ -48,7 +49,8 @@ examples:
   aefx predict --model models/cifar10/classifier.pt cat.png ship.jpg --top-k 3
   aefx evaluate --model models/cifar10/classifier.pt --data data/cifar10
 
-exit codes: 0 success, 2 usage or config error, 1 runtime error
+exit codes: 0 success, 2 usage or config error, 1 runtime error,
+            130 / 143 stopped by SIGINT / SIGTERM (progress saved; continue with --resume)
 )";
 
 constexpr const char* kRunUsage = R"(usage: aefx run CONFIG [options]
@@ -59,14 +61,22 @@ Each stage reads what earlier stages wrote there, so stages can run alone.
 options:
   --stages a,b,...   stages to run, from: pretrain classify evaluate export
   --set key=value    override any config key (validated like the file); repeatable
+  --resume           continue the run folder's stopped run: completed stages are skipped, the
+                     stopped stage continues from its last checkpoint (same epoch and step,
+                     optimizer, LR schedule and RNG state); needs the same config
+  --restart          start over although the run folder holds unfinished, resumable work
   --quiet            print warnings and errors only
   --verbose          print debug lines too
   -h, --help         this text
+
+Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the stage's progress and exits
+with 130 or 143; a second Ctrl-C stops at once (the last saved progress is kept).
 
 examples:
   aefx run configs/cifar10-cpu.yaml
   aefx run configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --set pretrain.epochs=2
   aefx run configs/cifar10.yaml --stages classify,evaluate
+  aefx run configs/cifar10-cpu.yaml --resume
 )";
 
 struct UsageError : std::invalid_argument {
@@ -102,6 +112,17 @@ struct Args {
   bool help = false;
 };
 
+/// `s` quoted for a POSIX shell when it holds anything but plain characters.
+std::string shell_quote(const std::string& s) {
+  const bool plain = !s.empty() && s.find_first_not_of(
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789_./=:,+-") == std::string::npos;
+  if (plain) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 /// The options of the commands that take a CONFIG: --set, --quiet/--verbose, optionally
 /// --stages and --get, and whatever `extra` (when given) takes.
 Args parse(const std::vector<std::string>& argv, bool allow_stages, bool allow_get,
@@ -135,22 +156,49 @@ Args parse(const std::vector<std::string>& argv, bool allow_stages, bool allow_g
 }
 
 int cmd_run(const std::vector<std::string>& argv) {
-  Args a = parse(argv, true, false);
+  aefx::engine::RunOptions options;
+  Args a =
+      parse(argv, true, false, [&](const std::string& arg, const std::function<std::string()>&) {
+        if (arg == "--resume") {
+          options.resume = true;
+        } else if (arg == "--restart") {
+          options.restart = true;
+        } else {
+          return false;
+        }
+        return true;
+      });
   if (a.help) {
     std::cout << kRunUsage;
     return 0;
   }
   const auto cfg = aefx::config::load_config(a.config, a.sets);
   const auto stages = a.stages.empty() ? cfg.stages : a.stages;
-  const auto times = aefx::engine::run_stages(cfg, stages, aefx::stages::builtin_stages());
+  aefx::util::install_signal_handlers();
+  std::vector<std::pair<std::string, double>> times;
+  try {
+    times = aefx::engine::run_stages(cfg, stages, aefx::stages::builtin_stages(), options);
+  } catch (const aefx::util::Interrupted& e) {
+    std::string resume = "aefx run " + shell_quote(a.config);
+    for (const auto& set : a.sets) resume += " --set " + shell_quote(set);
+    if (!a.stages.empty()) {
+      std::string list;
+      for (const auto& s : a.stages) list += (list.empty() ? "" : ",") + s;
+      resume += " --stages " + list;
+    }
+    std::cerr << "aefx: " << e.what() << ". Resume with: " << resume << " --resume" << std::endl;
+    return 128 + e.signal();
+  }
   double total = 0;
   std::string line;
   for (const auto& [name, sec] : times) {
     total += sec;
     line += aefx::util::strfmt(" %s %.1f s,", name.c_str(), sec);
   }
-  aefx::util::log_info(aefx::util::strfmt("done in %.1f s (%s ) -> %s", total, line.c_str(),
-                                          aefx::engine::run_dir_for(cfg).string().c_str()));
+  if (!times.empty()) {
+    aefx::util::log_info(aefx::util::strfmt("done in %.1f s (%s ) -> %s", total, line.c_str(),
+                                            aefx::engine::run_dir_for(cfg).string().c_str()));
+  }
   return 0;
 }
 

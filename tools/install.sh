@@ -5,16 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake ninja-build ccache g++ make pkg-config clang-format libtorch-dev libopenblas0-pthread libopencv-dev
       libyaml-cpp-dev libgtest-dev python3-torch python3-pil python3-numpy python3-yaml curl ca-certificates)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash tools/ensure_packages.sh "${pkgs[@]}"
 tests=OFF; target=aefx
 if [ "${1:-}" = "--tests" ]; then tests=ON; target=all; fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DAEFX_BUILD_TESTS=$tests >/dev/null

@@ -141,8 +141,15 @@ Check<std::string> one_of(std::vector<std::string> options) {
     return s;
   };
 }
+// Free-form strings name files and folders. Control characters are refused: no path needs them,
+// and yaml-cpp 0.7 does not round-trip them (a trailing lone CR is kept when read but emitted
+// unquoted, so the run's resolved config.yaml would read back a different value).
 Check<std::string> non_empty() {
-  return [](const std::string& v) { return v.empty() ? "a non-empty string" : ""; };
+  return [](const std::string& v) {
+    const bool control =
+        std::any_of(v.begin(), v.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    return v.empty() || control ? "a non-empty string without control characters" : "";
+  };
 }
 Check<std::vector<int64_t>> list_of_at_least(int64_t lo, bool allow_empty) {
   return [=](const std::vector<int64_t>& v) {
@@ -278,6 +285,14 @@ bool is_section(const std::string& key) {
 
 void check_keys(const YAML::Node& node, const std::string& prefix) {
   for (const auto& kv : node) {
+    // A list or mapping as a key ("? [a, b]") has no name: as<std::string>() would throw a
+    // YAML::BadConversion (a runtime_error), not the documented invalid_argument.
+    if (kv.first.IsMap() || kv.first.IsSequence()) {
+      const std::string where =
+          prefix.empty() ? "at the top level" : "in '" + prefix.substr(0, prefix.size() - 1) + "'";
+      throw std::invalid_argument("config: expected key names " + where + ", found " +
+                                  describe(kv.first) + " as a key");
+    }
     const std::string key = prefix + kv.first.as<std::string>();
     if (find_field(key)) continue;
     if (is_section(key)) {
@@ -351,6 +366,11 @@ void check_consistency(const Config& c) {
         "config key 'classify.pool_grids': expected at least one stage with a "
         "grid > 0, found " +
         show(c.classify.pool_grids));
+  }
+  // The encoder halves the image once per extra stage: 2^(stages - 1) must fit an int64.
+  if (stages > 63) {
+    throw std::invalid_argument("config key 'model.widths': expected at most 63 entries, found " +
+                                std::to_string(stages));
   }
   const int64_t down = int64_t{1} << (stages - 1);
   if (c.data.image_size % down != 0) {

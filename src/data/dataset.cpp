@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -12,8 +13,6 @@
 namespace aefx::data {
 namespace fs = std::filesystem;
 namespace {
-
-constexpr int64_t kRecord = 1 + 3 * 32 * 32;
 
 fs::path cifar_dir(const std::string& root) {
   const fs::path r(root);
@@ -31,20 +30,36 @@ fs::path cifar_dir(const std::string& root) {
                            root + " or set data.root");
 }
 
-void read_batch_file(const fs::path& file, std::vector<uint8_t>& bytes) {
+std::vector<uint8_t> read_file_bytes(const fs::path& file) {
   if (!fs::exists(file)) throw std::runtime_error("missing CIFAR-10 file " + file.string());
-  const auto size = static_cast<int64_t>(fs::file_size(file));
-  if (size == 0 || size % kRecord != 0) {
-    throw std::runtime_error("CIFAR-10 file " + file.string() + " has " + std::to_string(size) +
-                             " bytes, not a multiple of the 3073-byte record (truncated or not "
-                             "CIFAR-10?)");
-  }
   std::ifstream in(file, std::ios::binary);
-  const size_t offset = bytes.size();
-  bytes.resize(offset + static_cast<size_t>(size));
-  if (!in.read(reinterpret_cast<char*>(bytes.data() + offset), size)) {
+  std::error_code ec;
+  const auto size = fs::file_size(file, ec);
+  if (!in || ec) throw std::runtime_error("cannot read " + file.string());
+  // A file too large for a batch is refused by its size, before it is read into memory.
+  if (size > static_cast<uintmax_t>(kCifarRecordBytes * kCifarRecordsPerBatch))
+    parse_cifar10_batch(nullptr, static_cast<size_t>(size), file.string());
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  if (size > 0 &&
+      !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size))) {
     throw std::runtime_error("cannot read " + file.string());
   }
+  return bytes;
+}
+
+/// Files in a CIFAR-10 folder that are neither the expected batches nor the official extras.
+std::vector<std::string> unexpected_files(const fs::path& dir) {
+  static const std::vector<std::string> kKnown{
+      "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+      "data_batch_5.bin", "test_batch.bin",   "batches.meta.txt", "readme.html"};
+  std::vector<std::string> extra;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto name = e.path().filename().string();
+    if (std::find(kKnown.begin(), kKnown.end(), name) == kKnown.end()) extra.push_back(name);
+  }
+  std::sort(extra.begin(), extra.end());
+  return extra;
 }
 
 at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
@@ -61,6 +76,32 @@ const std::vector<std::string>& cifar10_class_names() {
   return names;
 }
 
+Dataset parse_cifar10_batch(const uint8_t* data, size_t size, const std::string& name) {
+  const auto bytes = static_cast<int64_t>(size);
+  if (bytes == 0 || bytes % kCifarRecordBytes != 0) {
+    throw std::runtime_error("CIFAR-10 file " + name + " has " + std::to_string(bytes) +
+                             " bytes, not a multiple of the 3073-byte record (truncated or not "
+                             "CIFAR-10?)");
+  }
+  const int64_t n = bytes / kCifarRecordBytes;
+  if (n > kCifarRecordsPerBatch) {
+    throw std::runtime_error("CIFAR-10 file " + name + " holds " + std::to_string(n) +
+                             " records, more than the " + std::to_string(kCifarRecordsPerBatch) +
+                             " of an official batch file (oversized or not CIFAR-10?)");
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    const int label = data[r * kCifarRecordBytes];
+    if (label > 9) {
+      throw std::runtime_error("CIFAR-10 file " + name + ": record " + std::to_string(r) +
+                               " has label " + std::to_string(label) + ", outside 0..9");
+    }
+  }
+  // from_blob does not own the bytes: clone both views before returning.
+  auto raw = torch::from_blob(const_cast<uint8_t*>(data), {n, kCifarRecordBytes}, torch::kUInt8);
+  return Dataset{raw.narrow(1, 1, kCifarRecordBytes - 1).reshape({n, 3, 32, 32}).clone(),
+                 raw.select(1, 0).to(torch::kLong), cifar10_class_names()};
+}
+
 Dataset load_cifar10_binary(const std::string& root, Split split) {
   const fs::path dir = cifar_dir(root);
   std::vector<fs::path> files;
@@ -70,26 +111,21 @@ Dataset load_cifar10_binary(const std::string& root, Split split) {
   } else {
     files.push_back(dir / "test_batch.bin");
   }
-  std::vector<uint8_t> bytes;
-  std::vector<int64_t> first_record;  // index of each file's first record
+  const auto extra = unexpected_files(dir);
+  if (!extra.empty()) {
+    std::string names;
+    for (const auto& e : extra) names += (names.empty() ? "" : ", ") + e;
+    util::log_warn("ignoring " + std::to_string(extra.size()) + " unexpected file(s) in " +
+                   dir.string() + " (aefx reads data_batch_1..5.bin and test_batch.bin): " + names);
+  }
+  std::vector<torch::Tensor> images, labels;
   for (const auto& f : files) {
-    first_record.push_back(static_cast<int64_t>(bytes.size()) / kRecord);
-    read_batch_file(f, bytes);
+    const auto bytes = read_file_bytes(f);
+    auto part = parse_cifar10_batch(bytes.data(), bytes.size(), f.string());
+    images.push_back(part.images);
+    labels.push_back(part.labels);
   }
-  const int64_t n = static_cast<int64_t>(bytes.size()) / kRecord;
-  auto raw = torch::from_blob(bytes.data(), {n, kRecord}, torch::kUInt8);
-  auto labels = raw.select(1, 0).to(torch::kLong);
-  const auto bad = (labels > 9).nonzero();
-  if (bad.numel() > 0) {
-    const int64_t row = bad[0][0].item<int64_t>();
-    size_t file = 0;
-    while (file + 1 < files.size() && first_record[file + 1] <= row) ++file;
-    throw std::runtime_error("CIFAR-10 file " + files[file].string() + ": record " +
-                             std::to_string(row - first_record[file]) + " has label " +
-                             std::to_string(labels[row].item<int64_t>()) + ", outside 0..9");
-  }
-  auto images = raw.narrow(1, 1, 3 * 32 * 32).reshape({n, 3, 32, 32}).clone();
-  return Dataset{images, labels.clone(), cifar10_class_names()};
+  return Dataset{torch::cat(images), torch::cat(labels), cifar10_class_names()};
 }
 
 Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed) {

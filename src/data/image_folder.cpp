@@ -5,8 +5,10 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "aefx/data/dataset.h"
@@ -41,10 +43,31 @@ std::vector<std::string> sorted_subdirs(const fs::path& dir) {
   return names;
 }
 
+/// Whether the file starts like one of the formats of is_image_name. cv::imread picks its decoder
+/// by content, not name, so without this check any file would also reach every other decoder
+/// OpenCV was built with: GDAL (all its drivers) for a file starting "NITF", GDCM for DICOM,
+/// OpenJPEG, Radiance HDR, PAM, PFM, Sun raster.
+bool has_image_signature(const fs::path& file) {
+  char bytes[12] = {};
+  std::ifstream in(file, std::ios::binary);
+  in.read(bytes, sizeof bytes);
+  const std::string_view head(bytes, static_cast<size_t>(in.gcount()));
+  auto starts = [&](std::string_view sig) { return head.substr(0, sig.size()) == sig; };
+  using namespace std::string_view_literals;
+  return starts("\x89PNG\r\n\x1a\n"sv) || starts("\xff\xd8\xff"sv) || starts("BM"sv) ||
+         (head.size() >= 3 && head[0] == 'P' && head[1] >= '1' && head[1] <= '6') ||  // PBM/PGM/PPM
+         starts("II*\0"sv) || starts("MM\0*"sv) || starts("II+\0"sv) || starts("MM\0+"sv) ||
+         (starts("RIFF"sv) && head.size() == 12 && head.substr(8) == "WEBP"sv);
+}
+
 }  // namespace
 
 /// Decodes one file to RGB uint8 size x size (HWC), converting grey and alpha images.
 static void decode_into(const fs::path& file, int size, uint8_t* dst) {
+  if (!has_image_signature(file)) {
+    throw std::runtime_error("cannot decode image " + file.string() +
+                             ": not a PNG, JPEG, BMP, PBM/PGM/PPM, TIFF or WebP file");
+  }
   cv::Mat img = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
   if (img.empty()) throw std::runtime_error("cannot decode image " + file.string());
   if (img.depth() != CV_8U) {

@@ -1,7 +1,9 @@
 #include "aefx/engine/runner.h"
 
 #include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "aefx/util/build_info.h"
@@ -12,15 +14,94 @@
 
 namespace aefx::engine {
 
-void StageRegistry::add(const std::string& name, StageFn fn) { stages_[name] = std::move(fn); }
+void StageRegistry::add(const std::string& name, StageFn fn, std::string state_file) {
+  stages_[name] = Entry{std::move(fn), std::move(state_file)};
+}
 
 bool StageRegistry::contains(const std::string& name) const { return stages_.count(name) > 0; }
 
 const StageFn& StageRegistry::get(const std::string& name) const {
   auto it = stages_.find(name);
   if (it == stages_.end()) throw std::invalid_argument("unknown stage '" + name + "'");
-  return it->second;
+  return it->second.fn;
 }
+
+const std::string& StageRegistry::state_file(const std::string& name) const {
+  get(name);
+  return stages_.at(name).state_file;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Progress {
+  std::vector<std::string> completed;
+  std::string unfinished;  ///< the stage that started and did not finish
+  std::string stopped_by;  ///< "SIGINT", "SIGTERM" or the error
+  bool exists = false;
+};
+
+Progress read_progress(const fs::path& run_dir) {
+  Progress p;
+  const fs::path file = run_dir / kProgressFile;
+  if (!fs::exists(file)) return p;
+  try {
+    const YAML::Node node = YAML::LoadFile(file.string());
+    p.completed = node["completed"].as<std::vector<std::string>>();
+    if (node["unfinished"] && !node["unfinished"].IsNull())
+      p.unfinished = node["unfinished"].as<std::string>();
+    if (node["stopped_by"] && !node["stopped_by"].IsNull())
+      p.stopped_by = node["stopped_by"].as<std::string>();
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cannot read " + file.string() + " (" + e.msg +
+                             "); move it away to start the run folder afresh");
+  }
+  p.exists = true;
+  return p;
+}
+
+void write_progress(const fs::path& run_dir, const Progress& p) {
+  auto j = util::Json::object({{"completed", util::Json::array(p.completed)},
+                               {"unfinished", p.unfinished.empty() ? util::Json() : p.unfinished},
+                               {"stopped_by", p.stopped_by.empty() ? util::Json() : p.stopped_by}});
+  util::atomic_write_text(run_dir / kProgressFile, j.dump() + "\n");
+}
+
+/// Drops `stage` and every stage after it in pipeline order: they are to be redone.
+void drop_from(Progress& p, const std::string& stage) {
+  const auto& order = config::known_stages();
+  const auto pos = std::find(order.begin(), order.end(), stage) - order.begin();
+  p.completed.erase(
+      std::remove_if(p.completed.begin(), p.completed.end(),
+                     [&](const std::string& s) {
+                       return std::find(order.begin(), order.end(), s) - order.begin() >= pos;
+                     }),
+      p.completed.end());
+}
+
+/// --resume continues work only under the config that started it.
+void check_same_config(const fs::path& run_dir, const config::Config& cfg) {
+  const fs::path file = run_dir / "config.yaml";
+  if (!fs::exists(file)) {
+    throw std::invalid_argument("--resume: " + file.string() +
+                                " is missing, so the earlier run's config is unknown");
+  }
+  const config::Config before = config::load_config(file.string());
+  std::string diffs;
+  for (const auto& key : config::known_keys()) {
+    if (key == "stages" || key == "threads") continue;
+    const auto a = config::get_value(before, key), b = config::get_value(cfg, key);
+    if (a != b) diffs += (diffs.empty() ? "" : ", ") + key + " (" + a + " -> " + b + ")";
+  }
+  if (!diffs.empty()) {
+    throw std::invalid_argument("--resume: the config differs from the one " + run_dir.string() +
+                                " was started with: " + diffs +
+                                "; resume with the same config, or start over with --restart");
+  }
+}
+
+}  // namespace
 
 std::filesystem::path run_dir_for(const config::Config& cfg) {
   return std::filesystem::path(cfg.output_dir) / cfg.name;
@@ -28,13 +109,41 @@ std::filesystem::path run_dir_for(const config::Config& cfg) {
 
 std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg,
                                                        const std::vector<std::string>& stages,
-                                                       const StageRegistry& registry) {
+                                                       const StageRegistry& registry,
+                                                       const RunOptions& options) {
   for (const auto& s : stages) registry.get(s);  // unknown names fail before any work
+  if (options.resume && options.restart)
+    throw std::invalid_argument("--resume and --restart exclude each other");
   RunContext ctx{cfg, run_dir_for(cfg), util::resolve_device(cfg.device)};
   // cuDNN autotune: every step has the same shapes, so the search pays for itself at once.
   if (ctx.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const int threads = util::configure_threads(cfg.threads);
   util::ensure_writable_dir(ctx.run_dir);
+  // Temporary files of a process that was killed while writing (atomic_write's ".tmp.<pid>").
+  for (const auto& e : fs::recursive_directory_iterator(ctx.run_dir)) {
+    if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
+      std::error_code ignored;
+      fs::remove(e.path(), ignored);
+    }
+  }
+  Progress progress = read_progress(ctx.run_dir);
+  const std::string resumable =
+      progress.unfinished.empty() ? "" : registry.state_file(progress.unfinished);
+  const bool has_unfinished_work = !resumable.empty() && fs::exists(ctx.run_dir / resumable);
+  if (options.resume) {
+    if (!progress.exists) {
+      throw std::invalid_argument("--resume: " + ctx.run_dir.string() +
+                                  " holds no earlier run to resume; run without --resume");
+    }
+    check_same_config(ctx.run_dir, cfg);
+  } else if (has_unfinished_work && !options.restart) {
+    throw std::invalid_argument(
+        "run folder " + ctx.run_dir.string() + " holds unfinished '" + progress.unfinished +
+        "' work (stopped by " +
+        (progress.stopped_by.empty() ? "an unknown cause" : progress.stopped_by) + ") saved in " +
+        (ctx.run_dir / resumable).string() +
+        ": continue it with --resume, or start over with --restart");
+  }
   util::atomic_write_text(ctx.run_dir / "config.yaml", config::to_yaml(cfg));
   util::set_log_file(ctx.run_dir / "log.txt");
   util::log_info(
@@ -43,26 +152,73 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
                    ctx.device.str().c_str(), threads, ctx.run_dir.string().c_str()));
   std::vector<std::pair<std::string, double>> times;
   const double t_start = util::now_seconds();
+  std::string current;
   try {
     for (const auto& name : stages) {
+      if (options.resume && std::find(progress.completed.begin(), progress.completed.end(), name) !=
+                                progress.completed.end()) {
+        util::log_info("== stage " + name + ": completed in an earlier run, skipped");
+        continue;
+      }
+      util::throw_if_interrupted("before stage " + name);
+      current = name;
+      // Only the stage that stopped continues from its saved state; any other state file is
+      // left from an earlier run and would be stale.
+      ctx.resume = options.resume && name == progress.unfinished;
+      const std::string& state = registry.state_file(name);
+      if (!ctx.resume && !state.empty()) fs::remove(ctx.run_dir / state);
+      drop_from(progress, name);
+      progress.unfinished = name;
+      progress.stopped_by.clear();
+      write_progress(ctx.run_dir, progress);
       torch::manual_seed(static_cast<uint64_t>(cfg.seed));
       const double t0 = util::now_seconds();
       util::log_info("== stage " + name);
       registry.get(name)(ctx);
       util::release_free_memory();
       times.emplace_back(name, util::now_seconds() - t0);
+      progress.completed.push_back(name);
+      progress.unfinished.clear();
+      write_progress(ctx.run_dir, progress);
+      current.clear();
       util::log_info(util::strfmt("== stage %s done in %.1f s", name.c_str(), times.back().second));
     }
-  } catch (...) {
+  } catch (const util::Interrupted& e) {
     util::set_log_file({});
+    const std::string state = current.empty() ? "" : registry.state_file(current);
+    if (!current.empty()) {
+      progress.stopped_by = util::signal_name(e.signal());
+      write_progress(ctx.run_dir, progress);
+    }
+    throw util::Interrupted(
+        e.signal(),
+        std::string(e.what()) +
+            (!state.empty() && fs::exists(ctx.run_dir / state)
+                 ? "; its progress is saved in " + (ctx.run_dir / state).string()
+                 : "; the stages finished before it are kept in " + ctx.run_dir.string()));
+  } catch (const std::exception& e) {
+    util::set_log_file({});
+    if (!current.empty()) {
+      progress.stopped_by = std::string("error: ") + e.what();
+      try {
+        write_progress(ctx.run_dir, progress);
+      } catch (const std::exception&) {
+        // The original error (perhaps this very disk being full) is the one to report.
+      }
+    }
     throw;
   }
   util::set_log_file({});
+  if (times.empty()) {
+    util::log_info("nothing to do: every requested stage completed in an earlier run");
+    return times;
+  }
   util::Json stage_times = util::Json::object();
   for (const auto& [name, seconds] : times) stage_times.set(name, seconds);
   const auto run = util::Json::object(
       {{"name", cfg.name},
        {"seed", cfg.seed},
+       {"resumed", options.resume},
        {"stages", stage_times},
        {"wall_seconds", util::now_seconds() - t_start},
        {"peak_rss_bytes", util::peak_rss_bytes()},

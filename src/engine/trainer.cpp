@@ -5,14 +5,15 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::engine {
 
-Trainer::Trainer(int64_t epochs, int64_t steps_per_epoch)
-    : epochs_(epochs), steps_per_epoch_(steps_per_epoch) {
+Trainer::Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch)
+    : name_(std::move(name)), epochs_(epochs), steps_per_epoch_(steps_per_epoch) {
   if (epochs < 1 || steps_per_epoch < 1) {
-    throw std::invalid_argument("Trainer needs at least one epoch and one step per epoch (got " +
+    throw std::invalid_argument(name_ + ": needs at least one epoch and one step per epoch (got " +
                                 std::to_string(epochs) + " epochs of " +
                                 std::to_string(steps_per_epoch) + " steps)");
   }
@@ -20,28 +21,72 @@ Trainer::Trainer(int64_t epochs, int64_t steps_per_epoch)
 
 void Trainer::add_hook(std::shared_ptr<Hook> hook) { hooks_.push_back(std::move(hook)); }
 
-TrainState Trainer::run(const StepFn& step) {
+void Trainer::check_losses(const TrainState& s, int64_t from) const {
+  if (s.step <= from) return;
+  auto recent = s.epoch_losses.narrow(0, from, s.step - from);
+  if (recent.isfinite().all().item<bool>()) return;
+  const int64_t bad = from + (~recent.isfinite()).nonzero()[0][0].item<int64_t>();
+  const double value = s.epoch_losses[bad].item<double>();
+  throw NonFiniteLoss(util::strfmt(
+      "%s: the training loss is %s at epoch %lld/%lld, step %lld/%lld; stopped before saving "
+      "anything from that step",
+      name_.c_str(), std::isnan(value) ? "NaN" : "infinite", static_cast<long long>(s.epoch + 1),
+      static_cast<long long>(epochs_), static_cast<long long>(bad + 1),
+      static_cast<long long>(steps_per_epoch_)));
+}
+
+TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
   TrainState s;
+  if (resume) {
+    s.epoch = resume->epoch;
+    s.step = resume->step;
+    s.global_step = resume->global_step;
+    s.samples_in_epoch = resume->samples_in_epoch;
+    s.epoch_losses = resume->epoch_losses;
+    s.epoch_seconds = resume->epoch_seconds;
+  }
   s.epochs = epochs_;
   s.steps_per_epoch = steps_per_epoch_;
   for (auto& h : hooks_) h->before_train(s);
   try {
-    for (s.epoch = 0; s.epoch < epochs_; ++s.epoch) {
-      const double t0 = util::now_seconds();
-      torch::Tensor loss_sum;
-      s.samples_in_epoch = 0;
+    for (; s.epoch < epochs_; ++s.epoch, s.step = 0) {
+      if (s.step == 0) {
+        s.epoch_losses = torch::Tensor();
+        s.samples_in_epoch = 0;
+        s.epoch_seconds = 0;
+      }
+      const double t0 = util::now_seconds() - s.epoch_seconds;
       s.metrics.clear();
-      for (s.step = 0; s.step < steps_per_epoch_; ++s.step) {
+      int64_t checked = s.step;  // steps before this one were checked before they were saved
+      while (s.step < steps_per_epoch_) {
         for (auto& h : hooks_) h->before_step(s);
         StepOutput out = step(s);
         auto weighted = out.loss.detach().to(torch::kDouble) * static_cast<double>(out.batch_size);
-        loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
+        if (!s.epoch_losses.defined())
+          s.epoch_losses = torch::zeros({steps_per_epoch_}, weighted.options());
+        s.epoch_losses.narrow(0, s.step, 1).copy_(weighted.reshape({1}));
         s.samples_in_epoch += out.batch_size;
         ++s.global_step;
         for (auto& h : hooks_) h->after_step(s);
+        ++s.step;
+        const bool on_gpu = !s.epoch_losses.device().is_cpu();
+        if (!on_gpu || s.step - checked >= kGpuCheckInterval) {
+          check_losses(s, checked);
+          checked = s.step;
+        }
+        if (util::interrupt_signal() != 0) {
+          check_losses(s, checked);
+          s.epoch_seconds = util::now_seconds() - t0;
+          for (auto& h : hooks_) h->on_interrupt(s);
+          util::throw_if_interrupted(util::strfmt(
+              "during %s at epoch %lld/%lld after step %lld/%lld", name_.c_str(),
+              static_cast<long long>(s.epoch + 1), static_cast<long long>(epochs_),
+              static_cast<long long>(s.step), static_cast<long long>(steps_per_epoch_)));
+        }
       }
-      s.epoch_loss =
-          loss_sum.item<double>() / static_cast<double>(std::max<int64_t>(1, s.samples_in_epoch));
+      check_losses(s, checked);
+      s.epoch_loss = s.epoch_losses.sum().item<double>() /
+                     static_cast<double>(std::max<int64_t>(1, s.samples_in_epoch));
       s.epoch_seconds = util::now_seconds() - t0;
       for (auto& h : hooks_) h->after_epoch(s);
     }

@@ -184,8 +184,11 @@ void save_scripted(torch::jit::Module& module, const std::string& path,
                    const std::string& meta_json) {
   module.to(torch::kCPU);
   torch::jit::ExtraFilesMap extra{{kExportMetaName, meta_json}};
-  util::atomic_write(path,
-                     [&](const std::filesystem::path& tmp) { module.save(tmp.string(), extra); });
+  // Serialised in memory, then written by aefx: LibTorch 1.13's file writer throws from a
+  // destructor when a write fails (a full disk), which ends the process.
+  std::ostringstream bytes;
+  module.save(bytes, extra);
+  util::atomic_write_text(path, bytes.str());
 }
 
 ExportedClassifier::ExportedClassifier(const std::string& path) {

@@ -31,7 +31,8 @@ double head_accuracy(models::Head& head, const torch::Tensor& codes, const torch
 }  // namespace
 
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
-                      const config::ClassifyConfig& cfg, const torch::Device& device) {
+                      const config::ClassifyConfig& cfg, const torch::Device& device,
+                      const std::filesystem::path& state_file, bool resume) {
   freeze(ae);
   const double t0 = util::now_seconds();
   auto codes = compute_codes(ae, train.images, models::code_spec(cfg), cfg.code_batch_size, device,
@@ -47,14 +48,15 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
       static_cast<double>(codes.size(0) + val_codes.size(0)) / code_seconds));
   const auto classes = static_cast<int64_t>(train.class_names.size());
   auto r = fit_head(std::move(codes), labels, std::move(val_codes), val.labels.to(device), cfg,
-                    classes, device);
+                    classes, device, state_file, resume);
   r.code_seconds = code_seconds;
   return r;
 }
 
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
-                    int64_t classes, const torch::Device& device) {
+                    int64_t classes, const torch::Device& device,
+                    const std::filesystem::path& state_file, bool resume) {
   HeadResult r;
   const double t0 = util::now_seconds();
   r.code_dim = codes.size(1);
@@ -71,45 +73,127 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
 
   const int64_t n = codes.size(0);
   const int64_t batch = std::min(cfg.batch_size, n);
+  if (batch < cfg.batch_size) {
+    util::log_warn(
+        util::strfmt("classify: %lld codes are fewer than one batch of %lld; using "
+                     "batches of %lld",
+                     static_cast<long long>(n), static_cast<long long>(cfg.batch_size),
+                     static_cast<long long>(batch)));
+  }
   const int64_t steps = n / batch;
-  engine::Trainer trainer(cfg.epochs, steps);
+  engine::Trainer trainer("classify", cfg.epochs, steps);
   auto lr_hook =
       std::make_shared<engine::LrScheduleHook>(*opt, cfg.schedule, cfg.lr, cfg.epochs * steps, 0);
   trainer.add_hook(lr_hook);
   // Best epoch by validation accuracy: its weights are copied aside and restored at the end.
   std::vector<torch::Tensor> best_state;
   r.best_val_accuracy = -1;
-  trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
-    const double acc = val_codes.size(0) > 0 ? head_accuracy(r.head, val_codes, val_labels, 4096)
-                                             : head_accuracy(r.head, codes, labels, 4096);
-    r.history.push_back({s.epoch_loss, acc, s.epoch_seconds});
-    util::log_info(
-        util::strfmt("classify epoch %lld/%lld  loss %.4f  val_acc %.4f  lr %.2e  %.1f s",
-                     static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs),
-                     s.epoch_loss, acc, lr_hook->current_lr(), s.epoch_seconds));
-    if (acc > r.best_val_accuracy) {
-      r.best_val_accuracy = acc;
-      r.best_epoch = s.epoch + 1;
-      torch::NoGradGuard no_grad;
-      best_state.clear();
-      for (const auto& t : r.head->parameters()) best_state.push_back(t.detach().clone());
-    }
-  }));
+  torch::Tensor perm;
+  const engine::CheckpointMeta meta{"head-training",
+                                    models::describe_head(r.code_dim, cfg.hidden, classes), 0};
+  auto save_state = [&](const engine::TrainState& s) {
+    if (state_file.empty()) return;
+    auto m = meta;
+    m.epoch = s.epoch;
+    engine::save_checkpoint(
+        state_file, m, *r.head, opt.get(), [&](torch::serialize::OutputArchive& a) {
+          engine::write_resume_state(a, s, device);
+          if (s.step > 0) a.write("aefx_classify_perm", perm.cpu());
+          for (size_t i = 0; i < best_state.size(); ++i)
+            a.write("aefx_classify_best_" + std::to_string(i), best_state[i]);
+          a.write("aefx_classify_best", c10::IValue(r.best_val_accuracy));
+          a.write("aefx_classify_best_epoch", c10::IValue(r.best_epoch));
+          auto h = torch::empty({static_cast<int64_t>(r.history.size()), 3}, torch::kDouble);
+          for (size_t e = 0; e < r.history.size(); ++e) {
+            const auto& x = r.history[e];
+            h[static_cast<int64_t>(e)] =
+                torch::tensor({x.loss, x.val_accuracy, x.seconds}, torch::kDouble);
+          }
+          a.write("aefx_classify_history", h);
+        });
+  };
+  trainer.add_hook(std::make_shared<engine::EpochHook>(
+      [&](engine::TrainState& s) {
+        const double acc = val_codes.size(0) > 0
+                               ? head_accuracy(r.head, val_codes, val_labels, 4096)
+                               : head_accuracy(r.head, codes, labels, 4096);
+        r.history.push_back({s.epoch_loss, acc, s.epoch_seconds});
+        util::log_info(
+            util::strfmt("classify epoch %lld/%lld  loss %.4f  val_acc %.4f  lr %.2e  %.1f s",
+                         static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs),
+                         s.epoch_loss, acc, lr_hook->current_lr(), s.epoch_seconds));
+        if (acc > r.best_val_accuracy) {
+          r.best_val_accuracy = acc;
+          r.best_epoch = s.epoch + 1;
+          torch::NoGradGuard no_grad;
+          best_state.clear();
+          for (const auto& t : r.head->parameters()) best_state.push_back(t.detach().clone());
+        }
+        save_state(engine::next_epoch_start(s));
+      },
+      [&](engine::TrainState& s) { save_state(s); }));
+
+  engine::TrainState start;
+  const bool resuming = resume && !state_file.empty() && std::filesystem::exists(state_file);
+  if (resuming) {
+    engine::load_checkpoint(
+        state_file, meta, *r.head, "classify", opt.get(), [&](torch::serialize::InputArchive& a) {
+          start = engine::read_resume_state(a, device);
+          if (start.step > 0) {
+            a.read("aefx_classify_perm", perm);
+            perm = perm.to(device);
+          }
+          c10::IValue best, best_epoch;
+          a.read("aefx_classify_best", best);
+          a.read("aefx_classify_best_epoch", best_epoch);
+          r.best_val_accuracy = best.toDouble();
+          r.best_epoch = best_epoch.toInt();
+          for (size_t i = 0; r.best_epoch > 0 && i < r.head->parameters().size(); ++i) {
+            torch::Tensor t;
+            a.read("aefx_classify_best_" + std::to_string(i), t);
+            best_state.push_back(t.to(device));
+          }
+          torch::Tensor h;
+          a.read("aefx_classify_history", h);
+          for (int64_t e = 0; e < h.size(0); ++e) {
+            r.history.push_back(
+                {h[e][0].item<double>(), h[e][1].item<double>(), h[e][2].item<double>()});
+          }
+        });
+    r.head->to(device);
+    match_optimizer_state(*opt, device);
+    util::log_info(util::strfmt("classify: resuming from %s at epoch %lld/%lld, step %lld/%lld",
+                                state_file.string().c_str(),
+                                static_cast<long long>(start.epoch + 1),
+                                static_cast<long long>(cfg.epochs),
+                                static_cast<long long>(start.step), static_cast<long long>(steps)));
+  }
   const auto ce =
       torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg.label_smoothing);
-  torch::Tensor perm;
   r.head->train();
-  trainer.run([&](engine::TrainState& s) {
-    if (s.step == 0)
-      perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(device));
-    auto idx = perm.narrow(0, s.step * batch, batch);
-    auto loss = torch::nn::functional::cross_entropy(
-        r.head->net->forward(codes.index_select(0, idx)), labels.index_select(0, idx), ce);
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-    return engine::StepOutput{loss.detach(), batch};
-  });
+  try {
+    trainer.run(
+        [&](engine::TrainState& s) {
+          if (s.step == 0)
+            perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(device));
+          auto idx = perm.narrow(0, s.step * batch, batch);
+          auto loss = torch::nn::functional::cross_entropy(
+              r.head->net->forward(codes.index_select(0, idx)), labels.index_select(0, idx), ce);
+          opt->zero_grad();
+          loss.backward();
+          opt->step();
+          return engine::StepOutput{loss.detach(), batch};
+        },
+        resuming ? &start : nullptr);
+  } catch (const engine::NonFiniteLoss& e) {
+    throw engine::NonFiniteLoss(
+        std::string(e.what()) +
+        (r.history.empty() || state_file.empty()
+             ? std::string("; no epoch had finished, so nothing was saved")
+             : "; the last good state, " + state_file.string() + " (after epoch " +
+                   std::to_string(r.history.size()) + "), is kept") +
+        ". Lower classify.lr and run again (with --restart when a checkpoint was kept)");
+  }
   {
     torch::NoGradGuard no_grad;
     auto params = r.head->parameters();
@@ -125,7 +209,9 @@ void classify(engine::RunContext& ctx) {
   const double t0 = util::now_seconds();
   auto ae = load_autoencoder(ctx);
   auto [train, val] = load_train_val(cfg);
-  auto r = train_head(ae, train, val, cfg.classify, ctx.device);
+  util::throw_if_interrupted("during classify while loading the data");
+  auto r = train_head(ae, train, val, cfg.classify, ctx.device, ctx.run_dir / kClassifyCheckpoint,
+                      ctx.resume);
   const auto classes = static_cast<int64_t>(train.class_names.size());
   engine::save_checkpoint(ctx.run_dir / kHeadFile,
                           {"head", head_architecture(cfg, classes), r.best_epoch}, *r.head);

@@ -6,13 +6,14 @@
 
 #include "aefx/engine/checkpoint.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/runtime.h"
 
 namespace aefx::stages {
 
 engine::StageRegistry builtin_stages() {
   engine::StageRegistry r;
-  r.add("pretrain", pretrain);
-  r.add("classify", classify);
+  r.add("pretrain", pretrain, kPretrainCheckpoint);
+  r.add("classify", classify, kClassifyCheckpoint);
   r.add("evaluate", evaluate);
   r.add("export", export_models);
   return r;
@@ -28,6 +29,28 @@ void to_channels_last(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& p : module.parameters()) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+}
+
+void match_optimizer_state(torch::optim::Optimizer& opt, const torch::Device& device) {
+  auto fit = [&](torch::Tensor t) {
+    if (!t.defined()) return t;
+    t = t.to(device);
+    return t.dim() == 4 ? t.contiguous(torch::MemoryFormat::ChannelsLast) : t;
+  };
+  for (auto& entry : opt.state()) {
+    auto& state = entry.second;
+    if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
+      s->exp_avg(fit(s->exp_avg())).exp_avg_sq(fit(s->exp_avg_sq()));
+      s->max_exp_avg_sq(fit(s->max_exp_avg_sq()));
+    } else if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(state.get())) {
+      s->exp_avg(fit(s->exp_avg())).exp_avg_sq(fit(s->exp_avg_sq()));
+      s->max_exp_avg_sq(fit(s->max_exp_avg_sq()));
+    } else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
+      s->momentum_buffer(fit(s->momentum_buffer()));
+    } else {
+      throw std::logic_error("match_optimizer_state: unknown optimizer state type");
+    }
   }
 }
 
@@ -71,6 +94,7 @@ torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images
     out.narrow(0, row, codes.size(0)).copy_(codes);
   };
   for (int64_t i = 0; i < n; i += batch_size) {
+    util::throw_if_interrupted("while computing latent codes");
     const int64_t b = std::min(batch_size, n - i);
     auto x = ae->normalize(data::to_float(images.narrow(0, i, b), device));
     store(i, models::pool_codes(ae->encoder->forward(x), spec));

@@ -83,13 +83,48 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
   for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
 }
 
+namespace {
+
+/// One pretraining epoch's figures, as pretrain.json lists them.
+struct PretrainEpoch {
+  double epoch, loss, val_mse, images_per_second, seconds;
+};
+
+torch::Tensor history_tensor(const std::vector<PretrainEpoch>& h) {
+  auto t = torch::empty({static_cast<int64_t>(h.size()), 5}, torch::kDouble);
+  for (size_t i = 0; i < h.size(); ++i) {
+    const auto& e = h[i];
+    t[static_cast<int64_t>(i)] =
+        torch::tensor({e.epoch, e.loss, e.val_mse, e.images_per_second, e.seconds}, torch::kDouble);
+  }
+  return t;
+}
+
+std::vector<PretrainEpoch> history_from(const torch::Tensor& t) {
+  std::vector<PretrainEpoch> h;
+  auto a = t.contiguous();
+  const double* d = a.data_ptr<double>();
+  for (int64_t i = 0; i < a.size(0); ++i, d += 5) h.push_back({d[0], d[1], d[2], d[3], d[4]});
+  return h;
+}
+
+}  // namespace
+
 void pretrain(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
   const auto& p = cfg.pretrain;
   const double t_start = util::now_seconds();
   auto [train, val] = load_train_val(cfg);
+  util::throw_if_interrupted("during pretrain while loading the data");
   const int64_t n = train.size();
   const int64_t batch = std::min(p.batch_size, n);
+  if (batch < p.batch_size) {
+    util::log_warn(
+        util::strfmt("pretrain: %lld training images are fewer than one batch of %lld; "
+                     "using batches of %lld",
+                     static_cast<long long>(n), static_cast<long long>(p.batch_size),
+                     static_cast<long long>(batch)));
+  }
   const int64_t steps = n / batch;
   util::log_info(
       util::strfmt("pretrain: %lld train / %lld val images, batch %lld, %lld steps/epoch",
@@ -100,45 +135,98 @@ void pretrain(engine::RunContext& ctx) {
   auto& ae = pt.model();
   auto& opt = pt.optimizer();
   const auto run_dir = ctx.run_dir;
+  const auto state_file = run_dir / kPretrainCheckpoint;
   std::filesystem::create_directories(run_dir / "checkpoints");
   const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
-  util::Json history = util::Json::Array{};
+  std::vector<PretrainEpoch> history;
   double last_mse = 0, train_seconds = 0;
   auto val_mse = [&] {
     return val.size() > 0 ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
                           : 0.0;
   };
   if (p.epochs > 0) {
-    engine::Trainer trainer(p.epochs, steps);
+    engine::Trainer trainer("pretrain", p.epochs, steps);
     auto lr_hook = std::make_shared<engine::LrScheduleHook>(
         opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
     trainer.add_hook(lr_hook);
-    trainer.add_hook(std::make_shared<engine::EpochHook>([&](engine::TrainState& s) {
-      train_seconds += s.epoch_seconds;
-      last_mse = val_mse();
-      const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
-      util::log_info(util::strfmt(
-          "pretrain epoch %lld/%lld  loss %.5f  val_mse %.5f  val_psnr %.2f dB  lr %.2e  "
-          "%.0f img/s  %.1f s",
-          static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
-          last_mse, metrics::psnr(last_mse), lr_hook->current_lr(), ips, s.epoch_seconds));
-      history.push_back(util::Json::object({{"epoch", s.epoch + 1},
-                                            {"loss", s.epoch_loss},
-                                            {"val_mse", last_mse},
-                                            {"val_psnr", metrics::psnr(last_mse)},
-                                            {"images_per_second", ips},
-                                            {"seconds", s.epoch_seconds}}));
-      auto m = meta;
-      m.epoch = s.epoch + 1;
-      engine::save_checkpoint(run_dir / kPretrainCheckpoint, m, *ae, &opt);
-    }));
-
     torch::Tensor perm;
-    trainer.run([&](engine::TrainState& s) {
-      if (s.step == 0)
-        perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
-      return engine::StepOutput{pt.step(perm.narrow(0, s.step * batch, batch)), batch};
-    });
+    // The resumable state: weights, optimizer, loop position, RNG, this epoch's permutation and
+    // the history so far. Written after every epoch and when a signal stops the loop.
+    auto save_state = [&](const engine::TrainState& s) {
+      auto m = meta;
+      m.epoch = s.epoch;  // epochs completed
+      engine::save_checkpoint(state_file, m, *ae, &opt, [&](torch::serialize::OutputArchive& a) {
+        engine::write_resume_state(a, s, ctx.device);
+        if (s.step > 0) a.write("aefx_pretrain_perm", perm.cpu());
+        a.write("aefx_pretrain_history", history_tensor(history));
+        a.write("aefx_pretrain_train_seconds", c10::IValue(train_seconds));
+        a.write("aefx_pretrain_last_mse", c10::IValue(last_mse));
+      });
+    };
+    trainer.add_hook(std::make_shared<engine::EpochHook>(
+        [&](engine::TrainState& s) {
+          train_seconds += s.epoch_seconds;
+          last_mse = val_mse();
+          const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
+          util::log_info(util::strfmt(
+              "pretrain epoch %lld/%lld  loss %.5f  val_mse %.5f  val_psnr %.2f dB  lr %.2e  "
+              "%.0f img/s  %.1f s",
+              static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
+              last_mse, metrics::psnr(last_mse), lr_hook->current_lr(), ips, s.epoch_seconds));
+          history.push_back(
+              {static_cast<double>(s.epoch + 1), s.epoch_loss, last_mse, ips, s.epoch_seconds});
+          save_state(engine::next_epoch_start(s));
+        },
+        [&](engine::TrainState& s) { save_state(s); }));
+
+    engine::TrainState start;
+    const bool resuming = ctx.resume && std::filesystem::exists(state_file);
+    if (resuming) {
+      engine::load_checkpoint(state_file, meta, *ae, "pretrain", &opt,
+                              [&](torch::serialize::InputArchive& a) {
+                                start = engine::read_resume_state(a, ctx.device);
+                                if (start.step > 0) {
+                                  a.read("aefx_pretrain_perm", perm);
+                                  perm = perm.to(ctx.device);
+                                }
+                                torch::Tensor h;
+                                a.read("aefx_pretrain_history", h);
+                                history = history_from(h);
+                                c10::IValue secs, mse;
+                                a.read("aefx_pretrain_train_seconds", secs);
+                                a.read("aefx_pretrain_last_mse", mse);
+                                train_seconds = secs.toDouble();
+                                last_mse = mse.toDouble();
+                              });
+      ae->to(ctx.device);
+      to_channels_last(*ae);
+      match_optimizer_state(opt, ctx.device);
+      util::log_info(
+          util::strfmt("pretrain: resuming from %s at epoch %lld/%lld, step %lld/%lld",
+                       state_file.string().c_str(), static_cast<long long>(start.epoch + 1),
+                       static_cast<long long>(p.epochs), static_cast<long long>(start.step),
+                       static_cast<long long>(steps)));
+    }
+    try {
+      trainer.run(
+          [&](engine::TrainState& s) {
+            if (s.step == 0)
+              perm =
+                  torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
+            return engine::StepOutput{pt.step(perm.narrow(0, s.step * batch, batch)), batch};
+          },
+          resuming ? &start : nullptr);
+    } catch (const engine::NonFiniteLoss& e) {
+      throw engine::NonFiniteLoss(
+          std::string(e.what()) +
+          (history.empty() ? "; no epoch had finished, so nothing was saved"
+                           : util::strfmt("; the last good checkpoint, %s (after epoch %lld), is "
+                                          "kept",
+                                          state_file.string().c_str(),
+                                          static_cast<long long>(history.size()))) +
+          ". Lower pretrain.lr (or check the data) and run again (with --restart when a "
+          "checkpoint was kept)");
+    }
   } else {
     pt.calibrate_batch_norm(kCalibrationImages, batch);
     last_mse = val_mse();
@@ -154,6 +242,15 @@ void pretrain(engine::RunContext& ctx) {
   int64_t params = 0;
   for (const auto& t : ae->parameters()) params += t.numel();
   const double total = util::now_seconds() - t_start;
+  util::Json history_json = util::Json::Array{};
+  for (const auto& e : history) {
+    history_json.push_back(util::Json::object({{"epoch", static_cast<int64_t>(e.epoch)},
+                                               {"loss", e.loss},
+                                               {"val_mse", e.val_mse},
+                                               {"val_psnr", metrics::psnr(e.val_mse)},
+                                               {"images_per_second", e.images_per_second},
+                                               {"seconds", e.seconds}}));
+  }
   auto summary = util::Json::object(
       {{"stage", "pretrain"},
        {"epochs", p.epochs},
@@ -167,7 +264,7 @@ void pretrain(engine::RunContext& ctx) {
         p.epochs > 0 ? util::Json(static_cast<double>(steps * batch * p.epochs) / train_seconds)
                      : util::Json()},
        {"seconds", total},
-       {"history", history}});
+       {"history", history_json}});
   util::atomic_write_text(run_dir / kPretrainSummary, summary.dump() + "\n");
 }
 

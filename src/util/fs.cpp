@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -34,6 +35,8 @@ void atomic_write(const fs::path& path, const std::function<void(const fs::path&
     std::error_code ec;
     fs::rename(tmp, path, ec);
     if (ec) throw std::runtime_error(ec.message());
+    // The rename itself reaches the disk only when the folder's entry does.
+    fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path());
   } catch (const std::exception& e) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
@@ -43,11 +46,16 @@ void atomic_write(const fs::path& path, const std::function<void(const fs::path&
 
 void atomic_write_text(const fs::path& path, const std::string& content) {
   atomic_write(path, [&](const fs::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(std::strerror(errno));
-    out << content;
-    out.flush();
-    if (!out) throw std::runtime_error("write failed (disk full?)");
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw std::runtime_error(std::strerror(errno));
+    errno = 0;
+    const bool wrote =
+        std::fwrite(content.data(), 1, content.size(), f) == content.size() && std::fflush(f) == 0;
+    const int err = errno;
+    const bool closed = std::fclose(f) == 0;
+    if (!wrote || !closed) {
+      throw std::runtime_error(err != 0 ? std::strerror(err) : "write failed (disk full?)");
+    }
   });
 }
 

@@ -59,6 +59,36 @@ TEST(Cifar10Binary, BadFilesAreNamed) {
   const auto label_msg = load_error(dir.path().string());
   EXPECT_NE(label_msg.find("data_batch_3.bin: record 1 has label 12"), std::string::npos)
       << label_msg;
+  // More records than an official batch file holds (zero bytes: valid labels and pixels).
+  fs::resize_file(d / "data_batch_3.bin", 3073 * 10001);
+  const auto big = load_error(dir.path().string());
+  EXPECT_NE(big.find("data_batch_3.bin holds 10001 records, more than the 10000"),
+            std::string::npos)
+      << big;
+  // Files other than the batches are ignored, each named in a warning.
+  testing::write_bytes(d / "data_batch_3.bin", std::string(3073 * 4, '\0'));
+  testing::write_bytes(d / "data_batch_6.bin", std::string(3073, '\0'));
+  ::testing::internal::CaptureStderr();
+  const auto ds = load_cifar10_binary(dir.path().string(), Split::kTrain);
+  const std::string warning = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(ds.size(), 20);
+  EXPECT_NE(warning.find("ignoring 1 unexpected file(s)"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("data_batch_6.bin"), std::string::npos) << warning;
+}
+
+TEST(Cifar10Binary, ParsesBatchesInMemoryAndRejectsBadOnes) {
+  std::string two(3073 * 2, '\0');
+  two[0] = 3;
+  two[3073] = 9;
+  two[3073 + 1] = 7;  // first red pixel of record 1
+  const auto* bytes = reinterpret_cast<const uint8_t*>(two.data());
+  auto ds = parse_cifar10_batch(bytes, two.size(), "mem");
+  EXPECT_EQ(ds.labels[0].item<int64_t>(), 3);
+  EXPECT_EQ(ds.labels[1].item<int64_t>(), 9);
+  EXPECT_EQ(ds.images.sizes(), (std::vector<int64_t>{2, 3, 32, 32}));
+  EXPECT_EQ(ds.images[1][0][0][0].item<uint8_t>(), 7);
+  EXPECT_THROW(parse_cifar10_batch(bytes, 0, "mem"), std::runtime_error);
+  EXPECT_THROW(parse_cifar10_batch(bytes, 3072, "mem"), std::runtime_error);
 }
 
 TEST(Split, DeterministicDisjointAndSized) {

@@ -1,13 +1,18 @@
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "aefx/engine/checkpoint.h"
 #include "aefx/engine/runner.h"
 #include "aefx/engine/trainer.h"
 #include "aefx/models/autoencoder.h"
+#include "aefx/util/runtime.h"
 #include "test_util.h"
 
 namespace aefx::engine {
@@ -28,7 +33,7 @@ struct Recorder : Hook {
 };
 
 TEST(Trainer, CallsHooksInOrderAndAveragesLossByBatchSize) {
-  Trainer t(2, 2);
+  Trainer t("test", 2, 2);
   auto rec = std::make_shared<Recorder>();
   t.add_hook(rec);
   auto state = t.run([](TrainState& s) {
@@ -44,7 +49,7 @@ TEST(Trainer, CallsHooksInOrderAndAveragesLossByBatchSize) {
 }
 
 TEST(Trainer, EndsHooksWhenAStepThrows) {
-  Trainer t(3, 2);
+  Trainer t("test", 3, 2);
   auto rec = std::make_shared<Recorder>();
   t.add_hook(rec);
   EXPECT_THROW(t.run([](TrainState& s) -> StepOutput {
@@ -53,7 +58,85 @@ TEST(Trainer, EndsHooksWhenAStepThrows) {
   }),
                std::runtime_error);
   EXPECT_EQ(rec->events.back(), "after_train");
-  EXPECT_THROW(Trainer(0, 1), std::invalid_argument);
+  EXPECT_THROW(Trainer("test", 0, 1), std::invalid_argument);
+}
+
+TEST(Trainer, NonFiniteLossNamesEpochAndStepAndSkipsTheEpochHooks) {
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    Trainer t("pretrain", 3, 4);
+    auto rec = std::make_shared<Recorder>();
+    t.add_hook(rec);
+    try {
+      t.run([&](TrainState& s) {
+        return StepOutput{torch::tensor(s.epoch == 1 && s.step == 2 ? bad : 1.0), 1};
+      });
+      FAIL() << "expected NonFiniteLoss";
+    } catch (const NonFiniteLoss& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string("pretrain: the training loss is ") +
+                         (std::isnan(bad) ? "NaN" : "infinite") + " at epoch 2/3, step 3/4"),
+                std::string::npos)
+          << msg;
+    }
+    // Epoch 1 ended normally; epoch 2 never reached its hooks (where checkpoints are saved).
+    EXPECT_EQ(std::count(rec->events.begin(), rec->events.end(), "after_epoch0:1.000000"), 1);
+    EXPECT_EQ(rec->events.back(), "after_train");
+    EXPECT_EQ(std::count_if(rec->events.begin(), rec->events.end(),
+                            [](const std::string& e) { return e.rfind("after_epoch1", 0) == 0; }),
+              0);
+  }
+}
+
+/// Records (epoch, step) of every step and saves the state it is given on interrupt.
+struct Positions : Hook {
+  std::vector<std::pair<int64_t, int64_t>> steps;
+  std::vector<double> epoch_losses;
+  TrainState saved;
+  void before_step(TrainState& s) override { steps.emplace_back(s.epoch, s.step); }
+  void after_epoch(TrainState& s) override { epoch_losses.push_back(s.epoch_loss); }
+  void on_interrupt(TrainState& s) override { saved = s; }
+};
+
+TEST(Trainer, InterruptSavesThePositionAndResumeContinuesExactly) {
+  auto loss_of = [](TrainState& s) {
+    if (s.global_step == 6) util::set_interrupt_signal(SIGINT);  // arrives during the 7th step
+    return StepOutput{torch::tensor(static_cast<double>(s.global_step % 5) + 0.25), 2};
+  };
+  Trainer plain("test", 3, 4);
+  auto all = std::make_shared<Positions>();
+  plain.add_hook(all);
+  plain.run([](TrainState& s) {
+    return StepOutput{torch::tensor(static_cast<double>(s.global_step % 5) + 0.25), 2};
+  });
+
+  Trainer first("test", 3, 4);
+  auto before = std::make_shared<Positions>();
+  first.add_hook(before);
+  try {
+    first.run(loss_of);
+    FAIL() << "expected Interrupted";
+  } catch (const util::Interrupted& e) {
+    EXPECT_EQ(e.signal(), SIGINT);
+    EXPECT_NE(std::string(e.what()).find("interrupted by SIGINT during test at epoch 2/3 after "
+                                         "step 3/4"),
+              std::string::npos)
+        << e.what();
+  }
+  util::set_interrupt_signal(0);
+  EXPECT_EQ(before->saved.epoch, 1);
+  EXPECT_EQ(before->saved.step, 3);
+  EXPECT_EQ(before->saved.global_step, 7);
+
+  Trainer second("test", 3, 4);
+  auto after = std::make_shared<Positions>();
+  second.add_hook(after);
+  second.run(loss_of, &before->saved);
+  auto joined = before->steps;
+  joined.insert(joined.end(), after->steps.begin(), after->steps.end());
+  EXPECT_EQ(joined, all->steps);
+  auto losses = before->epoch_losses;
+  losses.insert(losses.end(), after->epoch_losses.begin(), after->epoch_losses.end());
+  EXPECT_EQ(losses, all->epoch_losses);  // the interrupted epoch's mean includes both parts
 }
 
 TEST(Schedule, WarmupCosineAndConstant) {
@@ -136,6 +219,48 @@ TEST(Checkpoint, MismatchesAndDamageAreNamed) {
   EXPECT_NE(load_error(dir / "cut.pt", meta, *a).find("corrupt or truncated"), std::string::npos);
   testing::write_bytes(dir / "junk.pt", "hello");
   EXPECT_NE(load_error(dir / "junk.pt", meta, *a).find("junk.pt"), std::string::npos);
+}
+
+TEST(Checkpoint, ResumeStateRestoresPositionAndRandomStream) {
+  TempDir dir;
+  models::Autoencoder a(tiny_model());
+  TrainState s;
+  s.epoch = 2;
+  s.step = 3;
+  s.global_step = 11;
+  s.samples_in_epoch = 24;
+  s.epoch_seconds = 1.5;
+  s.epoch_losses = torch::tensor({1.0, 2.0, 3.0, 0.0}, torch::kDouble);
+  torch::manual_seed(7);
+  torch::rand({3});
+  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model())};
+  save_checkpoint(dir / "s.pt", meta, *a, nullptr, [&](torch::serialize::OutputArchive& ar) {
+    write_resume_state(ar, s, torch::kCPU);
+  });
+  const auto next = torch::rand({5});
+  torch::manual_seed(123);  // what happens in between (a new process seeds afresh)
+  TrainState got;
+  load_checkpoint(
+      dir / "s.pt", meta, *a, "pretrain", nullptr,
+      [&](torch::serialize::InputArchive& ar) { got = read_resume_state(ar, torch::kCPU); });
+  EXPECT_TRUE(torch::equal(torch::rand({5}), next));
+  EXPECT_EQ(got.epoch, 2);
+  EXPECT_EQ(got.step, 3);
+  EXPECT_EQ(got.global_step, 11);
+  EXPECT_EQ(got.samples_in_epoch, 24);
+  EXPECT_DOUBLE_EQ(got.epoch_seconds, 1.5);
+  EXPECT_TRUE(torch::equal(got.epoch_losses, s.epoch_losses));
+  // A checkpoint without resume state is named when resuming from it is asked for.
+  save_checkpoint(dir / "plain.pt", meta, *a);
+  try {
+    load_checkpoint(
+        dir / "plain.pt", meta, *a, "pretrain", nullptr,
+        [&](torch::serialize::InputArchive& ar) { read_resume_state(ar, torch::kCPU); });
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("plain.pt: it holds no resume state"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Registry, UnknownStage) {

@@ -29,9 +29,19 @@ struct Dataset {
 /// The CIFAR-10 class names, in label order.
 const std::vector<std::string>& cifar10_class_names();
 
+/// Bytes per record of the CIFAR-10 binary layout (label byte + 3 x 32 x 32 pixels) and records
+/// per official batch file.
+inline constexpr int64_t kCifarRecordBytes = 1 + 3 * 32 * 32;
+inline constexpr int64_t kCifarRecordsPerBatch = 10000;
+
+/// Parses one CIFAR-10 batch file held in memory; `name` names it in errors. Throws
+/// std::runtime_error for an empty file, a size that is not a multiple of 3073 bytes (truncated,
+/// trailing bytes), more than 10,000 records (oversized) or a label outside 0..9.
+Dataset parse_cifar10_batch(const uint8_t* data, size_t size, const std::string& name);
+
 /// Reads the official binary layout. `root` is the folder holding cifar-10-batches-bin/ or that
-/// folder itself. Throws std::runtime_error naming the file for a missing file, a size that is
-/// not a multiple of 3073 bytes, or a label outside 0..9.
+/// folder itself. Throws std::runtime_error naming the file for a missing batch file or one that
+/// parse_cifar10_batch rejects. Other files in the folder are ignored with a warning naming them.
 Dataset load_cifar10_binary(const std::string& root, Split split);
 
 /// Reads root/{train,test}/<class>/<image>, decoding in parallel with OpenCV, converting to

@@ -13,25 +13,48 @@
 
 namespace aefx::engine {
 
-/// What a stage gets: the validated config, its run folder and the device to use.
+/// What a stage gets: the validated config, its run folder and the device to use. With
+/// `resume`, a stage that finds its resumable state in the run folder continues from it.
 struct RunContext {
   config::Config config;
   std::filesystem::path run_dir;
   torch::Device device = torch::kCPU;
+  bool resume = false;
 };
 
 using StageFn = std::function<void(RunContext&)>;
 
-/// Name -> stage function.
+/// Name -> stage function, and the file (relative to the run folder) where the stage keeps its
+/// resumable state, if it has one.
 class StageRegistry {
  public:
-  void add(const std::string& name, StageFn fn);
+  void add(const std::string& name, StageFn fn, std::string state_file = "");
   bool contains(const std::string& name) const;
   const StageFn& get(const std::string& name) const;
+  /// "" when the stage keeps no resumable state (it reruns from its start).
+  const std::string& state_file(const std::string& name) const;
 
  private:
-  std::map<std::string, StageFn> stages_;
+  struct Entry {
+    StageFn fn;
+    std::string state_file;
+  };
+  std::map<std::string, Entry> stages_;
 };
+
+/// How run_stages treats an earlier, unfinished run in the same folder.
+struct RunOptions {
+  /// Continue it: stages it completed are skipped, the stage it stopped in continues from its
+  /// resumable state. The config must equal the folder's config.yaml (except `stages` and
+  /// `threads`).
+  bool resume = false;
+  /// Start over even when the folder holds a stage's unfinished, resumable work.
+  bool restart = false;
+};
+
+/// Which stages of the run folder completed and which one stopped (and why), kept up to date
+/// atomically as stages start and finish.
+inline constexpr const char* kProgressFile = "progress.json";
 
 /// Written by the runner when every requested stage has finished: the stages' wall seconds,
 /// the whole invocation's wall time and peak RSS, seed, device, threads, git commit and machine.
@@ -42,8 +65,13 @@ std::filesystem::path run_dir_for(const config::Config& cfg);
 
 /// Prepares the run (threads, seed, device, a writable run folder with the resolved config
 /// and log.txt), runs `stages` in order and writes run.json. Returns per-stage wall seconds.
+/// Throws std::invalid_argument before any work when the folder holds a stage's unfinished,
+/// resumable work and neither `resume` nor `restart` is set, or when `resume` finds nothing to
+/// resume or another config. A signal ends it with util::Interrupted saying where the
+/// progress was saved.
 std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg,
                                                        const std::vector<std::string>& stages,
-                                                       const StageRegistry& registry);
+                                                       const StageRegistry& registry,
+                                                       const RunOptions& options = {});
 
 }  // namespace aefx::engine

@@ -7,23 +7,38 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace aefx::engine {
 
-/// What hooks see of the loop.
+/// What hooks see of the loop, and what a resumable checkpoint stores of it.
 struct TrainState {
   int64_t epoch = 0;   ///< 0-based current epoch
   int64_t epochs = 0;  ///< total epochs
-  int64_t step = 0;    ///< 0-based step within the epoch
+  /// 0-based step within the epoch: the step being run in before_step, the step step function
+  /// and after_step; the number of steps done in the epoch in on_interrupt and after_epoch.
+  int64_t step = 0;
   int64_t steps_per_epoch = 0;
   int64_t global_step = 0;  ///< steps done since the start
   int64_t samples_in_epoch = 0;
-  double epoch_loss = 0.0;  ///< mean training loss of the epoch (set before after_epoch)
-  double epoch_seconds = 0.0;
+  /// Per step of the current epoch: the step's mean loss times its batch size (float64, on the
+  /// loss's device). Kept on the device so that steps do not wait for the host.
+  torch::Tensor epoch_losses;
+  double epoch_loss = 0.0;     ///< mean training loss of the epoch (set before after_epoch)
+  double epoch_seconds = 0.0;  ///< wall time of the epoch (of its steps, across resumptions)
   std::map<std::string, double> metrics;  ///< filled by hooks (e.g. validation)
 };
+
+/// Where the loop stands once the epoch `s` describes has ended: the start of the next epoch
+/// (what an end-of-epoch checkpoint saves to resume from).
+inline TrainState next_epoch_start(const TrainState& s) {
+  TrainState next = s;
+  next.epoch = s.epoch + 1;
+  next.step = 0;
+  return next;
+}
 
 /// Hooks called around the loop. after_train runs even when a step throws.
 class Hook {
@@ -33,7 +48,18 @@ class Hook {
   virtual void before_step(TrainState&) {}
   virtual void after_step(TrainState&) {}
   virtual void after_epoch(TrainState&) {}
+  /// SIGINT/SIGTERM arrived: called after the step that was running finished (and its loss was
+  /// checked), before the loop throws util::Interrupted. Save what resuming needs here.
+  virtual void on_interrupt(TrainState&) {}
   virtual void after_train(TrainState&) {}
+};
+
+/// Thrown when a training loss is NaN or infinite; names the loop, the epoch and the step.
+/// No hook runs after the bad step (after_epoch, on_interrupt), so no checkpoint holds its
+/// weights.
+class NonFiniteLoss : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 /// One step: trains on a batch and returns its (detached) mean loss and the batch size.
@@ -43,16 +69,25 @@ struct StepOutput {
 };
 using StepFn = std::function<StepOutput(TrainState&)>;
 
-/// Runs `epochs` x `steps_per_epoch` steps. Losses stay on the device and are summed there;
-/// the only host sync per epoch is reading the epoch's mean loss, which keeps GPU steps async.
+/// Runs `epochs` x `steps_per_epoch` steps. Losses stay on the device; they are checked for
+/// NaN/Inf after every step on the CPU and every kGpuCheckInterval steps on a GPU (always before
+/// after_epoch and on_interrupt), so GPU steps stay asynchronous. After each step it checks for
+/// SIGINT/SIGTERM (util::interrupt_signal): then hooks get on_interrupt and it throws
+/// util::Interrupted.
 class Trainer {
  public:
-  Trainer(int64_t epochs, int64_t steps_per_epoch);
+  static constexpr int64_t kGpuCheckInterval = 50;
+  /// `name` (e.g. "pretrain") names the loop in errors.
+  Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch);
   void add_hook(std::shared_ptr<Hook> hook);
-  /// Throws whatever the step or a hook throws, after calling after_train on every hook.
-  TrainState run(const StepFn& step);
+  /// Runs from the start, or from `resume` (epoch, step, global_step, samples_in_epoch,
+  /// epoch_losses and epoch_seconds of a saved TrainState). Throws whatever the step or a hook
+  /// throws, after calling after_train on every hook.
+  TrainState run(const StepFn& step, const TrainState* resume = nullptr);
 
  private:
+  void check_losses(const TrainState& s, int64_t from) const;
+  std::string name_;
   int64_t epochs_, steps_per_epoch_;
   std::vector<std::shared_ptr<Hook>> hooks_;
 };
@@ -78,14 +113,20 @@ class LrScheduleHook : public Hook {
   double lr_ = 0;
 };
 
-/// A hook that calls `fn` after every epoch (validation, checkpointing, logging).
+/// A hook that calls `fn` after every epoch (validation, checkpointing, logging) and, when
+/// given, `on_interrupt` when a signal stops the loop (saving the resumable state).
 class EpochHook : public Hook {
  public:
-  explicit EpochHook(std::function<void(TrainState&)> fn) : fn_(std::move(fn)) {}
+  explicit EpochHook(std::function<void(TrainState&)> fn,
+                     std::function<void(TrainState&)> on_interrupt = nullptr)
+      : fn_(std::move(fn)), on_interrupt_(std::move(on_interrupt)) {}
   void after_epoch(TrainState& s) override { fn_(s); }
+  void on_interrupt(TrainState& s) override {
+    if (on_interrupt_) on_interrupt_(s);
+  }
 
  private:
-  std::function<void(TrainState&)> fn_;
+  std::function<void(TrainState&)> fn_, on_interrupt_;
 };
 
 /// Builds the optimizer named by the config (adamw | adam | sgd with momentum 0.9).

@@ -2,7 +2,9 @@
 // The pipeline stages. Each reads what earlier stages wrote in the run folder and writes its
 // own files there, so any stage can run alone:
 //   pretrain -> checkpoints/autoencoder.pt, checkpoints/pretrain_last.pt, pretrain.json
-//   classify -> checkpoints/head.pt, classify.json      (needs the autoencoder)
+//   classify -> checkpoints/head.pt, checkpoints/classify_last.pt, classify.json
+//               (needs the autoencoder)
+// The *_last.pt files hold a stage's resumable state (`aefx run --resume`).
 //   evaluate -> metrics.json                            (needs the autoencoder and head)
 //   export   -> encoder.pt, autoencoder.pt, classifier.pt (TorchScript), model.json
 #include <torch/optim/optimizer.h>
@@ -26,6 +28,7 @@ inline constexpr const char* kPretrainSummary = "pretrain.json";
 inline constexpr const char* kClassifySummary = "classify.json";
 inline constexpr const char* kMetricsFile = "metrics.json";
 inline constexpr const char* kPretrainCheckpoint = "checkpoints/pretrain_last.pt";
+inline constexpr const char* kClassifyCheckpoint = "checkpoints/classify_last.pt";
 inline constexpr const char* kModelJson = "model.json";
 
 void pretrain(engine::RunContext& ctx);
@@ -95,18 +98,24 @@ struct HeadResult {
 };
 
 /// Freezes `ae`, caches codes for train (with flipped copies when configured) and val, and
-/// trains the head on them, keeping the epoch with the best validation accuracy. `ae` is only
-/// read: its parameters and buffers are bit-identical afterwards.
+/// trains the head on them (fit_head, with `state_file` and `resume`), keeping the epoch with
+/// the best validation accuracy. `ae` is only read: its parameters and buffers are bit-identical
+/// afterwards.
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
-                      const config::ClassifyConfig& cfg, const torch::Device& device);
+                      const config::ClassifyConfig& cfg, const torch::Device& device,
+                      const std::filesystem::path& state_file = {}, bool resume = false);
 
 /// Trains a head on cached codes (N x D, rows matching `labels`): standardises them with their
 /// own mean/std (stored in the head), then runs cfg.epochs epochs and keeps the epoch with the
 /// best validation accuracy (on the training codes when there are no validation codes).
-/// Takes the code tensors by value because it standardises them in place.
+/// Takes the code tensors by value because it standardises them in place. With a `state_file`,
+/// its resumable state (head, optimizer, loop position, RNG, best epoch so far) is written there
+/// after every epoch and when a signal stops it; with `resume`, it continues from that file when
+/// it exists.
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
-                    int64_t classes, const torch::Device& device);
+                    int64_t classes, const torch::Device& device,
+                    const std::filesystem::path& state_file = {}, bool resume = false);
 
 /// A number from a JSON summary file in the run folder (null when the file or key is absent).
 /// Throws std::runtime_error naming the file when it does not parse.
@@ -117,5 +126,10 @@ std::string head_architecture(const config::Config& cfg, int64_t classes);
 
 /// Puts every 4-D parameter and buffer of `module` in channels-last layout.
 void to_channels_last(torch::nn::Module& module);
+
+/// After loading optimizer state from a checkpoint (read onto the CPU, contiguous): moves it to
+/// `device` and gives 4-D tensors the channels-last layout their parameters have, as the state
+/// of an uninterrupted run has, so that a resumed run computes bit-identical updates.
+void match_optimizer_state(torch::optim::Optimizer& opt, const torch::Device& device);
 
 }  // namespace aefx::stages

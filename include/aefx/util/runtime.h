@@ -2,6 +2,7 @@
 // Process-wide runtime settings: thread count, allocator tuning, device choice.
 #include <torch/types.h>
 
+#include <stdexcept>
 #include <string>
 
 namespace aefx::util {
@@ -29,5 +30,35 @@ torch::Device resolve_device(const std::string& spec);
 
 /// Seconds since an arbitrary fixed point, for wall-time measurements.
 double now_seconds();
+
+/// Thrown at a safe point (after a training step, between batches, between stages) once SIGINT
+/// or SIGTERM has arrived. The CLI exits with 128 + signal(): 130 for SIGINT, 143 for SIGTERM.
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted(int signal, const std::string& what) : std::runtime_error(what), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
+/// Installs handlers for SIGINT and SIGTERM that only record the signal, so that work stops at
+/// the next safe point with its state saved; a second SIGINT or SIGTERM ends the process at
+/// once (the last saved state stays: every file is written atomically). Also ignores SIGXFSZ,
+/// so that a write over the file-size limit fails with an error aefx reports instead of killing
+/// the process.
+void install_signal_handlers();
+
+/// The signal that asked aefx to stop (SIGINT or SIGTERM), or 0.
+int interrupt_signal();
+
+/// Records `signal` as if it had arrived (tests), or clears it with 0.
+void set_interrupt_signal(int signal);
+
+/// "SIGINT", "SIGTERM" or "signal N".
+std::string signal_name(int signal);
+
+/// Throws Interrupted ("interrupted by SIGINT <where>") when a signal has arrived.
+void throw_if_interrupted(const std::string& where);
 
 }  // namespace aefx::util
