@@ -68,7 +68,14 @@ static void decode_into(const fs::path& file, int size, uint8_t* dst) {
     throw std::runtime_error("cannot decode image " + file.string() +
                              ": not a PNG, JPEG, BMP, PBM/PGM/PPM, TIFF or WebP file");
   }
-  cv::Mat img = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
+  cv::Mat img;
+  try {
+    img = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    // imread throws, rather than returning an empty image, for a header whose size is over
+    // OpenCV's limits (OPENCV_IO_MAX_IMAGE_WIDTH, _HEIGHT, _PIXELS).
+    throw std::runtime_error("cannot decode image " + file.string() + ": OpenCV: " + e.err);
+  }
   if (img.empty()) throw std::runtime_error("cannot decode image " + file.string());
   if (img.depth() != CV_8U) {
     cv::Mat eight;

@@ -4,7 +4,8 @@
 // to a fresh scratch folder (in /dev/shm when there is one), both splits are loaded at 8 x 8 and
 // every file goes through decode_image. The documented error is std::runtime_error; anything
 // else (another exception, a crash, a sanitizer report, a result that does not match the tree)
-// is a finding.
+// is a finding. tools/fuzz.sh lowers OpenCV's image size limit (OPENCV_IO_MAX_IMAGE_PIXELS) and
+// turns off libFuzzer's per-input leak check for this target; it says why.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <stdlib.h>
 #include <torch/torch.h>

@@ -164,6 +164,11 @@ def image_folder_seeds():
         .file("test", "cat", "0", ".png", b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n")
         .file("test", "cat", "1", ".ppm", b"P7\nWIDTH 1\nHEIGHT 1\nDEPTH 3\nMAXVAL 255\n"
               b"TUPLTYPE RGB\nENDHDR\nabc"),
+        # Sizes over OpenCV's limits (1 << 20 wide; tools/fuzz.sh lowers the pixel limit).
+        "huge_headers": Tree()
+        .file("train", "dog", "0", ".ppm", b"P6\n2000000 1\n255\n" + bytes(30))
+        .file("train", "dog", "1", ".pgm", b"P5\n3000 3000\n255\n" + bytes(30))
+        .file("test", "dog", "0", ".png", PNG_RGB),
         "wrong_extension": Tree()
         .file("train", "dog", "0", ".png", JPEG_8X8)
         .file("train", "dog", "1", ".jpg", PNG_RGB)
