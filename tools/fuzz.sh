@@ -55,13 +55,14 @@ for target in fuzz_cifar_binary fuzz_image_folder fuzz_config; do
   echo "$target: ${runs:-?} inputs, ${rate:-?} exec/s, $((SECONDS - t0)) s, exit $rc"
   if [ $rc -ne 0 ]; then
     status=1
-    # The report, without the decoders' warnings about the corrupt images they were given.
-    grep -v -E '^(libpng (error|warning)|Corrupt JPEG|Premature end of JPEG|Invalid SOS|Bogus)' \
+    # The report, without the warnings about the corrupt inputs the decoders were given.
+    grep -v -E '^(libpng |Corrupt JPEG|Premature end of JPEG|Invalid SOS|Bogus|imread_|warning: )' \
       "$dir/log" | tail -n 60
     for f in "$dir"/findings/*; do
-      [ -e "$f" ] && echo "FINDING ($target): $f   reproduce: $bin $f"
+      [ -e "$f" ] && echo "FINDING ($target): $PWD/$f" &&
+        echo "  reproduce: OPENCV_IO_MAX_IMAGE_PIXELS=$OPENCV_IO_MAX_IMAGE_PIXELS $PWD/$bin $PWD/$f"
     done
   fi
 done
-echo "fuzzing took $((SECONDS - start)) s in all (logs and corpora in $run)"
+echo "fuzz build and runs: $((SECONDS - start)) s (logs and corpora in $run)"
 exit $status
