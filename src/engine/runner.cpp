@@ -188,7 +188,11 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
     const std::string state = current.empty() ? "" : registry.state_file(current);
     if (!current.empty()) {
       progress.stopped_by = util::signal_name(e.signal());
-      write_progress(ctx.run_dir, progress);
+      try {
+        write_progress(ctx.run_dir, progress);
+      } catch (const std::exception&) {
+        // The stage's own state is saved; --resume finds it through the unfinished stage.
+      }
     }
     throw util::Interrupted(
         e.signal(),
