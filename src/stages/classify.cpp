@@ -72,14 +72,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   auto opt = engine::make_optimizer(cfg.optimizer, r.head->parameters(), cfg.lr, cfg.weight_decay);
 
   const int64_t n = codes.size(0);
-  const int64_t batch = std::min(cfg.batch_size, n);
-  if (batch < cfg.batch_size) {
-    util::log_warn(
-        util::strfmt("classify: %lld codes are fewer than one batch of %lld; using "
-                     "batches of %lld",
-                     static_cast<long long>(n), static_cast<long long>(cfg.batch_size),
-                     static_cast<long long>(batch)));
-  }
+  const int64_t batch = fitted_batch("classify", "codes", n, cfg.batch_size);
   const int64_t steps = n / batch;
   engine::Trainer trainer("classify", cfg.epochs, steps);
   auto lr_hook =

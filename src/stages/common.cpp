@@ -6,6 +6,7 @@
 
 #include "aefx/engine/checkpoint.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::stages {
@@ -23,6 +24,14 @@ std::pair<data::Dataset, data::Dataset> load_train_val(const config::Config& cfg
   const auto seed = static_cast<uint64_t>(cfg.seed);
   auto full = data::load_split(cfg.data, data::Split::kTrain, seed);
   return data::split_validation(full, cfg.data.val_size, seed);
+}
+
+int64_t fitted_batch(const std::string& stage, const std::string& items, int64_t n, int64_t batch) {
+  if (n >= batch) return batch;
+  util::log_warn(util::strfmt("%s: %lld %s are fewer than one batch of %lld; using batches of %lld",
+                              stage.c_str(), static_cast<long long>(n), items.c_str(),
+                              static_cast<long long>(batch), static_cast<long long>(n)));
+  return n;
 }
 
 void to_channels_last(torch::nn::Module& module) {

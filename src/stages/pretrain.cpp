@@ -117,14 +117,7 @@ void pretrain(engine::RunContext& ctx) {
   auto [train, val] = load_train_val(cfg);
   util::throw_if_interrupted("during pretrain while loading the data");
   const int64_t n = train.size();
-  const int64_t batch = std::min(p.batch_size, n);
-  if (batch < p.batch_size) {
-    util::log_warn(
-        util::strfmt("pretrain: %lld training images are fewer than one batch of %lld; "
-                     "using batches of %lld",
-                     static_cast<long long>(n), static_cast<long long>(p.batch_size),
-                     static_cast<long long>(batch)));
-  }
+  const int64_t batch = fitted_batch("pretrain", "training images", n, p.batch_size);
   const int64_t steps = n / batch;
   util::log_info(
       util::strfmt("pretrain: %lld train / %lld val images, batch %lld, %lld steps/epoch",

@@ -15,6 +15,7 @@
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/log.h"
+#include "scratch_dir.h"
 
 namespace {
 
@@ -26,24 +27,8 @@ using aefx::data::Dataset;
   std::abort();
 }
 
-/// A scratch folder for the whole run, in memory (/dev/shm) when there is one.
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    const fs::path base =
-        fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
-    std::string tmpl = (base / "aefx-fuzz-cifar-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) finding("cannot create a scratch folder under " + base.string());
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 const fs::path& scratch() {
-  static ScratchDir dir;
+  static aefx::fuzz::ScratchDir dir("cifar");
   return dir.path;
 }
 

@@ -26,6 +26,7 @@
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/log.h"
+#include "scratch_dir.h"
 
 namespace {
 
@@ -63,22 +64,6 @@ bool is_image_name(const fs::path& p) {
                                                 ".pgm", ".pbm", ".tif",  ".tiff", ".webp"};
   return kImageExts.count(ext) > 0;
 }
-
-/// A fresh folder per input, removed afterwards.
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    const fs::path base =
-        fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
-    std::string tmpl = (base / "aefx-fuzz-images-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) finding("cannot create a scratch folder under " + base.string());
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 /// What was written for one split: class folders, and the images in each.
 struct SplitTree {
@@ -121,7 +106,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
-  ScratchDir root;
+  aefx::fuzz::ScratchDir root("images");
   std::array<SplitTree, 2> trees;
   std::array<bool, 2> split_made{false, false};
   std::vector<fs::path> files;

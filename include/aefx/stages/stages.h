@@ -124,6 +124,10 @@ util::Json summary_value(const std::filesystem::path& file, const std::string& k
 /// Architecture line of the head for a config (stored in head.pt).
 std::string head_architecture(const config::Config& cfg, int64_t classes);
 
+/// The batch size for `n` items ("training images", "codes"): `batch`, or `n` when there are
+/// fewer, then with a warning naming `stage`.
+int64_t fitted_batch(const std::string& stage, const std::string& items, int64_t n, int64_t batch);
+
 /// Puts every 4-D parameter and buffer of `module` in channels-last layout.
 void to_channels_last(torch::nn::Module& module);
 
