@@ -2,6 +2,7 @@
 // error, 1 runtime error. Errors are printed as one line, without stack traces.
 #include <torch/torch.h>
 
+#include <array>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -17,7 +18,9 @@
 #include "aefx/stages/stages.h"
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
+#include "aefx/util/progress.h"
 #include "aefx/util/runtime.h"
+#include "aefx/viz/report.h"
 
 namespace {
 
@@ -26,19 +29,26 @@ constexpr const char* kUsage =
 
 usage:
   aefx run CONFIG [--stages a,b,...] [--set key=value ...] [--resume|--restart]
-           [--quiet|--verbose]
+           [--quiet|--verbose] [--progress auto|bar|lines|off]
   aefx config CONFIG [--set key=value ...] [--get key]
   aefx bench CONFIG [--set key=value ...] [--steps N] [--warmup N] [--pipeline]
   aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]
   aefx evaluate --model classifier.pt --data DIR [--format cifar10-binary|image-folder] [--json]
-  aefx --help | --version
+  aefx report RUN_DIR
+  aefx runs [DIR]
+  aefx info [--json]
+  aefx --help | --version       (aefx COMMAND --help: the command's options and examples)
 
 commands:
-  run      run the config's stages (pretrain -> classify -> evaluate) in its run folder
+  run      run the config's stages (pretrain -> classify -> evaluate -> export) in its run
+           folder, then write the folder's report.html
   config   print the resolved config (every key, after --set), or one key with --get
   bench    time the pipeline's pieces on the config's data and device; prints JSON
   predict  classify image files with an exported classifier.pt (no config or run folder needed)
   evaluate test accuracy of an exported classifier.pt on a data set
+  report   (re)write a run folder's report.html from its files
+  runs     list the run folders under DIR (default: models) with their stages and accuracy
+  info     versions, CUDA / cuDNN, OpenCV, BLAS and threads of this build and machine
 
 examples:
   aefx run configs/cifar10-cpu.yaml --set data.root=/data/cifar10
@@ -48,6 +58,9 @@ examples:
   aefx bench configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --pipeline
   aefx predict --model models/cifar10/classifier.pt cat.png ship.jpg --top-k 3
   aefx evaluate --model models/cifar10/classifier.pt --data data/cifar10
+  aefx report models/cifar10-cpu
+  aefx runs
+  aefx info
 
 exit codes: 0 success, 2 usage or config error, 1 runtime error,
             130 / 143 stopped by SIGINT / SIGTERM (progress saved; continue with --resume)
@@ -65,9 +78,15 @@ options:
                      stopped stage continues from its last checkpoint (same epoch and step,
                      optimizer, LR schedule and RNG state); needs the same config
   --restart          start over although the run folder holds unfinished, resumable work
-  --quiet            print warnings and errors only
+  --quiet            print warnings and errors only (no progress)
   --verbose          print debug lines too
+  --progress MODE    auto (default): a bar redrawn in place when stderr is a terminal, else
+                     a plain line every 15 s; bar; lines; off
   -h, --help         this text
+
+Every line printed also goes to the run folder's log.txt, with the versions, the device and
+the resolved config. Per epoch: metrics.jsonl and metrics.csv; pictures: curves.png,
+reconstructions.png, confusion.png, latents.png; at the end: report.html (see README).
 
 Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the stage's progress and exits
 with 130 or 143; a second Ctrl-C stops at once (the last saved progress is kept).
@@ -77,6 +96,7 @@ examples:
   aefx run configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --set pretrain.epochs=2
   aefx run configs/cifar10.yaml --stages classify,evaluate
   aefx run configs/cifar10-cpu.yaml --resume
+  aefx run configs/cifar10-cpu.yaml --progress lines 2>&1 | tee run.log
 )";
 
 struct UsageError : std::invalid_argument {
@@ -157,17 +177,29 @@ Args parse(const std::vector<std::string>& argv, bool allow_stages, bool allow_g
 
 int cmd_run(const std::vector<std::string>& argv) {
   aefx::engine::RunOptions options;
-  Args a =
-      parse(argv, true, false, [&](const std::string& arg, const std::function<std::string()>&) {
-        if (arg == "--resume") {
-          options.resume = true;
-        } else if (arg == "--restart") {
-          options.restart = true;
-        } else {
-          return false;
-        }
-        return true;
-      });
+  Args a = parse(argv, true, false,
+                 [&](const std::string& arg, const std::function<std::string()>& value) {
+                   if (arg == "--progress") {
+                     const std::string v = value();
+                     using aefx::util::ProgressMode;
+                     const ProgressMode m = v == "auto"    ? ProgressMode::kAuto
+                                            : v == "bar"   ? ProgressMode::kBar
+                                            : v == "lines" ? ProgressMode::kLines
+                                            : v == "off"   ? ProgressMode::kOff
+                                                           : throw UsageError(
+                                                                 "--progress expects auto, bar, "
+                                                                   "lines or off, found '" +
+                                                                 v + "'");
+                     aefx::util::set_progress_mode(m);
+                   } else if (arg == "--resume") {
+                     options.resume = true;
+                   } else if (arg == "--restart") {
+                     options.restart = true;
+                   } else {
+                     return false;
+                   }
+                   return true;
+                 });
   if (a.help) {
     std::cout << kRunUsage;
     return 0;
@@ -195,17 +227,28 @@ int cmd_run(const std::vector<std::string>& argv) {
     total += sec;
     line += aefx::util::strfmt(" %s %.1f s,", name.c_str(), sec);
   }
+  const auto run_dir = aefx::engine::run_dir_for(cfg);
+  aefx::util::set_log_file(run_dir / "log.txt");
+  const auto report = aefx::viz::write_report(run_dir);
   if (!times.empty()) {
     aefx::util::log_info(aefx::util::strfmt("done in %.1f s (%s ) -> %s", total, line.c_str(),
-                                            aefx::engine::run_dir_for(cfg).string().c_str()));
+                                            run_dir.string().c_str()));
   }
+  aefx::util::log_info("report: " + report.string());
+  aefx::util::set_log_file({});
   return 0;
 }
 
 int cmd_config(const std::vector<std::string>& argv) {
   Args a = parse(argv, false, true);
   if (a.help) {
-    std::cout << "usage: aefx config CONFIG [--set key=value ...] [--get key]\n";
+    std::cout << "usage: aefx config CONFIG [--set key=value ...] [--get key]\n\n"
+                 "Prints the resolved config (every key, defaults filled in, --set applied) as\n"
+                 "YAML, or one key's value with --get. Validates like `aefx run`.\n\n"
+                 "examples:\n"
+                 "  aefx config configs/cifar10-cpu.yaml\n"
+                 "  aefx config configs/cifar10-cpu.yaml --set pretrain.epochs=3 --get "
+                 "pretrain.epochs\n";
     return 0;
   }
   const auto cfg = aefx::config::load_config(a.config, a.sets);
@@ -325,7 +368,10 @@ int cmd_predict(const std::vector<std::string>& argv) {
     std::cout
         << "usage: aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]\n\n"
            "Decodes each image (any size, colour or grey; converted as in training) and prints\n"
-           "its top-k classes with probabilities.\n";
+           "its top-k classes with probabilities.\n\n"
+           "examples:\n"
+           "  aefx predict --model models/cifar10-cpu/classifier.pt cat.png\n"
+           "  aefx predict --model models/cifar10-cpu/classifier.pt *.jpg --top-k 1 --json\n";
     return 0;
   }
   if (a.images.empty()) throw UsageError("predict needs at least one image file");
@@ -360,7 +406,12 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   const ModelArgs a = parse_model_args(argv);
   if (a.help) {
     std::cout << "usage: aefx evaluate --model classifier.pt --data DIR "
-                 "[--format cifar10-binary|image-folder] [--json]\n";
+                 "[--format cifar10-binary|image-folder] [--json]\n\n"
+                 "Test accuracy of an exported classifier on a data set's test split.\n\n"
+                 "examples:\n"
+                 "  aefx evaluate --model models/cifar10-cpu/classifier.pt --data data/cifar10\n"
+                 "  aefx evaluate --model models/cifar10-cpu/classifier.pt --data photos "
+                 "--format image-folder --json\n";
     return 0;
   }
   if (a.data.empty()) throw UsageError("evaluate needs --data DIR (the data set's root)");
@@ -395,6 +446,136 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   return 0;
 }
 
+int cmd_report(const std::vector<std::string>& argv) {
+  bool help = false;
+  std::string dir;
+  walk_args(argv, help, [&](const std::string& arg, const std::function<std::string()>&) {
+    if (arg[0] == '-' || !dir.empty()) return false;
+    dir = arg;
+    return true;
+  });
+  if (help) {
+    std::cout << "usage: aefx report RUN_DIR\n\n"
+                 "(Re)writes RUN_DIR/report.html, one self-contained page (pictures embedded,\n"
+                 "works offline): final metrics, per-class accuracy, pictures, per-epoch\n"
+                 "figures, timings, environment and config. `aefx run` writes it at the end.\n\n"
+                 "examples:\n"
+                 "  aefx report models/cifar10-cpu\n"
+                 "  chromium --headless --screenshot=report.png models/cifar10-cpu/report.html\n";
+    return 0;
+  }
+  if (dir.empty()) throw UsageError("report needs RUN_DIR (a run folder, e.g. models/cifar10-cpu)");
+  std::cout << aefx::viz::write_report(dir).string() << "\n";
+  return 0;
+}
+
+int cmd_runs(const std::vector<std::string>& argv) {
+  bool help = false, json = false;
+  std::string dir;
+  walk_args(argv, help, [&](const std::string& arg, const std::function<std::string()>&) {
+    if (arg == "--json") {
+      json = true;
+    } else if (arg[0] == '-' || !dir.empty()) {
+      return false;
+    } else {
+      dir = arg;
+    }
+    return true;
+  });
+  if (help) {
+    std::cout << "usage: aefx runs [DIR] [--json]\n\n"
+                 "Lists the run folders under DIR (default: models), newest first: name, last\n"
+                 "update, stages completed (and the one that stopped) and test accuracy.\n\n"
+                 "examples:\n"
+                 "  aefx runs\n"
+                 "  aefx runs /scratch/aefx-runs --json\n";
+    return 0;
+  }
+  if (dir.empty()) dir = "models";
+  const auto runs = aefx::engine::list_runs(dir);
+  if (json) {
+    aefx::util::Json out = aefx::util::Json::Array{};
+    for (const auto& r : runs) {
+      out.push_back(aefx::util::Json::object(
+          {{"name", r.name},
+           {"dir", r.dir.string()},
+           {"date", r.date},
+           {"completed", aefx::util::Json::array(r.completed)},
+           {"unfinished", r.unfinished.empty() ? aefx::util::Json() : r.unfinished},
+           {"stopped_by", r.stopped_by.empty() ? aefx::util::Json() : r.stopped_by},
+           {"test_accuracy",
+            r.test_accuracy >= 0 ? aefx::util::Json(r.test_accuracy) : aefx::util::Json()}}));
+    }
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  if (runs.empty()) {
+    std::cout << "no run folders under " << dir << "\n";
+    return 0;
+  }
+  std::vector<std::array<std::string, 4>> rows{{"NAME", "DATE", "STAGES", "TEST ACC"}};
+  for (const auto& r : runs) {
+    std::string stages;
+    for (const auto& s : r.completed) stages += (stages.empty() ? "" : ",") + s;
+    if (stages.empty()) stages = "-";
+    if (!r.unfinished.empty()) {
+      // No recorded cause: still running, or killed without a chance to record it.
+      stages +=
+          " (" + r.unfinished +
+          (r.stopped_by.empty() ? " not finished" : " stopped by " + r.stopped_by.substr(0, 40)) +
+          ")";
+    }
+    rows.push_back({r.name, r.date, stages,
+                    r.test_accuracy >= 0 ? aefx::util::strfmt("%.2f%%", 100 * r.test_accuracy)
+                                         : std::string("-")});
+  }
+  std::array<size_t, 4> width{};
+  for (const auto& row : rows)
+    for (size_t c = 0; c < 4; ++c) width[c] = std::max(width[c], row[c].size());
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < 4; ++c) {
+      const bool right = c == 3;
+      const std::string pad(width[c] - row[c].size(), ' ');
+      line += (c ? "  " : "") + (right ? pad + row[c] : row[c] + (c < 3 ? pad : ""));
+    }
+    std::cout << line << "\n";
+  }
+  return 0;
+}
+
+int cmd_info(const std::vector<std::string>& argv) {
+  bool help = false, json = false;
+  walk_args(argv, help, [&](const std::string& arg, const std::function<std::string()>&) {
+    if (arg != "--json") return false;
+    json = true;
+    return true;
+  });
+  if (help) {
+    std::cout << "usage: aefx info [--json]\n\n"
+                 "Prints what this aefx runs with: its version and git commit, LibTorch, CUDA\n"
+                 "and cuDNN (availability, GPUs), OpenCV (or built without), the BLAS library\n"
+                 "loaded, threads (what a run with threads: 0 uses) and the machine.\n\n"
+                 "examples:\n"
+                 "  aefx info\n"
+                 "  aefx info --json\n";
+    return 0;
+  }
+  aefx::util::configure_threads(0);
+  const auto info = aefx::util::environment_info();
+  if (json) {
+    aefx::util::Json out = aefx::util::Json::object();
+    for (const auto& [k, v] : info) out.set(k, v);
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  size_t w = 0;
+  for (const auto& kv : info) w = std::max(w, kv.first.size());
+  for (const auto& [k, v] : info)
+    std::cout << k << ":" << std::string(w + 2 - k.size() - 1, ' ') << v << "\n";
+  return 0;
+}
+
 int dispatch(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
@@ -413,6 +594,9 @@ int dispatch(int argc, char** argv) {
   if (cmd == "bench") return cmd_bench(args);
   if (cmd == "predict") return cmd_predict(args);
   if (cmd == "evaluate") return cmd_evaluate_model(args);
+  if (cmd == "report") return cmd_report(args);
+  if (cmd == "runs") return cmd_runs(args);
+  if (cmd == "info") return cmd_info(args);
   throw UsageError("unknown command '" + cmd + "' (try aefx --help)");
 }
 

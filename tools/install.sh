@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages aefx needs (only those missing) and builds it (Release).
-#   tools/install.sh [--tests]    with --tests, also builds the GoogleTest suite
+#   tools/install.sh [--tests]    with --tests, also builds the GoogleTest suite (and installs
+#                                 chromium, in which a test renders a run's report.html)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake ninja-build ccache g++ make pkg-config clang-format libtorch-dev libopenblas0-pthread libopencv-dev
       libyaml-cpp-dev libgtest-dev python3-torch python3-pil python3-numpy python3-yaml curl ca-certificates)
-bash tools/ensure_packages.sh "${pkgs[@]}"
 tests=OFF; target=aefx
-if [ "${1:-}" = "--tests" ]; then tests=ON; target=all; fi
+if [ "${1:-}" = "--tests" ]; then tests=ON; target=all; pkgs+=(chromium); fi
+bash tools/ensure_packages.sh "${pkgs[@]}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DAEFX_BUILD_TESTS=$tests >/dev/null
 cmake --build build --target $target

@@ -3,6 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <sstream>
 #include <stdexcept>
@@ -64,6 +67,16 @@ T parse_value(const std::string& key, const YAML::Node& node) {
 
 template <class T>
 YAML::Node to_node(const T& value) {
+  if constexpr (std::is_same_v<T, double>) {
+    if (!std::isfinite(value)) return YAML::Node(value);
+    // The shortest text that reads back as the same double: 0.003, not 0.0030000000000000001.
+    char buf[40];
+    for (int digits = 1; digits <= 17; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, value);
+      if (std::strtod(buf, nullptr) == value) break;
+    }
+    return YAML::Node(std::string(buf));
+  }
   YAML::Node n(value);
   if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
                 std::is_same_v<T, std::vector<std::string>>) {
@@ -243,6 +256,9 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1)),
       AEFX_FIELD_AS("export.device", export_.device, device_spec()),
       AEFX_FIELD_AS("export.tolerance", export_.tolerance, positive()),
+      AEFX_FIELD(report.pictures, nullptr),
+      AEFX_FIELD(report.reconstruction_every, at_least<int64_t>(1)),
+      AEFX_FIELD(report.latent_points, at_least<int64_t>(1)),
   };
   return table;
 }

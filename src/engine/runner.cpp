@@ -1,9 +1,11 @@
 #include "aefx/engine/runner.h"
 
+#include <sys/stat.h>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <ctime>
 #include <stdexcept>
 
 #include "aefx/util/build_info.h"
@@ -90,7 +92,7 @@ void check_same_config(const fs::path& run_dir, const config::Config& cfg) {
   const config::Config before = config::load_config(file.string());
   std::string diffs;
   for (const auto& key : config::known_keys()) {
-    if (key == "stages" || key == "threads") continue;
+    if (key == "stages" || key == "threads" || key.rfind("report.", 0) == 0) continue;
     const auto a = config::get_value(before, key), b = config::get_value(cfg, key);
     if (a != b) diffs += (diffs.empty() ? "" : ", ") + key + " (" + a + " -> " + b + ")";
   }
@@ -102,6 +104,50 @@ void check_same_config(const fs::path& run_dir, const config::Config& cfg) {
 }
 
 }  // namespace
+
+std::vector<RunSummary> list_runs(const std::filesystem::path& dir) {
+  if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + " is not a folder");
+  std::vector<RunSummary> runs;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_directory() || !fs::exists(e.path() / "config.yaml")) continue;
+    RunSummary r;
+    r.name = e.path().filename().string();
+    r.dir = e.path();
+    for (const char* f : {"config.yaml", kProgressFile, "metrics.json", kRunFile}) {
+      struct stat st {};
+      if (::stat((e.path() / f).c_str(), &st) == 0)
+        r.mtime = std::max<int64_t>(r.mtime, st.st_mtime);
+    }
+    const std::time_t t = static_cast<std::time_t>(r.mtime);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
+    r.date = buf;
+    try {
+      const Progress p = read_progress(e.path());
+      r.completed = p.completed;
+      r.unfinished = p.unfinished;
+      r.stopped_by = p.stopped_by;
+    } catch (const std::exception&) {
+      r.stopped_by = "unreadable progress.json";
+    }
+    try {
+      if (fs::exists(e.path() / "metrics.json")) {
+        const YAML::Node m = YAML::LoadFile((e.path() / "metrics.json").string());
+        if (m["test_accuracy"] && !m["test_accuracy"].IsNull())
+          r.test_accuracy = m["test_accuracy"].as<double>();
+      }
+    } catch (const YAML::Exception&) {
+      // Listed without an accuracy.
+    }
+    runs.push_back(std::move(r));
+  }
+  std::sort(runs.begin(), runs.end(), [](const RunSummary& a, const RunSummary& b) {
+    return a.mtime != b.mtime ? a.mtime > b.mtime : a.name < b.name;
+  });
+  return runs;
+}
 
 std::filesystem::path run_dir_for(const config::Config& cfg) {
   return std::filesystem::path(cfg.output_dir) / cfg.name;
@@ -150,6 +196,13 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
       util::strfmt("aefx %s, LibTorch %d.%d.%d, device %s, %d CPU thread(s), run folder %s",
                    AEFX_VERSION, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH,
                    ctx.device.str().c_str(), threads, ctx.run_dir.string().c_str()));
+  {
+    // The log file alone gets the whole environment and the resolved config.
+    std::string env = "== " + util::utc_now() + (options.resume ? " resumed" : " started") +
+                      " on device " + ctx.device.str() + "\n";
+    for (const auto& [key, value] : util::environment_info()) env += key + ": " + value + "\n";
+    util::log_to_file(env + "== config (resolved)\n" + config::to_yaml(cfg) + "== end of config");
+  }
   std::vector<std::pair<std::string, double>> times;
   const double t_start = util::now_seconds();
   std::string current;
@@ -184,6 +237,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
       util::log_info(util::strfmt("== stage %s done in %.1f s", name.c_str(), times.back().second));
     }
   } catch (const util::Interrupted& e) {
+    util::log_to_file(std::string("stopped: ") + e.what());
     util::set_log_file({});
     const std::string state = current.empty() ? "" : registry.state_file(current);
     if (!current.empty()) {
@@ -201,6 +255,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
                  ? "; its progress is saved in " + (ctx.run_dir / state).string()
                  : "; the stages finished before it are kept in " + ctx.run_dir.string()));
   } catch (const std::exception& e) {
+    util::log_to_file(std::string("error: ") + e.what());
     util::set_log_file({});
     if (!current.empty()) {
       progress.stopped_by = std::string("error: ") + e.what();

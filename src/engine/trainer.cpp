@@ -127,6 +127,41 @@ void LrScheduleHook::before_step(TrainState& s) {
   for (auto& group : opt_.param_groups()) group.options().set_lr(lr_);
 }
 
+ProgressHook::ProgressHook(std::string stage, std::function<double()> lr)
+    : stage_(std::move(stage)), lr_(std::move(lr)) {}
+
+void ProgressHook::before_train(TrainState& s) {
+  train_start_ = util::now_seconds();
+  first_global_step_ = s.global_step;
+  fresh_ = true;
+}
+
+void ProgressHook::before_step(TrainState& s) {
+  if (s.step == 0 || fresh_)
+    epoch_start_ = util::now_seconds() - (s.step == 0 ? 0 : s.epoch_seconds);
+  fresh_ = false;
+}
+
+void ProgressHook::after_step(TrainState& s) {
+  const double now = util::now_seconds();
+  if (!display_.due(now)) return;
+  util::ProgressInfo p;
+  p.stage = stage_;
+  p.epoch = s.epoch + 1;
+  p.epochs = s.epochs;
+  p.step = s.step + 1;
+  p.steps = s.steps_per_epoch;
+  p.images_per_second =
+      static_cast<double>(s.samples_in_epoch) / std::max(1e-9, now - epoch_start_);
+  p.loss = s.epoch_losses.narrow(0, 0, s.step + 1).sum().item<double>() /
+           static_cast<double>(std::max<int64_t>(1, s.samples_in_epoch));
+  p.lr = lr_ ? lr_() : 0.0;
+  const int64_t done = s.global_step - first_global_step_;
+  const int64_t left = s.epochs * s.steps_per_epoch - s.global_step;
+  p.eta_seconds = static_cast<double>(left) * (now - train_start_) / static_cast<double>(done);
+  display_.update(p, now);
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
                                                         std::vector<torch::Tensor> params,
                                                         double lr, double weight_decay) {

@@ -1,9 +1,17 @@
 #include "aefx/metrics/metrics.h"
 
 #include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "aefx/util/fs.h"
+#include "aefx/util/json.h"
+#include "aefx/util/log.h"
 
 namespace aefx::metrics {
 
@@ -61,6 +69,113 @@ std::vector<std::vector<int64_t>> ConfusionMatrix::counts() const {
 double psnr(double mse) {
   if (mse <= 0) return std::numeric_limits<double>::infinity();
   return 10.0 * std::log10(1.0 / mse);
+}
+
+}  // namespace aefx::metrics
+
+namespace aefx::metrics {
+namespace {
+
+struct Column {
+  const char* name;
+  double EpochRecord::*field;
+};
+
+const std::vector<Column>& number_columns() {
+  static const std::vector<Column> cols = {{"loss", &EpochRecord::loss},
+                                           {"lr", &EpochRecord::lr},
+                                           {"images_per_second", &EpochRecord::images_per_second},
+                                           {"val_loss", &EpochRecord::val_loss},
+                                           {"val_accuracy", &EpochRecord::val_accuracy},
+                                           {"val_mse", &EpochRecord::val_mse},
+                                           {"val_psnr", &EpochRecord::val_psnr},
+                                           {"seconds", &EpochRecord::seconds},
+                                           {"wall_seconds", &EpochRecord::wall_seconds}};
+  return cols;
+}
+
+EpochRecord parse_record(const std::string& line, const std::string& where) {
+  EpochRecord r;
+  try {
+    const YAML::Node n = YAML::Load(line);
+    if (!n.IsMap()) throw std::runtime_error(where + ": expected a JSON object");
+    r.stage = n["stage"].as<std::string>();
+    r.epoch = n["epoch"].as<int64_t>();
+    r.epochs = n["epochs"].as<int64_t>();
+    for (const auto& c : number_columns()) {
+      if (n[c.name] && !n[c.name].IsNull()) r.*c.field = n[c.name].as<double>();
+    }
+    if (n["time"]) r.time = n["time"].as<std::string>();
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error(where + ": " + e.msg);
+  }
+  return r;
+}
+
+}  // namespace
+
+EpochLog::EpochLog(std::filesystem::path run_dir) : dir_(std::move(run_dir)) {
+  const auto file = dir_ / kJsonlFile;
+  if (!std::filesystem::exists(file)) return;
+  std::istringstream in(util::read_text(file));
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    records_.push_back(parse_record(line, file.string() + ":" + std::to_string(n)));
+  }
+}
+
+void EpochLog::begin_stage(const std::string& stage, int64_t keep,
+                           const std::vector<std::string>& later) {
+  records_.erase(std::remove_if(records_.begin(), records_.end(),
+                                [&](const EpochRecord& r) {
+                                  return (r.stage == stage && r.epoch > keep) ||
+                                         std::find(later.begin(), later.end(), r.stage) !=
+                                             later.end();
+                                }),
+                 records_.end());
+  write();
+}
+
+void EpochLog::add(EpochRecord record) {
+  if (record.time.empty()) record.time = util::utc_now();
+  // An epoch redone after a resume replaces its earlier record (and any after it).
+  records_.erase(std::remove_if(records_.begin(), records_.end(),
+                                [&](const EpochRecord& r) {
+                                  return r.stage == record.stage && r.epoch >= record.epoch;
+                                }),
+                 records_.end());
+  records_.push_back(std::move(record));
+  write();
+}
+
+std::vector<EpochRecord> EpochLog::of(const std::string& stage) const {
+  std::vector<EpochRecord> out;
+  for (const auto& r : records_)
+    if (r.stage == stage) out.push_back(r);
+  return out;
+}
+
+void EpochLog::write() const {
+  std::string jsonl, csv = "stage,epoch,epochs";
+  for (const auto& c : number_columns()) csv += std::string(",") + c.name;
+  csv += ",time\n";
+  for (const auto& r : records_) {
+    auto j = util::Json::object({{"stage", r.stage}, {"epoch", r.epoch}, {"epochs", r.epochs}});
+    csv += r.stage + "," + std::to_string(r.epoch) + "," + std::to_string(r.epochs);
+    for (const auto& c : number_columns()) {
+      const double v = r.*c.field;
+      csv += ",";
+      if (std::isnan(v)) continue;
+      j.set(c.name, v);
+      csv += util::strfmt("%.10g", v);
+    }
+    j.set("time", r.time);
+    jsonl += j.dump(-1) + "\n";
+    csv += "," + r.time + "\n";
+  }
+  util::atomic_write_text(dir_ / kJsonlFile, jsonl);
+  util::atomic_write_text(dir_ / kCsvFile, csv);
 }
 
 }  // namespace aefx::metrics

@@ -1,5 +1,7 @@
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "aefx/engine/checkpoint.h"
 #include "aefx/engine/trainer.h"
 #include "aefx/stages/stages.h"
@@ -11,28 +13,36 @@
 namespace aefx::stages {
 namespace {
 
-/// Accuracy of the head on codes already standardised with its statistics.
-double head_accuracy(models::Head& head, const torch::Tensor& codes, const torch::Tensor& labels,
-                     int64_t batch) {
+/// Accuracy and mean cross-entropy of the head on codes already standardised with its
+/// statistics.
+std::pair<double, double> head_accuracy(models::Head& head, const torch::Tensor& codes,
+                                        const torch::Tensor& labels, int64_t batch) {
   torch::NoGradGuard no_grad;
   head->eval();
-  torch::Tensor correct =
-      torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(codes.device()));
+  const auto opts = torch::TensorOptions().device(codes.device());
+  torch::Tensor correct = torch::zeros({}, opts.dtype(torch::kLong));
+  torch::Tensor loss = torch::zeros({}, opts.dtype(torch::kDouble));
   for (int64_t i = 0; i < codes.size(0); i += batch) {
     const int64_t b = std::min(batch, codes.size(0) - i);
-    correct +=
-        (head->net->forward(codes.narrow(0, i, b)).argmax(1) == labels.narrow(0, i, b)).sum();
+    auto logits = head->net->forward(codes.narrow(0, i, b));
+    auto target = labels.narrow(0, i, b);
+    correct += (logits.argmax(1) == target).sum();
+    loss +=
+        torch::nn::functional::cross_entropy(
+            logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .to(torch::kDouble);
   }
   head->train();
-  return static_cast<double>(correct.item<int64_t>()) /
-         static_cast<double>(std::max<int64_t>(1, codes.size(0)));
+  const auto n = static_cast<double>(std::max<int64_t>(1, codes.size(0)));
+  return {static_cast<double>(correct.item<int64_t>()) / n, loss.item<double>() / n};
 }
 
 }  // namespace
 
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
                       const config::ClassifyConfig& cfg, const torch::Device& device,
-                      const std::filesystem::path& state_file, bool resume) {
+                      const std::filesystem::path& state_file, bool resume,
+                      const EpochCallback& on_epoch) {
   freeze(ae);
   const double t0 = util::now_seconds();
   auto codes = compute_codes(ae, train.images, models::code_spec(cfg), cfg.code_batch_size, device,
@@ -48,7 +58,7 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
       static_cast<double>(codes.size(0) + val_codes.size(0)) / code_seconds));
   const auto classes = static_cast<int64_t>(train.class_names.size());
   auto r = fit_head(std::move(codes), labels, std::move(val_codes), val.labels.to(device), cfg,
-                    classes, device, state_file, resume);
+                    classes, device, state_file, resume, on_epoch);
   r.code_seconds = code_seconds;
   return r;
 }
@@ -56,7 +66,8 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
                     int64_t classes, const torch::Device& device,
-                    const std::filesystem::path& state_file, bool resume) {
+                    const std::filesystem::path& state_file, bool resume,
+                    const EpochCallback& on_epoch) {
   HeadResult r;
   const double t0 = util::now_seconds();
   r.code_dim = codes.size(1);
@@ -78,6 +89,8 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   auto lr_hook =
       std::make_shared<engine::LrScheduleHook>(*opt, cfg.schedule, cfg.lr, cfg.epochs * steps, 0);
   trainer.add_hook(lr_hook);
+  trainer.add_hook(std::make_shared<engine::ProgressHook>(
+      "classify", [lr_hook] { return lr_hook->current_lr(); }));
   // Best epoch by validation accuracy: its weights are copied aside and restored at the end.
   std::vector<torch::Tensor> best_state;
   r.best_val_accuracy = -1;
@@ -96,25 +109,33 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
             a.write("aefx_classify_best_" + std::to_string(i), best_state[i]);
           a.write("aefx_classify_best", c10::IValue(r.best_val_accuracy));
           a.write("aefx_classify_best_epoch", c10::IValue(r.best_epoch));
-          auto h = torch::empty({static_cast<int64_t>(r.history.size()), 3}, torch::kDouble);
+          auto h = torch::empty({static_cast<int64_t>(r.history.size()), 5}, torch::kDouble);
           for (size_t e = 0; e < r.history.size(); ++e) {
             const auto& x = r.history[e];
-            h[static_cast<int64_t>(e)] =
-                torch::tensor({x.loss, x.val_accuracy, x.seconds}, torch::kDouble);
+            h[static_cast<int64_t>(e)] = torch::tensor(
+                {x.loss, x.val_accuracy, x.seconds, x.val_loss, x.lr}, torch::kDouble);
           }
           a.write("aefx_classify_history", h);
         });
   };
   trainer.add_hook(std::make_shared<engine::EpochHook>(
       [&](engine::TrainState& s) {
-        const double acc = val_codes.size(0) > 0
-                               ? head_accuracy(r.head, val_codes, val_labels, 4096)
-                               : head_accuracy(r.head, codes, labels, 4096);
-        r.history.push_back({s.epoch_loss, acc, s.epoch_seconds});
-        util::log_info(
-            util::strfmt("classify epoch %lld/%lld  loss %.4f  val_acc %.4f  lr %.2e  %.1f s",
-                         static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs),
-                         s.epoch_loss, acc, lr_hook->current_lr(), s.epoch_seconds));
+        const auto [acc, val_loss] = val_codes.size(0) > 0
+                                         ? head_accuracy(r.head, val_codes, val_labels, 4096)
+                                         : head_accuracy(r.head, codes, labels, 4096);
+        r.history.push_back({s.epoch_loss, acc, s.epoch_seconds, val_loss, lr_hook->current_lr()});
+        util::log_info(util::strfmt(
+            "classify epoch %lld/%lld  loss %.4f  val_loss %.4f  val_acc %.4f  lr %.2e  %.0f "
+            "codes/s  %.1f s",
+            static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
+            val_loss, acc, lr_hook->current_lr(),
+            static_cast<double>(s.samples_in_epoch) / s.epoch_seconds, s.epoch_seconds));
+        if (on_epoch) {
+          auto rec = epoch_record("classify", s, lr_hook->current_lr(), t0);
+          rec.val_loss = val_loss;
+          rec.val_accuracy = acc;
+          on_epoch(rec);
+        }
         if (acc > r.best_val_accuracy) {
           r.best_val_accuracy = acc;
           r.best_epoch = s.epoch + 1;
@@ -149,8 +170,10 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
           torch::Tensor h;
           a.read("aefx_classify_history", h);
           for (int64_t e = 0; e < h.size(0); ++e) {
-            r.history.push_back(
-                {h[e][0].item<double>(), h[e][1].item<double>(), h[e][2].item<double>()});
+            auto col = [&](int64_t c) {
+              return c < h.size(1) ? h[e][c].item<double>() : metrics::EpochRecord::kNone;
+            };
+            r.history.push_back({col(0), col(1), col(2), col(3), col(4)});
           }
         });
     r.head->to(device);
@@ -203,8 +226,18 @@ void classify(engine::RunContext& ctx) {
   auto ae = load_autoencoder(ctx);
   auto [train, val] = load_train_val(cfg);
   util::throw_if_interrupted("during classify while loading the data");
-  auto r = train_head(ae, train, val, cfg.classify, ctx.device, ctx.run_dir / kClassifyCheckpoint,
-                      ctx.resume);
+  metrics::EpochLog epoch_log(ctx.run_dir);
+  const bool pictures = pictures_enabled(cfg);
+  const auto state_file = ctx.run_dir / kClassifyCheckpoint;
+  epoch_log.begin_stage(
+      "classify",
+      ctx.resume && std::filesystem::exists(state_file) ? std::numeric_limits<int64_t>::max() : 0,
+      {});
+  auto r = train_head(ae, train, val, cfg.classify, ctx.device, state_file, ctx.resume,
+                      [&](const metrics::EpochRecord& rec) {
+                        epoch_log.add(rec);
+                        if (pictures) draw_curves(epoch_log.records(), ctx.run_dir / kCurvesPng);
+                      });
   const auto classes = static_cast<int64_t>(train.class_names.size());
   engine::save_checkpoint(ctx.run_dir / kHeadFile,
                           {"head", head_architecture(cfg, classes), r.best_epoch}, *r.head);
@@ -215,6 +248,7 @@ void classify(engine::RunContext& ctx) {
     history.push_back(util::Json::object({{"epoch", static_cast<int64_t>(e + 1)},
                                           {"loss", r.history[e].loss},
                                           {"val_accuracy", r.history[e].val_accuracy},
+                                          {"val_loss", r.history[e].val_loss},
                                           {"seconds", r.history[e].seconds}}));
   }
   auto summary = util::Json::object({{"stage", "classify"},

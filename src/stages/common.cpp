@@ -1,6 +1,8 @@
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
 
+#include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -8,6 +10,7 @@
 #include "aefx/stages/stages.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
+#include "aefx/viz/viz.h"
 
 namespace aefx::stages {
 
@@ -134,6 +137,156 @@ std::string head_architecture(const config::Config& cfg, int64_t classes) {
                                cfg.classify.hidden, classes) +
          " grids=[" + grids + "] pooling=" + cfg.classify.pooling + " on " +
          models::describe_architecture(cfg.model);
+}
+
+namespace {
+
+/// An image of a uint8 C x H x W tensor (CPU) for viz.
+viz::Image to_viz_image(const torch::Tensor& chw) {
+  auto hwc = chw.permute({1, 2, 0}).contiguous();
+  viz::Image img;
+  img.height = static_cast<int>(hwc.size(0));
+  img.width = static_cast<int>(hwc.size(1));
+  img.channels = static_cast<int>(hwc.size(2));
+  img.pixels.assign(hwc.data_ptr<uint8_t>(), hwc.data_ptr<uint8_t>() + hwc.numel());
+  return img;
+}
+
+}  // namespace
+
+metrics::EpochRecord epoch_record(const std::string& stage, const engine::TrainState& s, double lr,
+                                  double stage_start) {
+  metrics::EpochRecord r;
+  r.stage = stage;
+  r.epoch = s.epoch + 1;
+  r.epochs = s.epochs;
+  r.loss = s.epoch_loss;
+  r.lr = lr;
+  r.images_per_second = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
+  r.seconds = s.epoch_seconds;
+  r.wall_seconds = util::now_seconds() - stage_start;
+  return r;
+}
+
+bool pictures_enabled(const config::Config& cfg) {
+  if (!cfg.report.pictures) return false;
+  if (viz::available()) return true;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true))
+    util::log_warn("aefx was built without OpenCV (AEFX_WITH_OPENCV=OFF): no pictures are drawn");
+  return false;
+}
+
+void draw_reconstructions(models::Autoencoder& ae, const data::Dataset& images,
+                          const torch::Device& device, const std::filesystem::path& file,
+                          const std::string& title) {
+  const int64_t n = std::min<int64_t>(16, images.size());
+  if (n == 0) return;
+  torch::Tensor recon;
+  {
+    torch::NoGradGuard no_grad;
+    const bool was_training = ae->is_training();
+    ae->eval();
+    auto x = data::to_float(images.images.narrow(0, 0, n), device);
+    recon = ae->denormalize(ae->forward(ae->normalize(x)))
+                .clamp(0, 1)
+                .mul(255)
+                .round()
+                .to(torch::kU8)
+                .cpu()
+                .contiguous();
+    if (was_training) ae->train();
+  }
+  std::vector<viz::Image> in, out;
+  std::vector<std::string> captions;
+  auto labels = images.labels.narrow(0, 0, n).cpu();
+  for (int64_t i = 0; i < n; ++i) {
+    in.push_back(to_viz_image(images.images[i].cpu()));
+    out.push_back(to_viz_image(recon[i]));
+    const auto c = static_cast<size_t>(labels[i].item<int64_t>());
+    captions.push_back(c < images.class_names.size() ? images.class_names[c] : "");
+  }
+  viz::write_reconstructions(file, in, out, captions, title);
+}
+
+void draw_curves(const std::vector<metrics::EpochRecord>& records,
+                 const std::filesystem::path& file) {
+  auto series = [&](const std::string& stage, const std::string& label,
+                    double metrics::EpochRecord::*field, double scale) {
+    viz::Series s;
+    s.label = label;
+    for (const auto& r : records) {
+      if (r.stage != stage) continue;
+      s.x.push_back(static_cast<double>(r.epoch));
+      s.y.push_back(r.*field * scale);
+    }
+    return s;
+  };
+  std::vector<viz::Chart> charts;
+  using R = metrics::EpochRecord;
+  charts.push_back({"pretrain: training loss",
+                    "epoch",
+                    "MSE (normalised input)",
+                    {series("pretrain", "train loss", &R::loss, 1)},
+                    true});
+  charts.push_back({"pretrain: validation reconstruction",
+                    "epoch",
+                    "MSE (pixels in [0, 1])",
+                    {series("pretrain", "val MSE", &R::val_mse, 1)},
+                    true});
+  charts.push_back({"classify: loss",
+                    "epoch",
+                    "cross-entropy",
+                    {series("classify", "train loss", &R::loss, 1),
+                     series("classify", "val loss", &R::val_loss, 1)},
+                    true});
+  charts.push_back({"classify: validation accuracy",
+                    "epoch",
+                    "accuracy (%)",
+                    {series("classify", "val accuracy", &R::val_accuracy, 100)},
+                    false});
+  viz::write_charts(file, charts, "training curves");
+}
+
+std::pair<torch::Tensor, std::array<double, 2>> pca_2d(const torch::Tensor& codes, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto x = codes.to(torch::kCPU, torch::kFloat);
+  x = x - x.mean(0, true);
+  const int64_t d = x.size(1), k = std::min<int64_t>(d, 10);
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto q = at::randn({d, k}, gen, torch::kFloat);
+  // Subspace iteration: q spans the top-k right singular vectors after a few power steps.
+  for (int i = 0; i < 6; ++i) q = std::get<0>(torch::linalg_qr(x.t().mm(x.mm(q))));
+  auto small = x.mm(q);                                           // N x k
+  auto [evals, evecs] = torch::linalg_eigh(small.t().mm(small));  // ascending
+  auto top = evecs.narrow(1, k - std::min<int64_t>(k, 2), std::min<int64_t>(k, 2)).flip({1});
+  auto proj = small.mm(top);
+  if (proj.size(1) < 2)
+    proj = torch::cat({proj, torch::zeros({proj.size(0), 1}, proj.options())}, 1);
+  const double total = x.pow(2).sum(torch::kDouble).item<double>();
+  std::array<double, 2> share{0, 0};
+  for (int64_t i = 0; i < std::min<int64_t>(k, 2); ++i)
+    share[static_cast<size_t>(i)] = total > 0 ? evals[k - 1 - i].item<double>() / total : 0;
+  return {proj.to(torch::kDouble), share};
+}
+
+void draw_latents(const torch::Tensor& codes, const torch::Tensor& labels,
+                  const std::vector<std::string>& class_names, const std::filesystem::path& file) {
+  auto [proj, share] = pca_2d(codes);
+  auto p = proj.to(torch::kDouble).contiguous();
+  auto l = labels.cpu().to(torch::kLong).contiguous();
+  std::vector<std::array<double, 2>> points;
+  std::vector<int64_t> point_labels;
+  for (int64_t i = 0; i < p.size(0); ++i) {
+    points.push_back({p[i][0].item<double>(), p[i][1].item<double>()});
+    point_labels.push_back(l[i].item<int64_t>());
+  }
+  viz::write_scatter(
+      file, points, point_labels, class_names,
+      util::strfmt("latent codes of %lld test images: first two principal components",
+                   static_cast<long long>(points.size())),
+      util::strfmt("PC1 (%.1f%% of variance)", 100 * share[0]),
+      util::strfmt("PC2 (%.1f%% of variance)", 100 * share[1]));
 }
 
 }  // namespace aefx::stages

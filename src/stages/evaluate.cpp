@@ -10,6 +10,7 @@
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
+#include "aefx/viz/viz.h"
 
 namespace aefx::stages {
 void evaluate(engine::RunContext& ctx) {
@@ -23,6 +24,16 @@ void evaluate(engine::RunContext& ctx) {
   auto head = load_head(ctx, classes);
 
   metrics::ConfusionMatrix cm(classes);
+  const bool pictures = pictures_enabled(cfg);
+  // latents.png shows the codes of a fixed random subset of the test images.
+  torch::Tensor drawn;  // bool per test image
+  std::vector<torch::Tensor> drawn_codes, drawn_labels;
+  if (pictures) {
+    const int64_t k = std::min(cfg.report.latent_points, test.size());
+    auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.seed));
+    drawn = torch::zeros({test.size()}, torch::kBool);
+    drawn.index_fill_(0, at::randperm(test.size(), gen, torch::kLong).narrow(0, 0, k), true);
+  }
   {
     torch::NoGradGuard no_grad;
     const int64_t batch = cfg.evaluate.batch_size;
@@ -31,6 +42,13 @@ void evaluate(engine::RunContext& ctx) {
       auto codes = compute_codes(ae, test.images.narrow(0, i, b), models::code_spec(cfg.classify),
                                  b, ctx.device);
       cm.add(head->forward(codes).argmax(1), test.labels.narrow(0, i, b));
+      if (pictures) {
+        auto rows = drawn.narrow(0, i, b).nonzero().flatten();
+        // Standardised as the head sees them, so no feature dominates by its scale alone.
+        auto picked = codes.index_select(0, rows.to(codes.device()));
+        drawn_codes.push_back(picked.sub(head->code_mean).div(head->code_std).cpu());
+        drawn_labels.push_back(test.labels.narrow(0, i, b).index_select(0, rows));
+      }
     }
   }
   util::Json confusion = util::Json::Array{};
@@ -57,6 +75,14 @@ void evaluate(engine::RunContext& ctx) {
        {"device", ctx.device.str()},
        {"aefx_version", AEFX_VERSION}});
   util::atomic_write_text(ctx.run_dir / kMetricsFile, m.dump() + "\n");
+  if (pictures) {
+    viz::write_confusion(ctx.run_dir / kConfusionPng, cm.counts(), test.class_names,
+                         util::strfmt("test set confusion matrix (%lld images)",
+                                      static_cast<long long>(cm.total())));
+    if (!drawn_codes.empty() && test.size() > 0)
+      draw_latents(torch::cat(drawn_codes), torch::cat(drawn_labels), test.class_names,
+                   ctx.run_dir / kLatentsPng);
+  }
   util::log_info(util::strfmt("evaluate: test accuracy %.4f on %lld images", cm.accuracy(),
                               static_cast<long long>(cm.total())));
 }

@@ -133,6 +133,10 @@ void pretrain(engine::RunContext& ctx) {
   const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
   std::vector<PretrainEpoch> history;
   double last_mse = 0, train_seconds = 0;
+  metrics::EpochLog epoch_log(run_dir);
+  const bool pictures = pictures_enabled(cfg);
+  // The pictured images: validation images when there are some, else training images.
+  const data::Dataset& shown = val.size() > 0 ? val : train;
   auto val_mse = [&] {
     return val.size() > 0 ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
                           : 0.0;
@@ -142,6 +146,8 @@ void pretrain(engine::RunContext& ctx) {
     auto lr_hook = std::make_shared<engine::LrScheduleHook>(
         opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
     trainer.add_hook(lr_hook);
+    trainer.add_hook(std::make_shared<engine::ProgressHook>(
+        "pretrain", [lr_hook] { return lr_hook->current_lr(); }));
     torch::Tensor perm;
     // The resumable state: weights, optimizer, loop position, RNG, this epoch's permutation and
     // the history so far. Written after every epoch and when a signal stops the loop.
@@ -168,6 +174,20 @@ void pretrain(engine::RunContext& ctx) {
               last_mse, metrics::psnr(last_mse), lr_hook->current_lr(), ips, s.epoch_seconds));
           history.push_back(
               {static_cast<double>(s.epoch + 1), s.epoch_loss, last_mse, ips, s.epoch_seconds});
+          auto rec = epoch_record("pretrain", s, lr_hook->current_lr(), t_start);
+          if (val.size() > 0) {
+            rec.val_mse = last_mse;
+            rec.val_psnr = metrics::psnr(last_mse);
+          }
+          epoch_log.add(rec);
+          if (pictures) {
+            draw_curves(epoch_log.records(), run_dir / kCurvesPng);
+            if ((s.epoch + 1) % cfg.report.reconstruction_every == 0 && s.epoch + 1 < s.epochs)
+              draw_reconstructions(ae, shown, ctx.device, run_dir / kReconstructionsPng,
+                                   util::strfmt("reconstructions after epoch %lld/%lld",
+                                                static_cast<long long>(s.epoch + 1),
+                                                static_cast<long long>(s.epochs)));
+          }
           save_state(engine::next_epoch_start(s));
         },
         [&](engine::TrainState& s) { save_state(s); }));
@@ -200,6 +220,7 @@ void pretrain(engine::RunContext& ctx) {
                        static_cast<long long>(p.epochs), static_cast<long long>(start.step),
                        static_cast<long long>(steps)));
     }
+    epoch_log.begin_stage("pretrain", resuming ? start.epoch : 0, {"classify"});
     try {
       trainer.run(
           [&](engine::TrainState& s) {
@@ -229,9 +250,19 @@ void pretrain(engine::RunContext& ctx) {
         static_cast<long long>(std::min(kCalibrationImages, n)), metrics::psnr(last_mse)));
   }
 
+  if (p.epochs == 0) epoch_log.begin_stage("pretrain", 0, {"classify"});
   auto m = meta;
   m.epoch = p.epochs;
   engine::save_checkpoint(run_dir / kAutoencoderFile, m, *ae);
+  if (pictures) {
+    draw_reconstructions(ae, shown, ctx.device, run_dir / kReconstructionsPng,
+                         p.epochs > 0 ? util::strfmt("reconstructions after pretraining (%lld "
+                                                     "epochs)",
+                                                     static_cast<long long>(p.epochs))
+                                      : std::string("reconstructions of the untrained "
+                                                    "autoencoder (pretrain.epochs 0)"));
+    draw_curves(epoch_log.records(), run_dir / kCurvesPng);
+  }
   int64_t params = 0;
   for (const auto& t : ae->parameters()) params += t.numel();
   const double total = util::now_seconds() - t_start;

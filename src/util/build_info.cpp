@@ -1,5 +1,6 @@
 #include "aefx/util/build_info.h"
 
+#include <cstdio>
 #include <fstream>
 #include <thread>
 
@@ -28,6 +29,21 @@ std::string field(const std::string& path, const std::string& key) {
 }  // namespace
 
 std::string git_commit() { return AEFX_GIT_COMMIT; }
+
+std::string machine_summary() {
+  std::string memory = "unknown memory";
+  try {
+    char buf[32];
+    std::snprintf(
+        buf, sizeof buf, "%.1f GiB",
+        static_cast<double>(std::stoll(field("/proc/meminfo", "MemTotal"))) / (1024.0 * 1024.0));
+    memory = buf;
+  } catch (const std::exception&) {
+  }
+  return field("/proc/cpuinfo", "model name") + ", " +
+         std::to_string(std::thread::hardware_concurrency()) + " logical cores, " + memory + ", " +
+         field("/etc/os-release", "PRETTY_NAME");
+}
 
 Json machine_info() {
   Json memory = "unknown";

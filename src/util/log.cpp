@@ -2,6 +2,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -13,7 +14,14 @@ struct LogState {
   std::mutex mu;
   LogLevel level = LogLevel::kInfo;
   std::ofstream file;
+  bool status_shown = false;
 };
+
+void clear_status(LogState& s) {
+  if (!s.status_shown) return;
+  std::cerr << "\r\033[K" << std::flush;
+  s.status_shown = false;
+}
 
 LogState& state() {
   static LogState s;
@@ -23,7 +31,10 @@ LogState& state() {
 void emit(LogLevel level, const std::string& prefix, const std::string& line) {
   auto& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
-  if (s.level >= level) std::cerr << prefix << line << std::endl;
+  if (s.level >= level) {
+    clear_status(s);
+    std::cerr << prefix << line << std::endl;
+  }
   if (s.file.is_open() && level <= LogLevel::kInfo) s.file << prefix << line << std::endl;
 }
 
@@ -42,6 +53,35 @@ void set_log_file(const std::filesystem::path& path) {
 void log_info(const std::string& line) { emit(LogLevel::kInfo, "", line); }
 void log_warn(const std::string& line) { emit(LogLevel::kQuiet, "warning: ", line); }
 void log_debug(const std::string& line) { emit(LogLevel::kDebug, "", line); }
+
+void log_to_file(const std::string& text) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.file.is_open()) return;
+  s.file << text;
+  if (!text.empty() && text.back() != '\n') s.file << '\n';
+  s.file.flush();
+}
+
+void set_status_line(const std::string& line) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (line.empty()) {
+    clear_status(s);
+    return;
+  }
+  std::cerr << "\r" << line << "\033[K" << std::flush;
+  s.status_shown = true;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 std::string strfmt(const char* fmt, ...) {
   va_list ap;

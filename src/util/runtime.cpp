@@ -1,5 +1,7 @@
 #include "aefx/util/runtime.h"
 
+#include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <torch/cuda.h>
@@ -8,8 +10,15 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
+
+#include "aefx/util/build_info.h"
+#include "aefx/util/log.h"
+#ifdef AEFX_HAVE_OPENCV
+#include <opencv2/core/version.hpp>
+#endif
 
 namespace aefx::util {
 
@@ -30,6 +39,70 @@ void tune_allocator() {
 }
 
 void release_free_memory() { malloc_trim(0); }
+
+namespace {
+
+/// The BLAS shared library this process has mapped (libblas.so.3 is a Debian alternative, so
+/// the path says which implementation it is), or "".
+std::string loaded_blas() {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const std::string file = path.substr(path.rfind('/') + 1);
+    if (file.rfind("libblas", 0) == 0 || file.rfind("libopenblas", 0) == 0 ||
+        file.rfind("libmkl_rt", 0) == 0 || file.rfind("libblis", 0) == 0) {
+      std::error_code ec;
+      const auto real = std::filesystem::canonical(path, ec);
+      return ec ? path : real.string();
+    }
+  }
+  return "";
+}
+
+/// The value of `key` ("BLAS_INFO") in LibTorch's build configuration, or "".
+std::string torch_config_value(const std::string& key) {
+  const std::string cfg = at::show_config();
+  const auto at = cfg.find(key + "=");
+  if (at == std::string::npos) return "";
+  const auto start = at + key.size() + 1;
+  return cfg.substr(start, cfg.find_first_of(", \n", start) - start);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> environment_info() {
+  std::vector<std::pair<std::string, std::string>> info;
+  info.emplace_back("aefx", std::string(AEFX_VERSION) + " (git " + git_commit() + ")");
+  info.emplace_back("LibTorch", strfmt("%d.%d.%d", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+                                       TORCH_VERSION_PATCH));
+  const bool cuda = torch::cuda::is_available();
+  info.emplace_back(
+      "CUDA", cuda ? strfmt("available, %d GPU(s)", static_cast<int>(torch::cuda::device_count()))
+              : at::detail::getCUDAHooks().hasCUDA() ? "built in, but no GPU is visible"
+                                                     : "not available (this LibTorch is CPU-only)");
+  info.emplace_back(
+      "cuDNN", cuda && torch::cuda::cudnn_is_available()
+                   ? strfmt("available, version %ld", at::detail::getCUDAHooks().versionCuDNN())
+                   : "not available");
+#ifdef AEFX_HAVE_OPENCV
+  info.emplace_back("OpenCV", CV_VERSION);
+#else
+  info.emplace_back("OpenCV",
+                    "built without OpenCV (AEFX_WITH_OPENCV=OFF): no image folders, "
+                    "no pictures");
+#endif
+  const std::string blas = loaded_blas();
+  info.emplace_back("BLAS", blas.empty() ? "none loaded" : blas);
+  const std::string torch_blas = torch_config_value("BLAS_INFO");
+  info.emplace_back("LibTorch BLAS", torch_blas.empty() ? "unknown" : torch_blas);
+  info.emplace_back("threads",
+                    strfmt("%d intra-op, %d inter-op, %u logical cores", torch::get_num_threads(),
+                           torch::get_num_interop_threads(), std::thread::hardware_concurrency()));
+  info.emplace_back("machine", machine_summary());
+  return info;
+}
 
 int64_t peak_rss_bytes() {
   rusage usage{};

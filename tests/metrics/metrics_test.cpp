@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
+
+#include "test_util.h"
 
 namespace aefx::metrics {
 namespace {
@@ -38,6 +41,89 @@ TEST(Psnr, KnownValues) {
   EXPECT_DOUBLE_EQ(psnr(0.01), 20.0);
   EXPECT_DOUBLE_EQ(psnr(1.0), 0.0);
   EXPECT_TRUE(std::isinf(psnr(0.0)));
+}
+
+EpochRecord record(const std::string& stage, int64_t epoch, double loss) {
+  EpochRecord r;
+  r.stage = stage;
+  r.epoch = epoch;
+  r.epochs = 3;
+  r.loss = loss;
+  r.lr = 1e-3;
+  r.seconds = 1.5;
+  if (stage == "pretrain") {
+    r.val_mse = 0.01;
+    r.val_psnr = 20;
+  } else {
+    r.val_accuracy = 0.5;
+  }
+  return r;
+}
+
+TEST(EpochLog, WritesJsonlAndCsvAndReadsThemBack) {
+  testing::TempDir dir;
+  {
+    EpochLog log(dir.path());
+    log.begin_stage("pretrain", 0, {"classify"});
+    log.add(record("pretrain", 1, 0.5));
+    log.add(record("pretrain", 2, 0.25));
+    log.begin_stage("classify", 0, {});
+    log.add(record("classify", 1, 2.0));
+  }
+  const std::string jsonl = testing::read_file(dir / EpochLog::kJsonlFile);
+  EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 3);
+  EXPECT_EQ(jsonl.rfind("{\"stage\": \"pretrain\", \"epoch\": 1, \"epochs\": 3, \"loss\": 0.5", 0),
+            0u)
+      << jsonl;
+  // Fields that were not measured are left out of the JSON and empty in the CSV.
+  EXPECT_EQ(jsonl.substr(0, jsonl.find('\n')).find("val_accuracy"), std::string::npos);
+  const std::string csv = testing::read_file(dir / EpochLog::kCsvFile);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "stage,epoch,epochs,loss,lr,images_per_second,val_loss,val_accuracy,val_mse,val_psnr,"
+            "seconds,wall_seconds,time");
+  EXPECT_NE(csv.find("\npretrain,2,3,0.25,0.001,,,,0.01,20,1.5,,20"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nclassify,1,3,2,0.001,,,0.5,,,1.5,,20"), std::string::npos) << csv;
+
+  EpochLog again(dir.path());
+  ASSERT_EQ(again.records().size(), 3u);
+  EXPECT_EQ(again.of("pretrain").size(), 2u);
+  const auto c = again.of("classify").at(0);
+  EXPECT_EQ(c.epoch, 1);
+  EXPECT_DOUBLE_EQ(c.loss, 2.0);
+  EXPECT_DOUBLE_EQ(c.val_accuracy, 0.5);
+  EXPECT_TRUE(std::isnan(c.val_mse));
+  EXPECT_EQ(c.time.size(), 20u) << c.time;
+}
+
+TEST(EpochLog, RerunsAndResumesReplaceTheEpochsTheyRedo) {
+  testing::TempDir dir;
+  EpochLog log(dir.path());
+  for (int e = 1; e <= 3; ++e) log.add(record("pretrain", e, 1.0 / e));
+  log.add(record("classify", 1, 2.0));
+  // A resume from the end of epoch 2 redoes epoch 3: its record is replaced, not duplicated.
+  log.begin_stage("pretrain", 2, {"classify"});
+  EXPECT_EQ(log.of("pretrain").size(), 2u);
+  EXPECT_TRUE(log.of("classify").empty()) << "a rerun pretrain makes later stages stale";
+  log.add(record("pretrain", 3, 0.3));
+  // An epoch redone after a kill that came between its record and its checkpoint.
+  log.add(record("pretrain", 3, 0.31));
+  ASSERT_EQ(log.of("pretrain").size(), 3u);
+  EXPECT_DOUBLE_EQ(log.of("pretrain").back().loss, 0.31);
+  // Starting over drops the stage's records.
+  log.begin_stage("pretrain", 0, {"classify"});
+  EXPECT_TRUE(EpochLog(dir.path()).records().empty());
+}
+
+TEST(EpochLog, DamagedFileIsNamedWithItsLine) {
+  testing::TempDir dir;
+  testing::write_bytes(dir / EpochLog::kJsonlFile,
+                       "{\"stage\": \"pretrain\", \"epoch\": 1, \"epochs\": 2}\n{\"stage\": [\n");
+  try {
+    EpochLog log(dir.path());
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

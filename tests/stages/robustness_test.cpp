@@ -53,12 +53,13 @@ std::map<std::string, torch::Tensor> weights(const fs::path& run_dir) {
   return all;
 }
 
-/// The figures of a run that do not depend on timing: per-epoch losses and accuracies, and the
-/// test metrics.
+/// The figures of a run that do not depend on timing: per-epoch losses and accuracies (also as
+/// metrics.jsonl lists them: each epoch once), and the test metrics.
 std::string figures(const fs::path& run_dir) {
   std::string out;
   const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ([^,}]+)");
-  for (const char* f : {stages::kPretrainSummary, stages::kClassifySummary, stages::kMetricsFile}) {
+  for (const char* f : {stages::kPretrainSummary, stages::kClassifySummary, stages::kMetricsFile,
+                        metrics::EpochLog::kJsonlFile}) {
     const std::string text = testing::read_file(run_dir / f);
     for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
       out += (*it)[1].str() + "=" + (*it)[2].str() + " ";
@@ -114,6 +115,13 @@ TEST_F(Robustness, SigintInPretrainSavesProgressAndResumeIsBitIdentical) {
   }
   ASSERT_TRUE(fs::exists(state));
   const std::string saved = testing::read_file(state);
+  // `aefx runs` shows where it stopped.
+  std::string listed;
+  EXPECT_EQ(run(std::string(AEFX_BINARY) + " runs " + (dir_->path() / "runs").string(), &listed),
+            0);
+  EXPECT_TRUE(std::regex_search(listed, std::regex("\nsigint +[0-9-]+ [0-9:]+ +- \\(pretrain "
+                                                   "stopped by SIGINT\\)")))
+      << listed;
 
   // A plain rerun would throw the progress away: refused, and the progress is untouched.
   std::string out;
@@ -209,15 +217,16 @@ TEST_F(Robustness, FullDiskIsReportedAndEarlierFilesSurvive) {
   std::string out;
   ASSERT_EQ(run(command(config_, {name, "--quiet"}), &out), 0) << out;
   const std::string autoencoder = testing::read_file(run_dir / stages::kAutoencoderFile);
-  // A 40 KiB file-size limit: the config and logs fit, the first checkpoint does not, as on a
-  // disk that fills up during training.
+  // A 40 KiB file-size limit: the config and logs fit, the first checkpoint (or, when aefx
+  // draws pictures, the first epoch's curves.png) does not, as on a disk that fills up during
+  // training.
   EXPECT_EQ(run("bash -c 'ulimit -f 40; exec " + command(config_, {name, "--quiet"}) + "'", &out),
             1)
       << out;
-  EXPECT_NE(out.find("cannot write " + (run_dir / stages::kPretrainCheckpoint).string()),
-            std::string::npos)
+  EXPECT_TRUE(std::regex_search(out, std::regex("cannot write " + run_dir.string() + "/(" +
+                                                std::string(stages::kPretrainCheckpoint) + "|" +
+                                                stages::kCurvesPng + "): File too large")))
       << out;
-  EXPECT_NE(out.find("File too large"), std::string::npos) << out;
   EXPECT_EQ(testing::read_file(run_dir / stages::kAutoencoderFile), autoencoder);
   for (const auto& e : fs::recursive_directory_iterator(run_dir))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "aefx/config/config.h"
@@ -58,6 +59,37 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   EXPECT_GE(r["machine"]["logical_cores"].as<int64_t>(), 1);
   EXPECT_EQ(r["seed"].as<int64_t>(), cfg.seed);
 
+  // Per epoch: one metrics.jsonl record per epoch of each stage, the same rows in metrics.csv.
+  const metrics::EpochLog log(run);
+  ASSERT_EQ(log.of("pretrain").size(), static_cast<size_t>(cfg.pretrain.epochs));
+  ASSERT_EQ(log.of("classify").size(), static_cast<size_t>(cfg.classify.epochs));
+  for (const auto& e : log.records()) {
+    EXPECT_TRUE(std::isfinite(e.loss) && std::isfinite(e.lr) && std::isfinite(e.seconds))
+        << e.stage;
+    EXPECT_GT(e.images_per_second, 0) << e.stage;
+    EXPECT_TRUE(e.stage == "pretrain" ? std::isfinite(e.val_psnr) : std::isfinite(e.val_accuracy));
+  }
+  EXPECT_EQ(
+      log.of("classify").back().val_accuracy,
+      YAML::LoadFile((run / kClassifySummary).string())["history"][2]["val_accuracy"].as<double>());
+  const std::string csv = testing::read_file(run / metrics::EpochLog::kCsvFile);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'),
+            1 + cfg.pretrain.epochs + cfg.classify.epochs);
+  // log.txt: the lines printed, the environment and the resolved config.
+  const std::string text = testing::read_file(run / "log.txt");
+  for (const char* s : {"== stage pretrain", "LibTorch: ", "BLAS: ", "== config (resolved)",
+                        "pretrain epoch 1/1", "evaluate: test accuracy"})
+    EXPECT_NE(text.find(s), std::string::npos) << s;
+  EXPECT_NE(text.find(config::to_yaml(cfg)), std::string::npos);
+  // The pictures, when aefx has OpenCV to draw them.
+  for (const char* f : {kReconstructionsPng, kCurvesPng, kConfusionPng, kLatentsPng}) {
+#ifdef AEFX_HAVE_OPENCV
+    EXPECT_GT(fs::file_size(run / f), 1000u) << f;
+#else
+    EXPECT_FALSE(fs::exists(run / f)) << f;
+#endif
+  }
+
   // classify + evaluate alone reuse the pretrained encoder, and give the same result.
   const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
   EXPECT_EQ(YAML::LoadFile((run / kMetricsFile).string())["test_accuracy"].as<double>(), acc);
@@ -71,6 +103,30 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
     EXPECT_NE(msg.find("pooling=max"), std::string::npos) << msg;
     EXPECT_NE(msg.find("head.pt"), std::string::npos) << msg;
   }
+}
+
+TEST(Pca, FindsTheDirectionsOfLargestVariance) {
+  // Codes spread 10x more along (1, 1, 0, ...) than along (0, 0, 1, 0, ...), and barely along
+  // the rest: PC1 is the first direction, PC2 the second, their shares 100 : 1.
+  torch::manual_seed(3);
+  const int64_t n = 4000, d = 40;
+  auto a = torch::randn({n, 1}, torch::kDouble) * 10, b = torch::randn({n, 1}, torch::kDouble);
+  auto u = torch::zeros({1, d}, torch::kDouble), v = torch::zeros({1, d}, torch::kDouble);
+  u[0][0] = u[0][1] = 1 / std::sqrt(2.0);
+  v[0][2] = 1;
+  auto codes = a.mm(u) + b.mm(v) + 0.01 * torch::randn({n, d}, torch::kDouble) + 5;
+  auto [proj, share] = pca_2d(codes.to(torch::kFloat));
+  ASSERT_EQ(proj.sizes(), (std::vector<int64_t>{n, 2}));
+  // Each component equals its source up to sign.
+  auto corr = [](const torch::Tensor& x, const torch::Tensor& y) {
+    auto xc = x - x.mean(), yc = y - y.mean();
+    return std::abs((xc * yc).sum().item<double>() /
+                    std::sqrt((xc * xc).sum().item<double>() * (yc * yc).sum().item<double>()));
+  };
+  EXPECT_GT(corr(proj.select(1, 0), a.squeeze(1)), 0.999);
+  EXPECT_GT(corr(proj.select(1, 1), b.squeeze(1)), 0.99);
+  EXPECT_NEAR(share[0] / share[1], 100, 15);
+  EXPECT_GT(share[0] + share[1], 0.99);
 }
 
 TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {

@@ -3,9 +3,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
+#include "aefx/util/log.h"
+#include "aefx/util/progress.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
 
@@ -91,6 +95,142 @@ TEST(Runtime, PeakRssGrowsWhenMemoryIsTouchedAndFreeMemoryCanBeReleased) {
   release_free_memory();
   // In bytes (Linux reports kilobytes): at least the 64 MiB just touched.
   EXPECT_GE(peak_rss_bytes(), std::max<int64_t>(before, int64_t{64} << 20));
+}
+
+/// Captures what aefx prints to stderr while alive.
+class CaptureStderr {
+ public:
+  CaptureStderr() : old_(std::cerr.rdbuf(buf_.rdbuf())) {}
+  ~CaptureStderr() { std::cerr.rdbuf(old_); }
+  std::string text() const { return buf_.str(); }
+
+ private:
+  std::ostringstream buf_;
+  std::streambuf* old_;
+};
+
+TEST(Progress, DurationsAndLineLayout) {
+  EXPECT_EQ(format_duration(0), "0s");
+  EXPECT_EQ(format_duration(45.4), "45s");
+  EXPECT_EQ(format_duration(754), "12:34");
+  EXPECT_EQ(format_duration(3723), "1:02:03");
+  EXPECT_EQ(format_duration(-1), "?");
+  EXPECT_EQ(format_duration(std::nan("")), "?");
+
+  ProgressInfo p;
+  p.stage = "pretrain";
+  p.epoch = 3;
+  p.epochs = 30;
+  p.step = 25;
+  p.steps = 100;
+  p.images_per_second = 1840.4;
+  p.loss = 0.21543;
+  p.lr = 1.9e-3;
+  p.eta_seconds = 492;
+  const std::string line = format_progress(p, 80);
+  EXPECT_EQ(line.size(), 80u) << line;
+  EXPECT_EQ(line.rfind("pretrain 3/30 [", 0), 0u) << line;
+  EXPECT_NE(line.find(" 25% 1840 img/s  loss 0.2154  lr 1.9e-03  ETA 8:12"), std::string::npos)
+      << line;
+  // A quarter of the bar is filled.
+  const auto open = line.find('['), close = line.find(']');
+  const std::string bar = line.substr(open + 1, close - open - 1);
+  EXPECT_EQ(std::count(bar.begin(), bar.end(), '#'), static_cast<long>(bar.size() / 4)) << bar;
+  // Too narrow for a bar: the figures alone, cut to the width.
+  const std::string narrow = format_progress(p, 40);
+  EXPECT_EQ(narrow.size(), 40u);
+  EXPECT_EQ(narrow.find('['), std::string::npos) << narrow;
+  p.step = 100;
+  const std::string full = format_progress(p, 80);
+  const std::string full_bar = full.substr(full.find('['), full.find(']') - full.find('['));
+  EXPECT_EQ(full_bar.find('-'), std::string::npos) << full;
+}
+
+/// Progress in the first epoch of `epochs`, with `steps` steps per epoch.
+ProgressInfo first_epoch(const std::string& stage, int64_t epochs, int64_t steps) {
+  ProgressInfo p;
+  p.stage = stage;
+  p.epoch = 1;
+  p.epochs = epochs;
+  p.steps = steps;
+  return p;
+}
+
+TEST(Progress, LinesModePrintsAtMostOncePerIntervalAndNotAtEpochEnd) {
+  CaptureStderr cap;
+  ProgressInfo p = first_epoch("classify", 2, 10);
+  {
+    ProgressDisplay d(ProgressMode::kLines, 0.1, 15.0);
+    for (int i = 1; i <= 10; ++i) {
+      p.step = i;
+      d.update(p, 10.0 * i);  // a step every 10 s: a line at most every 15 s
+    }
+  }
+  const std::string out = cap.text();
+  // Steps at 10 s (starts the clock), 30 s, 50 s, 70 s and 90 s print; step 10 ends the epoch.
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 4) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << "plain lines have no carriage returns";
+  EXPECT_NE(out.find("classify 1/2"), std::string::npos) << out;
+  EXPECT_EQ(out.find("100%"), std::string::npos) << "the epoch summary reports its end";
+}
+
+TEST(Progress, BarRedrawsInPlaceAndLogLinesClearItFirst) {
+  CaptureStderr cap;
+  ProgressInfo p = first_epoch("pretrain", 1, 4);
+  {
+    ProgressDisplay d(ProgressMode::kBar, 0.1, 15.0);
+    p.step = 1;
+    d.update(p, 0.0);
+    p.step = 2;
+    d.update(p, 0.05);  // too soon: not drawn
+    p.step = 3;
+    d.update(p, 0.2);
+    log_info("a log line");
+  }
+  const std::string out = cap.text();
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_NE(out.find("\rpretrain 1/1 ["), std::string::npos) << out;
+  EXPECT_EQ(out.find(" 50%"), std::string::npos) << "step 2 came too soon: " << out;
+  EXPECT_NE(out.find(" 75%"), std::string::npos) << out;
+  // The bar is erased before the log line, which stays on a line of its own.
+  EXPECT_NE(out.find("\r\033[Ka log line\n"), std::string::npos) << out;
+  // Nothing is drawn once the display is gone, and kOff never draws.
+  ProgressDisplay off(ProgressMode::kOff);
+  EXPECT_FALSE(off.due(1e9));
+}
+
+TEST(Log, LogFileGetsLinesAndFileOnlyText) {
+  TempDir dir;
+  CaptureStderr cap;
+  set_log_file(dir / "log.txt");
+  log_info("printed and logged");
+  log_to_file("only in the file\nsecond line");
+  set_status_line("a status line");
+  set_status_line("");
+  log_warn("careful");
+  set_log_file({});
+  const std::string file = testing::read_file(dir / "log.txt");
+  EXPECT_EQ(file, "printed and logged\nonly in the file\nsecond line\nwarning: careful\n");
+  EXPECT_EQ(cap.text().find("only in the file"), std::string::npos);
+  EXPECT_NE(cap.text().find("printed and logged"), std::string::npos);
+  const std::string now = utc_now();
+  EXPECT_EQ(now.size(), 20u) << now;
+  EXPECT_EQ(now.back(), 'Z');
+}
+
+TEST(Runtime, EnvironmentInfoNamesEveryPart) {
+  std::map<std::string, std::string> info;
+  for (const auto& [k, v] : environment_info()) info[k] = v;
+  for (const char* k :
+       {"aefx", "LibTorch", "CUDA", "cuDNN", "OpenCV", "BLAS", "threads", "machine"})
+    EXPECT_TRUE(info.count(k) && !info[k].empty()) << k;
+  EXPECT_EQ(info["LibTorch"].rfind(std::to_string(TORCH_VERSION_MAJOR) + ".", 0), 0u);
+#ifdef AEFX_HAVE_OPENCV
+  EXPECT_EQ(info["OpenCV"].rfind("4.", 0), 0u) << info["OpenCV"];
+#else
+  EXPECT_NE(info["OpenCV"].find("built without OpenCV"), std::string::npos);
+#endif
+  if (!torch::cuda::is_available()) EXPECT_EQ(info["cuDNN"], "not available");
 }
 
 }  // namespace

@@ -71,6 +71,13 @@ struct ExportConfig {
   double tolerance = 1e-4;     ///< max |native - exported| logits allowed by the export check
 };
 
+/// The pictures and report a run writes into its folder (see README, "What a run writes").
+struct ReportConfig {
+  bool pictures = true;              ///< reconstructions, curves, confusion and latents PNGs
+  int64_t reconstruction_every = 5;  ///< redraw reconstructions.png every this many epochs
+  int64_t latent_points = 5000;      ///< test codes drawn in latents.png (all go into the PCA)
+};
+
 /// A whole run.
 struct Config {
   std::string name = "run";
@@ -85,6 +92,7 @@ struct Config {
   ClassifyConfig classify;
   EvaluateConfig evaluate;
   ExportConfig export_;  ///< YAML key "export" (a C++ keyword)
+  ReportConfig report;
 };
 
 /// The stage names a config may list, in pipeline order.

@@ -45,8 +45,8 @@ class StageRegistry {
 /// How run_stages treats an earlier, unfinished run in the same folder.
 struct RunOptions {
   /// Continue it: stages it completed are skipped, the stage it stopped in continues from its
-  /// resumable state. The config must equal the folder's config.yaml (except `stages` and
-  /// `threads`).
+  /// resumable state. The config must equal the folder's config.yaml (except `stages`,
+  /// `threads` and `report.*`).
   bool resume = false;
   /// Start over even when the folder holds a stage's unfinished, resumable work.
   bool restart = false;
@@ -59,6 +59,22 @@ inline constexpr const char* kProgressFile = "progress.json";
 /// Written by the runner when every requested stage has finished: the stages' wall seconds,
 /// the whole invocation's wall time and peak RSS, seed, device, threads, git commit and machine.
 inline constexpr const char* kRunFile = "run.json";
+
+/// What `aefx runs` shows of a run folder.
+struct RunSummary {
+  std::string name;  ///< the folder's name (the config's `name`)
+  std::filesystem::path dir;
+  std::string date;                    ///< last update, local time "YYYY-MM-DD HH:MM"
+  int64_t mtime = 0;                   ///< the same, seconds since the epoch
+  std::vector<std::string> completed;  ///< stages completed, in order
+  std::string unfinished, stopped_by;  ///< the stage that stopped, and what stopped it
+  double test_accuracy = -1;           ///< metrics.json's, or < 0 when there is none
+};
+
+/// The run folders directly under `dir` (folders with a config.yaml), newest first. Throws
+/// std::runtime_error naming `dir` when it is not a folder. A folder whose files do not parse
+/// is listed with what could be read.
+std::vector<RunSummary> list_runs(const std::filesystem::path& dir);
 
 /// Run folder for a config: output_dir/name.
 std::filesystem::path run_dir_for(const config::Config& cfg);

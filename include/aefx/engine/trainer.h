@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "aefx/util/progress.h"
+
 namespace aefx::engine {
 
 /// What hooks see of the loop, and what a resumable checkpoint stores of it.
@@ -127,6 +129,27 @@ class EpochHook : public Hook {
 
  private:
   std::function<void(TrainState&)> fn_, on_interrupt_;
+};
+
+/// Shows the loop's progress (util::ProgressDisplay): epoch n/N, a bar, images/s, the epoch's
+/// running loss, the LR `lr` returns and the time left for the whole loop.
+class ProgressHook : public Hook {
+ public:
+  ProgressHook(std::string stage, std::function<double()> lr);
+  void before_train(TrainState& s) override;
+  void before_step(TrainState& s) override;
+  void after_step(TrainState& s) override;
+  void after_epoch(TrainState&) override { display_.clear(); }
+  void on_interrupt(TrainState&) override { display_.clear(); }
+  void after_train(TrainState&) override { display_.clear(); }
+
+ private:
+  std::string stage_;
+  std::function<double()> lr_;
+  util::ProgressDisplay display_;
+  double train_start_ = 0, epoch_start_ = 0;
+  int64_t first_global_step_ = 0;
+  bool fresh_ = true;  ///< the next step is the first of this run (maybe mid-epoch on resume)
 };
 
 /// Builds the optimizer named by the config (adamw | adam | sgd with momentum 0.9).

@@ -3,6 +3,9 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <string>
 #include <vector>
 
 namespace aefx::metrics {
@@ -36,6 +39,48 @@ class ConfusionMatrix {
  private:
   int64_t classes_;
   torch::Tensor counts_;  ///< int64 classes x classes, on CPU
+};
+
+/// One training epoch of a stage, as metrics.jsonl and metrics.csv list it. NaN = not measured
+/// (omitted from the JSON line, an empty CSV cell).
+struct EpochRecord {
+  static constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
+  std::string stage;
+  int64_t epoch = 0, epochs = 0;  ///< 1-based epoch of epochs
+  double loss = kNone;            ///< mean training loss of the epoch
+  double lr = kNone;              ///< learning rate at the epoch's last step
+  double images_per_second = kNone;
+  double val_loss = kNone, val_accuracy = kNone;  ///< classify
+  double val_mse = kNone, val_psnr = kNone;       ///< pretrain (pixels in [0, 1])
+  double seconds = kNone;                         ///< wall time of the epoch's training steps
+  double wall_seconds = kNone;  ///< since the stage (classify: its head training) started
+  std::string time;             ///< when the epoch ended, UTC, ISO 8601
+};
+
+/// The per-epoch figures of a run folder: metrics.jsonl (one JSON object per epoch per stage)
+/// and metrics.csv (the same, a row each, for spreadsheets), rewritten atomically after every
+/// epoch, so a stopped run keeps the epochs it finished.
+class EpochLog {
+ public:
+  static constexpr const char* kJsonlFile = "metrics.jsonl";
+  static constexpr const char* kCsvFile = "metrics.csv";
+  /// Reads the folder's metrics.jsonl when there is one (std::runtime_error naming the file and
+  /// line when it does not parse).
+  explicit EpochLog(std::filesystem::path run_dir);
+  /// A stage starts: drops its records after epoch `keep` (0: all; a resumed stage keeps what
+  /// it has) and every record of `later` stages, then rewrites the files.
+  void begin_stage(const std::string& stage, int64_t keep, const std::vector<std::string>& later);
+  /// Adds an epoch (its `time` filled in when empty), replacing records of the same stage from
+  /// that epoch on (an epoch redone after a resume), and rewrites the files.
+  void add(EpochRecord record);
+  const std::vector<EpochRecord>& records() const { return records_; }
+  /// The records of one stage, in order.
+  std::vector<EpochRecord> of(const std::string& stage) const;
+
+ private:
+  void write() const;
+  std::filesystem::path dir_;
+  std::vector<EpochRecord> records_;
 };
 
 /// Peak signal-to-noise ratio in dB for a mean squared error of images in [0, 1].

@@ -7,16 +7,22 @@
 // The *_last.pt files hold a stage's resumable state (`aefx run --resume`).
 //   evaluate -> metrics.json                            (needs the autoencoder and head)
 //   export   -> encoder.pt, autoencoder.pt, classifier.pt (TorchScript), model.json
+// Pretrain and classify append every epoch to metrics.jsonl / metrics.csv and redraw
+// curves.png; pretrain draws reconstructions.png, evaluate confusion.png and latents.png.
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
+#include <array>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "aefx/data/dataset.h"
 #include "aefx/engine/runner.h"
+#include "aefx/engine/trainer.h"
+#include "aefx/metrics/metrics.h"
 #include "aefx/models/autoencoder.h"
 #include "aefx/util/json.h"
 
@@ -30,6 +36,10 @@ inline constexpr const char* kMetricsFile = "metrics.json";
 inline constexpr const char* kPretrainCheckpoint = "checkpoints/pretrain_last.pt";
 inline constexpr const char* kClassifyCheckpoint = "checkpoints/classify_last.pt";
 inline constexpr const char* kModelJson = "model.json";
+inline constexpr const char* kReconstructionsPng = "reconstructions.png";
+inline constexpr const char* kCurvesPng = "curves.png";
+inline constexpr const char* kConfusionPng = "confusion.png";
+inline constexpr const char* kLatentsPng = "latents.png";
 
 void pretrain(engine::RunContext& ctx);
 void classify(engine::RunContext& ctx);
@@ -93,9 +103,14 @@ struct HeadResult {
   int64_t code_dim = 0;
   struct Epoch {
     double loss = 0, val_accuracy = 0, seconds = 0;
+    double val_loss = metrics::EpochRecord::kNone;
+    double lr = metrics::EpochRecord::kNone;
   };
-  std::vector<Epoch> history;  ///< per epoch: mean train loss, val accuracy, wall seconds
+  std::vector<Epoch> history;  ///< per epoch: mean train loss, val accuracy, wall seconds, ...
 };
+
+/// Called after every epoch of head training with its figures (metrics.jsonl, curves.png).
+using EpochCallback = std::function<void(const metrics::EpochRecord&)>;
 
 /// Freezes `ae`, caches codes for train (with flipped copies when configured) and val, and
 /// trains the head on them (fit_head, with `state_file` and `resume`), keeping the epoch with
@@ -103,7 +118,8 @@ struct HeadResult {
 /// afterwards.
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
                       const config::ClassifyConfig& cfg, const torch::Device& device,
-                      const std::filesystem::path& state_file = {}, bool resume = false);
+                      const std::filesystem::path& state_file = {}, bool resume = false,
+                      const EpochCallback& on_epoch = nullptr);
 
 /// Trains a head on cached codes (N x D, rows matching `labels`): standardises them with their
 /// own mean/std (stored in the head), then runs cfg.epochs epochs and keeps the epoch with the
@@ -115,7 +131,38 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
                     int64_t classes, const torch::Device& device,
-                    const std::filesystem::path& state_file = {}, bool resume = false);
+                    const std::filesystem::path& state_file = {}, bool resume = false,
+                    const EpochCallback& on_epoch = nullptr);
+
+/// The figures every training epoch has: stage, epoch n/N, mean loss, `lr`, images/s, the
+/// epoch's seconds, and the wall seconds since `stage_start` (util::now_seconds()).
+metrics::EpochRecord epoch_record(const std::string& stage, const engine::TrainState& s, double lr,
+                                  double stage_start);
+
+/// Whether this run draws pictures: report.pictures, and aefx built with OpenCV (otherwise one
+/// warning says why there are none).
+bool pictures_enabled(const config::Config& cfg);
+
+/// reconstructions.png: the first (up to 16) images of `images` (uint8 N x C x H x W) above the
+/// autoencoder's reconstructions of them, captioned with their class names.
+void draw_reconstructions(models::Autoencoder& ae, const data::Dataset& images,
+                          const torch::Device& device, const std::filesystem::path& file,
+                          const std::string& title);
+
+/// curves.png from the per-epoch records: pretrain loss, pretrain validation MSE, classify
+/// train and validation loss, classify validation accuracy.
+void draw_curves(const std::vector<metrics::EpochRecord>& records,
+                 const std::filesystem::path& file);
+
+/// The first two principal components of `codes` (N x D): N x 2 projections (float64, CPU) and
+/// the share of the total variance each explains. Randomized subspace iteration in float32, so
+/// D in the thousands costs a few matrix products.
+std::pair<torch::Tensor, std::array<double, 2>> pca_2d(const torch::Tensor& codes,
+                                                       uint64_t seed = 0);
+
+/// latents.png: the PCA projection of `codes` (N x D) coloured by `labels`, with legend.
+void draw_latents(const torch::Tensor& codes, const torch::Tensor& labels,
+                  const std::vector<std::string>& class_names, const std::filesystem::path& file);
 
 /// A number from a JSON summary file in the run folder (null when the file or key is absent).
 /// Throws std::runtime_error naming the file when it does not parse.

@@ -15,4 +15,7 @@ std::string git_commit();
 /// (fields that cannot be read are "unknown").
 Json machine_info();
 
+/// The same in one line: "CPU model, N logical cores, M GiB, OS".
+std::string machine_summary();
+
 }  // namespace aefx::util

@@ -1,5 +1,6 @@
 #pragma once
-// Minimal logging: lines go to stderr and, once a run folder is open, to its log.txt.
+// Minimal logging: lines go to stderr and, once a run folder is open, to its log.txt. On a
+// terminal one status line (the progress bar) may sit below them, redrawn in place.
 #include <filesystem>
 #include <string>
 
@@ -17,6 +18,16 @@ void set_log_file(const std::filesystem::path& path);
 void log_info(const std::string& line);
 void log_warn(const std::string& line);
 void log_debug(const std::string& line);
+/// Writes `text` (one or more lines) to the log file only, e.g. the resolved config, or the
+/// error the CLI prints after the run folder's log was closed.
+void log_to_file(const std::string& text);
+
+/// Draws `line` in place of the previous status line on stderr (carriage return, no newline);
+/// an empty line removes it. Log lines printed meanwhile clear it first. Never in the log file.
+void set_status_line(const std::string& line);
+
+/// The current time, UTC, ISO 8601 ("2026-11-22T23:41:05Z").
+std::string utc_now();
 
 /// printf-style formatting into a std::string.
 std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

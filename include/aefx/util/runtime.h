@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace aefx::util {
 
@@ -20,6 +22,12 @@ void tune_allocator();
 /// keep up to 1 GiB of freed blocks for reuse within a stage; between stages that memory is
 /// better returned, since the next stage's working set differs. Called after every stage.
 void release_free_memory();
+
+/// What aefx runs with, as (name, value) lines for `aefx info` and every run's log.txt: the aefx
+/// version and git commit, LibTorch, CUDA (available? GPUs), cuDNN (version), OpenCV (version
+/// or "built without"), the BLAS library loaded, LibTorch's BLAS, intra-op and inter-op
+/// threads, and the machine.
+std::vector<std::pair<std::string, std::string>> environment_info();
 
 /// Peak resident set size of this process so far, in bytes.
 int64_t peak_rss_bytes();

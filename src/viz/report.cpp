@@ -1,0 +1,333 @@
+#include "aefx/viz/report.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include "aefx/util/fs.h"
+#include "aefx/util/log.h"
+
+namespace aefx::viz {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A JSON (or YAML) file of the run folder; a null node when it does not exist.
+YAML::Node load(const fs::path& file) {
+  if (!fs::exists(file)) return YAML::Node();
+  try {
+    return YAML::LoadFile(file.string());
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("report: cannot parse " + file.string() + ": " + e.msg);
+  }
+}
+
+bool has(const YAML::Node& n, const std::string& key) {
+  return n && n.IsMap() && n[key] && !n[key].IsNull();
+}
+
+double num(const YAML::Node& n, const std::string& key) {
+  if (!has(n, key)) return NAN;
+  try {
+    return n[key].as<double>();
+  } catch (const YAML::Exception&) {
+    return NAN;
+  }
+}
+
+std::string str(const YAML::Node& n, const std::string& key, const std::string& fallback = "") {
+  if (!has(n, key) || !n[key].IsScalar()) return fallback;
+  return n[key].as<std::string>();
+}
+
+/// A number for the page; "–" when unknown.
+std::string fmt(double v, const char* f = "%.4g") {
+  return std::isfinite(v) ? util::strfmt(f, v) : std::string("&ndash;");
+}
+
+std::string pct(double v) { return fmt(100 * v, "%.2f%%"); }
+
+std::string seconds(double v) {
+  if (!std::isfinite(v)) return "&ndash;";
+  if (v < 120) return util::strfmt("%.1f s", v);
+  return util::strfmt("%.1f min", v / 60);
+}
+
+constexpr const char* kStyle = R"(
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:26px;margin:0 0 4px}
+h2{font-size:19px;margin:32px 0 10px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.sub{color:#59636e;font-size:14px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin-top:16px}
+.card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px 16px;min-width:150px}
+.card .v{font-size:24px;font-weight:600}
+.card .k{color:#59636e;font-size:13px}
+table{border-collapse:collapse;background:#fff;font-size:14px}
+th,td{border:1px solid #d0d7de;padding:4px 10px;text-align:right}
+th{background:#eef1f4}
+td.l,th.l{text-align:left}
+.bar{display:inline-block;height:10px;background:#4c72b0;vertical-align:middle;margin-right:6px}
+figure{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:0 0 16px;padding:12px}
+figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+figcaption{color:#59636e;font-size:13px;margin-top:6px}
+pre{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px;overflow:auto;font-size:13px}
+.missing{color:#9a6700}
+)";
+
+/// The pictures, in page order: file, heading, caption.
+struct Picture {
+  const char* file;
+  const char* heading;
+  const char* caption;
+};
+const std::vector<Picture>& pictures() {
+  static const std::vector<Picture> p = {
+      {"curves.png", "Training curves",
+       "Per epoch: the pretraining loss, the validation reconstruction error, the head's "
+       "training and validation loss, and its validation accuracy."},
+      {"reconstructions.png", "Reconstructions",
+       "Validation images (upper rows) and the autoencoder's reconstructions of them (lower "
+       "rows)."},
+      {"confusion.png", "Confusion matrix",
+       "Test set: rows are the true classes, columns the predictions; the right-hand column is "
+       "each class's accuracy."},
+      {"latents.png", "Latent codes",
+       "The frozen encoder's codes of test images (standardised as the head sees them), "
+       "projected on their first two principal components and coloured by class."}};
+  return p;
+}
+
+}  // namespace
+
+std::string base64(const std::string& bytes) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(bytes[i]) << 16) |
+                       (static_cast<uint8_t>(bytes[i + 1]) << 8) |
+                       static_cast<uint8_t>(bytes[i + 2]);
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += k[(v >> 6) & 63];
+    out += k[v & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? k[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+fs::path write_report(const fs::path& run_dir) {
+  const fs::path config_file = run_dir / "config.yaml";
+  if (!fs::exists(config_file)) {
+    throw std::runtime_error("report: " + run_dir.string() +
+                             " is not a run folder (it has no config.yaml)");
+  }
+  const YAML::Node cfg = load(config_file);
+  const YAML::Node metrics = load(run_dir / "metrics.json");
+  const YAML::Node pre = load(run_dir / "pretrain.json");
+  const YAML::Node cls = load(run_dir / "classify.json");
+  const YAML::Node run = load(run_dir / "run.json");
+  const YAML::Node progress = load(run_dir / "progress.json");
+  const std::string name = str(cfg, "name", run_dir.filename().string());
+
+  std::ostringstream h;
+  h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    << "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+    << "<title>aefx run " << html_escape(name) << "</title><style>" << kStyle
+    << "</style></head>\n<body><main>\n";
+  h << "<h1>aefx run: " << html_escape(name) << "</h1>\n<div class=\"sub\">"
+    << html_escape(run_dir.string()) << " &middot; report written " << util::utc_now()
+    << "</div>\n";
+
+  // Headline figures.
+  std::string stages_done;
+  if (progress && progress["completed"] && progress["completed"].IsSequence()) {
+    for (const auto& s : progress["completed"])
+      stages_done += (stages_done.empty() ? "" : ", ") + s.as<std::string>();
+  }
+  h << "<div class=\"cards\">";
+  auto card = [&](const std::string& value, const std::string& key) {
+    h << "<div class=\"card\"><div class=\"v\">" << value << "</div><div class=\"k\">" << key
+      << "</div></div>";
+  };
+  card(pct(num(metrics, "test_accuracy")),
+       "test accuracy (" + fmt(num(metrics, "test_images"), "%.0f") + " images)");
+  card(pct(num(cls, "val_accuracy")),
+       "best validation accuracy (epoch " + fmt(num(cls, "best_epoch"), "%.0f") + ")");
+  card(fmt(num(pre, "val_psnr"), "%.2f dB"), "validation reconstruction PSNR");
+  card(seconds(num(run, "wall_seconds")), "wall time of the run");
+  card(html_escape(stages_done.empty() ? std::string("none") : stages_done), "stages completed");
+  h << "</div>\n";
+  if (has(progress, "unfinished")) {
+    h << "<p class=\"missing\">Stage <b>" << html_escape(str(progress, "unfinished"))
+      << "</b> did not finish (" << html_escape(str(progress, "stopped_by", "unknown cause"))
+      << "); continue it with <code>aefx run CONFIG --resume</code>.</p>\n";
+  }
+
+  // Per-class table.
+  h << "<h2>Per-class test accuracy</h2>\n";
+  if (has(metrics, "class_names") && has(metrics, "confusion_matrix")) {
+    const auto names = metrics["class_names"].as<std::vector<std::string>>();
+    const auto cm = metrics["confusion_matrix"].as<std::vector<std::vector<int64_t>>>();
+    h << "<table><tr><th class=\"l\">class</th><th class=\"l\">accuracy</th><th>correct</th>"
+         "<th>images</th><th class=\"l\">most often mistaken for</th></tr>\n";
+    for (size_t c = 0; c < names.size() && c < cm.size(); ++c) {
+      int64_t total = 0, worst = -1;
+      size_t worst_class = 0;
+      for (size_t j = 0; j < cm[c].size(); ++j) {
+        total += cm[c][j];
+        if (j != c && cm[c][j] > worst) {
+          worst = cm[c][j];
+          worst_class = j;
+        }
+      }
+      const double acc = total > 0 ? static_cast<double>(cm[c][c]) / static_cast<double>(total) : 0;
+      h << "<tr><td class=\"l\">" << html_escape(names[c]) << "</td><td class=\"l\">"
+        << "<span class=\"bar\" style=\"width:" << util::strfmt("%.0f", 150 * acc) << "px\"></span>"
+        << pct(acc) << "</td><td>" << cm[c][c] << "</td><td>" << total << "</td><td class=\"l\">"
+        << (worst > 0 ? html_escape(names[worst_class]) +
+                            util::strfmt(" (%lld)", static_cast<long long>(worst))
+                      : std::string("&ndash;"))
+        << "</td></tr>\n";
+    }
+    h << "</table>\n";
+  } else {
+    h << "<p class=\"missing\">No test metrics yet: run the evaluate stage.</p>\n";
+  }
+
+  // Pictures, embedded.
+  for (const auto& p : pictures()) {
+    h << "<h2>" << p.heading << "</h2>\n";
+    const fs::path file = run_dir / p.file;
+    if (!fs::exists(file)) {
+      h << "<p class=\"missing\">" << p.file
+        << " is not there (its stage has not run, report.pictures is false, or aefx was built "
+           "without OpenCV).</p>\n";
+      continue;
+    }
+    h << "<figure><img alt=\"" << p.file << "\" src=\"data:image/png;base64,"
+      << base64(util::read_text(file)) << "\"><figcaption>" << p.file << ": " << p.caption
+      << "</figcaption></figure>\n";
+  }
+
+  // Timings.
+  h << "<h2>Timings</h2>\n<table><tr><th class=\"l\">what</th><th>wall time</th>"
+       "<th class=\"l\">detail</th></tr>\n";
+  auto timing = [&](const std::string& what, double sec, const std::string& detail) {
+    if (!std::isfinite(sec)) return;
+    h << "<tr><td class=\"l\">" << what << "</td><td>" << seconds(sec) << "</td><td class=\"l\">"
+      << detail << "</td></tr>\n";
+  };
+  timing("pretrain", num(pre, "seconds"),
+         fmt(num(pre, "epochs"), "%.0f") + " epochs, " + fmt(num(pre, "train_images"), "%.0f") +
+             " images, " + fmt(num(pre, "images_per_second"), "%.0f") + " img/s in training");
+  timing("classify", num(cls, "seconds"),
+         "latent codes " + seconds(num(cls, "code_seconds")) + ", head " +
+             seconds(num(cls, "head_seconds")) + ", " + fmt(num(cls, "code_dim"), "%.0f") +
+             " values per code");
+  if (has(metrics, "timings")) timing("evaluate", num(metrics["timings"], "evaluate_seconds"), "");
+  if (has(run, "stages")) timing("export", num(run["stages"], "export"), "");
+  timing("whole run", num(run, "wall_seconds"),
+         "peak memory " + fmt(num(run, "peak_rss_bytes") / (1024.0 * 1024.0 * 1024.0), "%.2f GiB") +
+             (str(run, "resumed") == "true" ? " (this invocation resumed a stopped run)" : ""));
+  h << "</table>\n";
+
+  // Per-epoch figures.
+  const fs::path jsonl = run_dir / "metrics.jsonl";
+  if (fs::exists(jsonl)) {
+    h << "<h2>Per-epoch figures</h2>\n<details><summary>metrics.jsonl (also metrics.csv)"
+         "</summary><table><tr><th class=\"l\">stage</th><th>epoch</th><th>loss</th>"
+         "<th>val loss / MSE</th><th>val accuracy / PSNR</th><th>lr</th><th>img/s</th>"
+         "<th>seconds</th></tr>\n";
+    std::istringstream in(util::read_text(jsonl));
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      YAML::Node r;
+      try {
+        r = YAML::Load(line);
+      } catch (const YAML::Exception& e) {
+        throw std::runtime_error("report: cannot parse " + jsonl.string() + ": " + e.msg);
+      }
+      const bool pre_row = str(r, "stage") == "pretrain";
+      h << "<tr><td class=\"l\">" << html_escape(str(r, "stage")) << "</td><td>"
+        << fmt(num(r, "epoch"), "%.0f") << "/" << fmt(num(r, "epochs"), "%.0f") << "</td><td>"
+        << fmt(num(r, "loss")) << "</td><td>" << fmt(num(r, pre_row ? "val_mse" : "val_loss"))
+        << "</td><td>"
+        << (pre_row ? fmt(num(r, "val_psnr"), "%.2f dB") : pct(num(r, "val_accuracy")))
+        << "</td><td>" << fmt(num(r, "lr"), "%.2e") << "</td><td>"
+        << fmt(num(r, "images_per_second"), "%.0f") << "</td><td>" << fmt(num(r, "seconds"), "%.1f")
+        << "</td></tr>\n";
+    }
+    h << "</table></details>\n";
+  }
+
+  // Environment and config.
+  h << "<h2>Environment</h2>\n<table>";
+  auto env = [&](const std::string& k, const std::string& v) {
+    if (!v.empty())
+      h << "<tr><th class=\"l\">" << k << "</th><td class=\"l\">" << html_escape(v) << "</td></tr>";
+  };
+  env("aefx", str(run, "aefx_version", str(metrics, "aefx_version")));
+  env("git commit", str(run, "git_commit"));
+  env("LibTorch", str(run, "libtorch_version"));
+  env("device", str(run, "device", str(metrics, "device")));
+  env("CPU threads", str(run, "threads"));
+  if (has(run, "machine")) {
+    const auto m = run["machine"];
+    env("CPU", str(m, "cpu"));
+    env("logical cores", str(m, "logical_cores"));
+    env("memory", fmt(num(m, "memory_gib"), "%.1f GiB"));
+    env("OS", str(m, "os"));
+  }
+  h << "</table>\n<h2>Config</h2>\n<pre>" << html_escape(util::read_text(config_file))
+    << "</pre>\n";
+  h << "<script>window.addEventListener('load',function(){var i=document.images,n=0;"
+       "for(var k=0;k<i.length;k++)if(i[k].complete&&i[k].naturalWidth>0)n++;"
+       "document.body.setAttribute('data-images-loaded',n+'/'+i.length);});</script>\n"
+    << "</main></body></html>\n";
+  const fs::path out = run_dir / kReportFile;
+  util::atomic_write_text(out, h.str());
+  return out;
+}
+
+}  // namespace aefx::viz
