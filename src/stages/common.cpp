@@ -173,7 +173,7 @@ bool pictures_enabled(const config::Config& cfg) {
   if (viz::available()) return true;
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    util::log_warn("aefx was built without OpenCV (AEFX_WITH_OPENCV=OFF): no pictures are drawn");
+    util::log_info("no pictures: aefx was built without OpenCV (AEFX_WITH_OPENCV=OFF)");
   return false;
 }
 

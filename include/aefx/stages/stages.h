@@ -140,7 +140,7 @@ metrics::EpochRecord epoch_record(const std::string& stage, const engine::TrainS
                                   double stage_start);
 
 /// Whether this run draws pictures: report.pictures, and aefx built with OpenCV (otherwise one
-/// warning says why there are none).
+/// info line, hidden by --quiet, says why there are none).
 bool pictures_enabled(const config::Config& cfg);
 
 /// reconstructions.png: the first (up to 16) images of `images` (uint8 N x C x H x W) above the
