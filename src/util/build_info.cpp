@@ -30,31 +30,33 @@ std::string field(const std::string& path, const std::string& key) {
 
 std::string git_commit() { return AEFX_GIT_COMMIT; }
 
-std::string machine_summary() {
-  std::string memory = "unknown memory";
+namespace {
+
+/// Total memory in GiB from /proc/meminfo; < 0 when it cannot be read.
+double memory_gib() {
   try {
-    char buf[32];
-    std::snprintf(
-        buf, sizeof buf, "%.1f GiB",
-        static_cast<double>(std::stoll(field("/proc/meminfo", "MemTotal"))) / (1024.0 * 1024.0));
-    memory = buf;
+    return static_cast<double>(std::stoll(field("/proc/meminfo", "MemTotal"))) / (1024.0 * 1024.0);
   } catch (const std::exception&) {
+    return -1;
   }
+}
+
+}  // namespace
+
+std::string machine_summary() {
+  const double gib = memory_gib();
+  char memory[32] = "unknown memory";
+  if (gib >= 0) std::snprintf(memory, sizeof memory, "%.1f GiB", gib);
   return field("/proc/cpuinfo", "model name") + ", " +
          std::to_string(std::thread::hardware_concurrency()) + " logical cores, " + memory + ", " +
          field("/etc/os-release", "PRETTY_NAME");
 }
 
 Json machine_info() {
-  Json memory = "unknown";
-  const std::string kb = field("/proc/meminfo", "MemTotal");
-  try {
-    memory = static_cast<double>(std::stoll(kb)) / (1024.0 * 1024.0);
-  } catch (const std::exception&) {
-  }
+  const double gib = memory_gib();
   return Json::object({{"cpu", field("/proc/cpuinfo", "model name")},
                        {"logical_cores", static_cast<int64_t>(std::thread::hardware_concurrency())},
-                       {"memory_gib", memory},
+                       {"memory_gib", gib >= 0 ? Json(gib) : Json("unknown")},
                        {"os", field("/etc/os-release", "PRETTY_NAME")}});
 }
 
