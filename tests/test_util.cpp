@@ -9,6 +9,7 @@
 #include "aefx/data/dataset.h"
 #include "aefx/engine/runner.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/fs.h"
 
 #ifdef AEFX_HAVE_OPENCV
 #include <opencv2/imgcodecs.hpp>
@@ -38,7 +39,7 @@ TempDir::TempDir(const std::string& tag) {
 TempDir::~TempDir() {
   std::error_code ec;
   fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-  fs::remove_all(path_, ec);
+  util::remove_tree(path_);
 }
 
 std::pair<torch::Tensor, torch::Tensor> synthetic_images(int64_t n, int64_t classes, int64_t size,

@@ -30,6 +30,8 @@ constexpr const char* kUsage =
 usage:
   aefx run CONFIG [--stages a,b,...] [--set key=value ...] [--resume|--restart]
            [--quiet|--verbose] [--progress auto|bar|lines|off]
+  aefx launch --nproc N [--nnodes M --node-rank K --master-addr HOST --master-port P]
+           CONFIG [run options]
   aefx config CONFIG [--set key=value ...] [--get key]
   aefx bench CONFIG [--set key=value ...] [--steps N] [--warmup N] [--pipeline]
   aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]
@@ -41,7 +43,9 @@ usage:
 
 commands:
   run      run the config's stages (pretrain -> classify -> evaluate -> export) in its run
-           folder, then write the folder's report.html
+           folder, then write the folder's report.html; under torchrun's variables (RANK,
+           WORLD_SIZE, MASTER_ADDR, MASTER_PORT) as one rank of a data-parallel group
+  launch   start N ranks of `aefx run` on this machine (data-parallel pretrain and classify)
   config   print the resolved config (every key, after --set), or one key with --get
   bench    time the pipeline's pieces on the config's data and device; prints JSON
   predict  classify image files with an exported classifier.pt (no config or run folder needed)
@@ -54,6 +58,7 @@ examples:
   aefx run configs/cifar10-cpu.yaml --set data.root=/data/cifar10
   aefx run configs/cifar10.yaml --stages classify,evaluate
   aefx run configs/cifar10.yaml --set pretrain.epochs=5 --set device=cuda
+  aefx launch --nproc 2 configs/cifar10-cpu.yaml --set name=cifar10-2proc
   aefx config configs/cifar10.yaml --get data.root
   aefx bench configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --pipeline
   aefx predict --model models/cifar10/classifier.pt cat.png ship.jpg --top-k 3
@@ -90,6 +95,11 @@ reconstructions.png, confusion.png, latents.png; at the end: report.html (see RE
 
 Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the stage's progress and exits
 with 130 or 143; a second Ctrl-C stops at once (the last saved progress is kept).
+
+With torchrun's variables set (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; LOCAL_RANK and
+LOCAL_WORLD_SIZE optional), this process is one rank of a data-parallel group: rank 0 does
+everything a single process does; the others train their share of pretrain and classify,
+print only warnings and errors, and write nothing (see aefx launch --help).
 
 examples:
   aefx run configs/cifar10-cpu.yaml
@@ -206,11 +216,24 @@ int cmd_run(const std::vector<std::string>& argv) {
   }
   const auto cfg = aefx::config::load_config(a.config, a.sets);
   const auto stages = a.stages.empty() ? cfg.stages : a.stages;
+  options.dist = aefx::dist::env_from(aefx::dist::environment_variables());
+  const bool worker = options.dist.enabled && options.dist.rank != 0;
+  if (worker) {
+    // Rank 0 speaks for the group; the others print only warnings and errors.
+    aefx::util::set_log_level(aefx::util::LogLevel::kQuiet);
+    aefx::util::set_progress_mode(aefx::util::ProgressMode::kOff);
+    aefx::util::set_log_prefix("rank " + std::to_string(options.dist.rank) + ": ");
+  }
   aefx::util::install_signal_handlers();
   std::vector<std::pair<std::string, double>> times;
   try {
     times = aefx::engine::run_stages(cfg, stages, aefx::stages::builtin_stages(), options);
+    if (worker) return 0;
   } catch (const aefx::util::Interrupted& e) {
+    if (worker) {
+      std::cerr << "aefx: " << aefx::util::log_prefix() << e.what() << std::endl;
+      return 128 + e.signal();
+    }
     std::string resume = "aefx run " + shell_quote(a.config);
     for (const auto& set : a.sets) resume += " --set " + shell_quote(set);
     if (!a.stages.empty()) {
@@ -218,6 +241,9 @@ int cmd_run(const std::vector<std::string>& argv) {
       for (const auto& s : a.stages) list += (list.empty() ? "" : ",") + s;
       resume += " --stages " + list;
     }
+    if (options.dist.enabled)
+      resume = "(the same launch command, e.g. aefx launch --nproc " +
+               std::to_string(options.dist.world_size) + ") " + resume;
     std::cerr << "aefx: " << e.what() << ". Resume with: " << resume << " --resume" << std::endl;
     return 128 + e.signal();
   }
@@ -237,6 +263,89 @@ int cmd_run(const std::vector<std::string>& argv) {
   aefx::util::log_info("report: " + report.string());
   aefx::util::set_log_file({});
   return 0;
+}
+
+constexpr const char* kLaunchUsage = R"(usage: aefx launch [options] CONFIG [run options]
+
+Starts N processes of `aefx run CONFIG [run options]` on this machine as the ranks of one
+data-parallel group, with torchrun's variables set (RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). pretrain and classify train data-parallel: each
+rank takes its share of every global batch (pretrain.batch_size and classify.batch_size are
+global), gradients are averaged over the ranks after every step; rank 0 writes the run folder,
+then runs evaluate and export alone. CPU threads default to the cores divided among the
+processes (threads: 0); on CUDA each process takes cuda:LOCAL_RANK and NCCL.
+
+options:
+  --nproc N          processes on this machine (default 1)
+  --nnodes M         machines (default 1); start `aefx launch` on each with the same options
+                     but its own --node-rank
+  --node-rank K      this machine's index, 0..M-1 (machine 0 holds rank 0 and the store)
+  --master-addr HOST address of machine 0, reachable from all (default 127.0.0.1)
+  --master-port P    a free TCP port on machine 0 (default: any free port; required when
+                     --nnodes > 1)
+  --grace SECONDS    after one rank fails, how long the others get to stop before they are
+                     terminated (default 30)
+  -h, --help         this text
+
+Ctrl-C / SIGTERM is passed on to every rank (each finishes its step; rank 0 saves the
+progress); continue with the same command and --resume (the same number of processes).
+The exit status is 0 when every rank succeeded, else that of the first rank that failed.
+
+examples:
+  aefx launch --nproc 2 configs/cifar10-cpu.yaml --set name=cifar10-2proc
+  aefx launch --nproc 2 configs/cifar10-cpu.yaml --set name=cifar10-2proc --resume
+  # two machines, 4 GPUs each (run on each machine, K = 0 and 1):
+  aefx launch --nproc 4 --nnodes 2 --node-rank K --master-addr 10.0.0.1 --master-port 29500 \
+      configs/cifar10.yaml
+)";
+
+int cmd_launch(const std::vector<std::string>& argv) {
+  aefx::dist::LaunchOptions o;
+  std::vector<std::string> rest;
+  auto number = [](const std::string& flag, const std::string& v, int lo) {
+    char* end = nullptr;
+    const long x = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || x < lo || x > 65535)
+      throw UsageError(flag + " expects an integer >= " + std::to_string(lo) + ", found '" + v +
+                       "'");
+    return static_cast<int>(x);
+  };
+  size_t i = 0;
+  for (; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argv.size()) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kLaunchUsage;
+      return 0;
+    } else if (arg == "--nproc" || arg == "--nproc-per-node") {
+      o.nproc = number(arg, value(), 1);
+    } else if (arg == "--nnodes") {
+      o.nnodes = number(arg, value(), 1);
+    } else if (arg == "--node-rank") {
+      o.node_rank = number(arg, value(), 0);
+    } else if (arg == "--master-addr") {
+      o.master_addr = value();
+    } else if (arg == "--master-port") {
+      o.master_port = number(arg, value(), 1);
+    } else if (arg == "--grace") {
+      o.grace_seconds = number(arg, value(), 0);
+    } else if (arg.rfind("-", 0) == 0) {
+      throw UsageError("launch: unknown option '" + arg +
+                       "' before CONFIG (try aefx launch --help)");
+    } else {
+      break;
+    }
+  }
+  rest.assign(argv.begin() + static_cast<std::ptrdiff_t>(i), argv.end());
+  if (rest.empty()) throw UsageError("launch: missing CONFIG (try aefx launch --help)");
+  if (std::find(rest.begin(), rest.end(), "--quiet") != rest.end())
+    aefx::util::set_log_level(aefx::util::LogLevel::kQuiet);
+  // The config is checked once here, so that a typo is one message, not one per rank.
+  aefx::config::load_config(rest[0]);
+  return aefx::dist::launch(o, rest);
 }
 
 int cmd_config(const std::vector<std::string>& argv) {
@@ -590,6 +699,7 @@ int dispatch(int argc, char** argv) {
   const std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "run") return cmd_run(args);
+  if (cmd == "launch") return cmd_launch(args);
   if (cmd == "config") return cmd_config(args);
   if (cmd == "bench") return cmd_bench(args);
   if (cmd == "predict") return cmd_predict(args);
@@ -616,7 +726,10 @@ int main(int argc, char** argv) {
     std::cerr << "aefx: " << e.what_without_backtrace() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "aefx: " << e.what() << "\n";
+    // A rank other than 0 says which it is (PeerFailure messages already do).
+    const std::string what = e.what();
+    std::cerr << "aefx: " << (what.rfind("rank ", 0) == 0 ? "" : aefx::util::log_prefix()) << what
+              << "\n";
     return 1;
   }
 }

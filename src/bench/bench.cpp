@@ -14,6 +14,7 @@
 #include "aefx/engine/runner.h"
 #include "aefx/models/autoencoder.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/fs.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
@@ -83,10 +84,10 @@ util::Json run_pipeline(const config::Config& cfg) {
     out.set("test_accuracy", stages::summary_value(run / stages::kMetricsFile, "test_accuracy"));
     out.set("val_psnr", stages::summary_value(run / stages::kPretrainSummary, "val_psnr"));
   } catch (...) {
-    std::filesystem::remove_all(scratch);
+    util::remove_tree(scratch);
     throw;
   }
-  std::filesystem::remove_all(scratch);
+  util::remove_tree(scratch);
   return out;
 }
 

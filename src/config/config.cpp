@@ -259,6 +259,8 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(report.pictures, nullptr),
       AEFX_FIELD(report.reconstruction_every, at_least<int64_t>(1)),
       AEFX_FIELD(report.latent_points, at_least<int64_t>(1)),
+      AEFX_FIELD(distributed.backend, one_of({"auto", "gloo", "nccl"})),
+      AEFX_FIELD(distributed.timeout, positive()),
   };
   return table;
 }

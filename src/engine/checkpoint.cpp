@@ -35,12 +35,19 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointMeta& me
 
 CheckpointMeta load_checkpoint(const std::filesystem::path& path, const CheckpointMeta& expected,
                                torch::nn::Module& module, const std::string& written_by,
-                               torch::optim::Optimizer* optimizer, const ArchiveReader& extra) {
-  util::require_file(path, written_by);
+                               torch::optim::Optimizer* optimizer, const ArchiveReader& extra,
+                               dist::Group* group) {
+  std::string bytes;
+  if (group) {
+    bytes = group->file_from_main(path.string(), written_by);
+  } else {
+    util::require_file(path, written_by);
+    bytes = util::read_text(path);
+  }
   torch::serialize::InputArchive archive;
   try {
     // Read onto the CPU: a checkpoint written on a GPU then loads anywhere; callers move it.
-    archive.load_from(path.string(), torch::kCPU);
+    archive.load_from(bytes.data(), bytes.size(), torch::kCPU);
   } catch (const c10::Error&) {
     throw std::runtime_error("cannot read checkpoint " + path.string() +
                              ": not a valid checkpoint file (corrupt or truncated?)");

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <ctime>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "aefx/util/build_info.h"
 #include "aefx/util/fs.h"
@@ -16,8 +18,9 @@
 
 namespace aefx::engine {
 
-void StageRegistry::add(const std::string& name, StageFn fn, std::string state_file) {
-  stages_[name] = Entry{std::move(fn), std::move(state_file)};
+void StageRegistry::add(const std::string& name, StageFn fn, std::string state_file,
+                        bool distributed) {
+  stages_[name] = Entry{std::move(fn), std::move(state_file), distributed};
 }
 
 bool StageRegistry::contains(const std::string& name) const { return stages_.count(name) > 0; }
@@ -33,6 +36,11 @@ const std::string& StageRegistry::state_file(const std::string& name) const {
   return stages_.at(name).state_file;
 }
 
+bool StageRegistry::distributed(const std::string& name) const {
+  get(name);
+  return stages_.at(name).distributed;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -41,6 +49,7 @@ struct Progress {
   std::vector<std::string> completed;
   std::string unfinished;  ///< the stage that started and did not finish
   std::string stopped_by;  ///< "SIGINT", "SIGTERM" or the error
+  int64_t world_size = 1;  ///< processes of the run that wrote it
   bool exists = false;
 };
 
@@ -55,6 +64,7 @@ Progress read_progress(const fs::path& run_dir) {
       p.unfinished = node["unfinished"].as<std::string>();
     if (node["stopped_by"] && !node["stopped_by"].IsNull())
       p.stopped_by = node["stopped_by"].as<std::string>();
+    if (node["world_size"]) p.world_size = node["world_size"].as<int64_t>();
   } catch (const YAML::Exception& e) {
     throw std::runtime_error("cannot read " + file.string() + " (" + e.msg +
                              "); move it away to start the run folder afresh");
@@ -66,7 +76,8 @@ Progress read_progress(const fs::path& run_dir) {
 void write_progress(const fs::path& run_dir, const Progress& p) {
   auto j = util::Json::object({{"completed", util::Json::array(p.completed)},
                                {"unfinished", p.unfinished.empty() ? util::Json() : p.unfinished},
-                               {"stopped_by", p.stopped_by.empty() ? util::Json() : p.stopped_by}});
+                               {"stopped_by", p.stopped_by.empty() ? util::Json() : p.stopped_by},
+                               {"world_size", p.world_size}});
   util::atomic_write_text(run_dir / kProgressFile, j.dump() + "\n");
 }
 
@@ -92,7 +103,9 @@ void check_same_config(const fs::path& run_dir, const config::Config& cfg) {
   const config::Config before = config::load_config(file.string());
   std::string diffs;
   for (const auto& key : config::known_keys()) {
-    if (key == "stages" || key == "threads" || key.rfind("report.", 0) == 0) continue;
+    if (key == "stages" || key == "threads" || key.rfind("report.", 0) == 0 ||
+        key.rfind("distributed.", 0) == 0)
+      continue;
     const auto a = config::get_value(before, key), b = config::get_value(cfg, key);
     if (a != b) diffs += (diffs.empty() ? "" : ", ") + key + " (" + a + " -> " + b + ")";
   }
@@ -153,6 +166,48 @@ std::filesystem::path run_dir_for(const config::Config& cfg) {
   return std::filesystem::path(cfg.output_dir) / cfg.name;
 }
 
+namespace {
+
+/// One stage of the plan rank 0 makes and the other ranks follow.
+struct PlannedStage {
+  std::string name;
+  bool resume = false;
+};
+
+std::string encode_plan(const std::vector<PlannedStage>& plan) {
+  std::string s;
+  for (const auto& st : plan) s += st.name + (st.resume ? " 1\n" : " 0\n");
+  return s;
+}
+
+/// The non-zero ranks: run the distributed stages rank 0 planned, write nothing.
+std::vector<std::pair<std::string, double>> run_as_worker(RunContext& ctx,
+                                                          const StageRegistry& registry) {
+  auto& group = *ctx.group;
+  const std::string plan = group.from_main("");
+  if (plan.rfind("!", 0) == 0)
+    throw std::invalid_argument("rank 0 did not start the run: " + plan.substr(1));
+  std::istringstream in(plan);
+  std::vector<std::pair<std::string, double>> times;
+  for (std::string name; in >> name;) {
+    int resume = 0;
+    in >> resume;
+    if (!registry.distributed(name)) continue;
+    util::throw_if_interrupted("before stage " + name);
+    group.barrier("starting stage " + name);
+    ctx.resume = resume != 0;
+    torch::manual_seed(dist::rank_seed(ctx.config.seed, group.rank()));
+    const double t0 = util::now_seconds();
+    registry.get(name)(ctx);
+    util::release_free_memory();
+    group.barrier("finishing stage " + name);
+    times.emplace_back(name, util::now_seconds() - t0);
+  }
+  return times;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg,
                                                        const std::vector<std::string>& stages,
                                                        const StageRegistry& registry,
@@ -160,64 +215,128 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
   for (const auto& s : stages) registry.get(s);  // unknown names fail before any work
   if (options.resume && options.restart)
     throw std::invalid_argument("--resume and --restart exclude each other");
-  RunContext ctx{cfg, run_dir_for(cfg), util::resolve_device(cfg.device)};
+  const dist::Env& env = options.dist;
+  torch::Device device = util::resolve_device(cfg.device);
+  // Each local rank its own GPU, as torchrun's LOCAL_RANK means.
+  if (env.enabled && device.is_cuda() && (cfg.device == "cuda" || cfg.device == "auto"))
+    device = util::resolve_device("cuda:" + std::to_string(env.local_rank));
+  RunContext ctx{cfg, run_dir_for(cfg), device};
   // cuDNN autotune: every step has the same shapes, so the search pays for itself at once.
   if (ctx.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  const int threads = util::configure_threads(cfg.threads);
-  util::ensure_writable_dir(ctx.run_dir);
-  // Temporary files of a process that was killed while writing (atomic_write's ".tmp.<pid>").
-  for (const auto& e : fs::recursive_directory_iterator(ctx.run_dir)) {
-    if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
-      std::error_code ignored;
-      fs::remove(e.path(), ignored);
-    }
+  // Processes on one machine share its cores.
+  int64_t thread_request = cfg.threads;
+  if (env.enabled && thread_request == 0)
+    thread_request = std::max<int64_t>(
+        1, static_cast<int64_t>(std::thread::hardware_concurrency()) / env.local_world_size);
+  const int threads = util::configure_threads(thread_request);
+  std::unique_ptr<dist::Group> group;
+  if (env.enabled) {
+    group = std::make_unique<dist::Group>(
+        env, cfg.distributed.backend, ctx.device,
+        std::chrono::milliseconds(static_cast<int64_t>(cfg.distributed.timeout * 1000)));
+    ctx.group = group.get();
+    if (!group->is_main()) return run_as_worker(ctx, registry);
   }
-  Progress progress = read_progress(ctx.run_dir);
-  const std::string resumable =
-      progress.unfinished.empty() ? "" : registry.state_file(progress.unfinished);
-  const bool has_unfinished_work = !resumable.empty() && fs::exists(ctx.run_dir / resumable);
-  if (options.resume) {
-    if (!progress.exists) {
-      throw std::invalid_argument("--resume: " + ctx.run_dir.string() +
-                                  " holds no earlier run to resume; run without --resume");
+  Progress progress;
+  std::vector<PlannedStage> plan;
+  try {
+    util::ensure_writable_dir(ctx.run_dir);
+    // Temporary files of a process that was killed while writing (atomic_write's ".tmp.<pid>").
+    for (const auto& e : fs::recursive_directory_iterator(ctx.run_dir)) {
+      if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
+        std::error_code ignored;
+        fs::remove(e.path(), ignored);
+      }
     }
-    check_same_config(ctx.run_dir, cfg);
-  } else if (has_unfinished_work && !options.restart) {
-    throw std::invalid_argument(
-        "run folder " + ctx.run_dir.string() + " holds unfinished '" + progress.unfinished +
-        "' work (stopped by " +
-        (progress.stopped_by.empty() ? "an unknown cause" : progress.stopped_by) + ") saved in " +
-        (ctx.run_dir / resumable).string() +
-        ": continue it with --resume, or start over with --restart");
+    progress = read_progress(ctx.run_dir);
+    const std::string resumable =
+        progress.unfinished.empty() ? "" : registry.state_file(progress.unfinished);
+    const bool has_unfinished_work = !resumable.empty() && fs::exists(ctx.run_dir / resumable);
+    if (options.resume) {
+      if (!progress.exists) {
+        throw std::invalid_argument("--resume: " + ctx.run_dir.string() +
+                                    " holds no earlier run to resume; run without --resume");
+      }
+      check_same_config(ctx.run_dir, cfg);
+      // The saved state of a data-parallel stage continues only with as many ranks.
+      if (progress.world_size != env.world_size && !progress.unfinished.empty() &&
+          registry.distributed(progress.unfinished)) {
+        throw std::invalid_argument(util::strfmt(
+            "--resume: %s was run by %lld process(es), this run has %d; resume it with the "
+            "same number (aefx launch --nproc N, or WORLD_SIZE)",
+            ctx.run_dir.string().c_str(), static_cast<long long>(progress.world_size),
+            env.world_size));
+      }
+    } else if (has_unfinished_work && !options.restart) {
+      throw std::invalid_argument(
+          "run folder " + ctx.run_dir.string() + " holds unfinished '" + progress.unfinished +
+          "' work (stopped by " +
+          (progress.stopped_by.empty() ? "an unknown cause" : progress.stopped_by) + ") saved in " +
+          (ctx.run_dir / resumable).string() +
+          ": continue it with --resume, or start over with --restart");
+    }
+    for (const auto& name : stages) {
+      const bool done =
+          options.resume && std::find(progress.completed.begin(), progress.completed.end(), name) !=
+                                progress.completed.end();
+      if (!done) plan.push_back({name, options.resume && name == progress.unfinished});
+    }
+    // The other ranks wait for the distributed stages; rank 0 runs the rest alone at the end.
+    for (size_t i = 0; group && i + 1 < plan.size(); ++i) {
+      if (!registry.distributed(plan[i].name) && registry.distributed(plan[i + 1].name))
+        throw std::invalid_argument("with several processes, stage " + plan[i + 1].name +
+                                    " must come before " + plan[i].name +
+                                    " (pretrain and classify run on every rank, evaluate and "
+                                    "export on rank 0 after them)");
+    }
+  } catch (const std::exception& e) {
+    if (group) group->from_main(std::string("!") + e.what());
+    throw;
   }
+  if (group) group->from_main(encode_plan(plan));
+  progress.world_size = env.world_size;
   util::atomic_write_text(ctx.run_dir / "config.yaml", config::to_yaml(cfg));
   util::set_log_file(ctx.run_dir / "log.txt");
-  util::log_info(
-      util::strfmt("aefx %s, LibTorch %d.%d.%d, device %s, %d CPU thread(s), run folder %s",
-                   AEFX_VERSION, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH,
-                   ctx.device.str().c_str(), threads, ctx.run_dir.string().c_str()));
+  util::log_info(util::strfmt(
+      "aefx %s, LibTorch %d.%d.%d, device %s, %d CPU thread(s), run folder %s%s", AEFX_VERSION,
+      TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH, ctx.device.str().c_str(),
+      threads, ctx.run_dir.string().c_str(),
+      group ? util::strfmt(", rank 0 of %d (%s)", group->size(), group->backend().c_str()).c_str()
+            : ""));
   {
     // The log file alone gets the whole environment and the resolved config.
-    std::string env = "== " + util::utc_now() + (options.resume ? " resumed" : " started") +
-                      " on device " + ctx.device.str() + "\n";
-    for (const auto& [key, value] : util::environment_info()) env += key + ": " + value + "\n";
-    util::log_to_file(env + "== config (resolved)\n" + config::to_yaml(cfg) + "== end of config");
+    std::string env_text = "== " + util::utc_now() + (options.resume ? " resumed" : " started") +
+                           " on device " + ctx.device.str() + "\n";
+    for (const auto& [key, value] : util::environment_info()) env_text += key + ": " + value + "\n";
+    if (group)
+      env_text +=
+          util::strfmt("distributed: world size %d, backend %s, store %s:%d\n", group->size(),
+                       group->backend().c_str(), env.master_addr.c_str(), env.master_port);
+    util::log_to_file(env_text + "== config (resolved)\n" + config::to_yaml(cfg) +
+                      "== end of config");
   }
   std::vector<std::pair<std::string, double>> times;
   const double t_start = util::now_seconds();
   std::string current;
   try {
     for (const auto& name : stages) {
-      if (options.resume && std::find(progress.completed.begin(), progress.completed.end(), name) !=
-                                progress.completed.end()) {
+      const auto planned = std::find_if(plan.begin(), plan.end(),
+                                        [&](const PlannedStage& p) { return p.name == name; });
+      if (planned == plan.end()) {
         util::log_info("== stage " + name + ": completed in an earlier run, skipped");
         continue;
       }
       util::throw_if_interrupted("before stage " + name);
       current = name;
+      const bool distributed = group && registry.distributed(name);
+      // A stage of rank 0 alone does not use the group (the other ranks are done).
+      ctx.group = distributed ? group.get() : nullptr;
+      // Alone (the other ranks wait or have finished), rank 0 may use every core.
+      if (group && cfg.threads == 0) util::configure_threads(distributed ? thread_request : 0);
+      if (distributed) group->barrier("starting stage " + name);
       // Only the stage that stopped continues from its saved state; any other state file is
       // left from an earlier run and would be stale.
-      ctx.resume = options.resume && name == progress.unfinished;
+      ctx.resume = planned->resume;
       const std::string& state = registry.state_file(name);
       if (!ctx.resume && !state.empty()) fs::remove(ctx.run_dir / state);
       drop_from(progress, name);
@@ -229,6 +348,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
       util::log_info("== stage " + name);
       registry.get(name)(ctx);
       util::release_free_memory();
+      if (distributed) group->barrier("finishing stage " + name);
       times.emplace_back(name, util::now_seconds() - t0);
       progress.completed.push_back(name);
       progress.unfinished.clear();
@@ -283,6 +403,8 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
        {"peak_rss_bytes", util::peak_rss_bytes()},
        {"device", ctx.device.str()},
        {"threads", threads},
+       {"world_size", env.world_size},
+       {"backend", group ? util::Json(group->backend()) : util::Json()},
        {"aefx_version", AEFX_VERSION},
        {"git_commit", util::git_commit()},
        {"libtorch_version",

@@ -69,12 +69,27 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
         ++s.global_step;
         for (auto& h : hooks_) h->after_step(s);
         ++s.step;
+        int signal = util::interrupt_signal();
+        if (agreement_) {
+          const bool bad = !std::isfinite(weighted.item<double>());
+          const auto [group_signal, any_bad] = agreement_(signal, bad);
+          if (any_bad && !bad) {
+            throw NonFiniteLoss(util::strfmt(
+                "%s: another rank's training loss is NaN or infinite at epoch %lld/%lld, step "
+                "%lld/%lld (see that rank's message); every rank stopped",
+                name_.c_str(), static_cast<long long>(s.epoch + 1), static_cast<long long>(epochs_),
+                static_cast<long long>(s.step), static_cast<long long>(steps_per_epoch_)));
+          }
+          // A signal counts once every rank knows of it: all stop after this same step.
+          signal = group_signal;
+          if (signal != 0 && util::interrupt_signal() == 0) util::set_interrupt_signal(signal);
+        }
         const bool on_gpu = !s.epoch_losses.device().is_cpu();
-        if (!on_gpu || s.step - checked >= kGpuCheckInterval) {
+        if (!on_gpu || agreement_ || s.step - checked >= kGpuCheckInterval) {
           check_losses(s, checked);
           checked = s.step;
         }
-        if (util::interrupt_signal() != 0) {
+        if (signal != 0) {
           check_losses(s, checked);
           s.epoch_seconds = util::now_seconds() - t0;
           for (auto& h : hooks_) h->on_interrupt(s);

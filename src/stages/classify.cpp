@@ -1,6 +1,7 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <optional>
 
 #include "aefx/engine/checkpoint.h"
 #include "aefx/engine/trainer.h"
@@ -37,20 +38,48 @@ std::pair<double, double> head_accuracy(models::Head& head, const torch::Tensor&
   return {static_cast<double>(correct.item<int64_t>()) / n, loss.item<double>() / n};
 }
 
+/// compute_codes in a group: each rank encodes its shard of `images`, then every rank gathers
+/// all codes (flipped copies in rows N..2N-1, as compute_codes orders them).
+torch::Tensor gathered_codes(models::Autoencoder& ae, const torch::Tensor& images,
+                             const models::CodeSpec& spec, int64_t batch_size,
+                             const torch::Device& device, bool with_flips, dist::Group& group) {
+  const int64_t n = images.size(0);
+  const auto [begin, end] = dist::shard(n, group.rank(), group.size());
+  const int64_t m = end - begin;
+  const double t0 = util::now_seconds();
+  auto local = compute_codes(ae, images.narrow(0, begin, m), spec, batch_size, device, with_flips);
+  const double t1 = util::now_seconds();
+  auto full = torch::empty({with_flips ? 2 * n : n, local.size(1)}, local.options());
+  group.gather_shards(local.narrow(0, 0, m), full.narrow(0, 0, n));
+  if (with_flips) group.gather_shards(local.narrow(0, m, m), full.narrow(0, n, n));
+  util::log_info(
+      util::strfmt("classify: %lld of %lld images encoded on this rank in %.1f s, "
+                   "the codes of %d ranks gathered in %.1f s",
+                   static_cast<long long>(m), static_cast<long long>(n), t1 - t0, group.size(),
+                   util::now_seconds() - t1));
+  return full;
+}
+
 }  // namespace
 
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
                       const config::ClassifyConfig& cfg, const torch::Device& device,
                       const std::filesystem::path& state_file, bool resume,
-                      const EpochCallback& on_epoch) {
+                      const EpochCallback& on_epoch, dist::Group* group, int64_t seed) {
   freeze(ae);
   const double t0 = util::now_seconds();
-  auto codes = compute_codes(ae, train.images, models::code_spec(cfg), cfg.code_batch_size, device,
-                             cfg.flip_codes);
+  const auto spec = models::code_spec(cfg);
+  torch::Tensor codes, val_codes;
+  if (group) {
+    codes =
+        gathered_codes(ae, train.images, spec, cfg.code_batch_size, device, cfg.flip_codes, *group);
+    val_codes = gathered_codes(ae, val.images, spec, cfg.code_batch_size, device, false, *group);
+  } else {
+    codes = compute_codes(ae, train.images, spec, cfg.code_batch_size, device, cfg.flip_codes);
+    val_codes = compute_codes(ae, val.images, spec, cfg.code_batch_size, device);
+  }
   auto labels = train.labels.to(device);
   if (cfg.flip_codes) labels = torch::cat({labels, labels});
-  auto val_codes =
-      compute_codes(ae, val.images, models::code_spec(cfg), cfg.code_batch_size, device);
   const double code_seconds = util::now_seconds() - t0;
   util::log_info(util::strfmt(
       "classify: %lld codes of %lld values in %.1f s (%.0f img/s)",
@@ -58,7 +87,7 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
       static_cast<double>(codes.size(0) + val_codes.size(0)) / code_seconds));
   const auto classes = static_cast<int64_t>(train.class_names.size());
   auto r = fit_head(std::move(codes), labels, std::move(val_codes), val.labels.to(device), cfg,
-                    classes, device, state_file, resume, on_epoch);
+                    classes, device, state_file, resume, on_epoch, group, seed);
   r.code_seconds = code_seconds;
   return r;
 }
@@ -67,13 +96,15 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
                     int64_t classes, const torch::Device& device,
                     const std::filesystem::path& state_file, bool resume,
-                    const EpochCallback& on_epoch) {
+                    const EpochCallback& on_epoch, dist::Group* group, int64_t seed) {
   HeadResult r;
+  const bool main = group == nullptr || group->is_main();
   const double t0 = util::now_seconds();
   r.code_dim = codes.size(1);
   r.head = models::Head(r.code_dim, cfg.hidden, cfg.dropout, classes);
   r.head->set_standardization(codes.mean(0).cpu(), codes.std(0).clamp_min(1e-6).cpu());
   r.head->to(device);
+  if (group) sync_from_main(*r.head, *group);
   // Standardised once, in place, instead of in every step: training then calls head->net.
   {
     torch::NoGradGuard no_grad;
@@ -85,7 +116,10 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   const int64_t n = codes.size(0);
   const int64_t batch = fitted_batch("classify", "codes", n, cfg.batch_size);
   const int64_t steps = n / batch;
+  const int64_t local_batch = local_batch_size("classify.batch_size", batch, group);
+  const int64_t local_offset = group ? group->rank() * local_batch : 0;
   engine::Trainer trainer("classify", cfg.epochs, steps);
+  if (group) trainer.set_agreement([group](int sig, bool bad) { return group->agree(sig, bad); });
   auto lr_hook =
       std::make_shared<engine::LrScheduleHook>(*opt, cfg.schedule, cfg.lr, cfg.epochs * steps, 0);
   trainer.add_hook(lr_hook);
@@ -98,7 +132,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   const engine::CheckpointMeta meta{"head-training",
                                     models::describe_head(r.code_dim, cfg.hidden, classes), 0};
   auto save_state = [&](const engine::TrainState& s) {
-    if (state_file.empty()) return;
+    if (state_file.empty() || !main) return;
     auto m = meta;
     m.epoch = s.epoch;
     engine::save_checkpoint(
@@ -120,6 +154,8 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   };
   trainer.add_hook(std::make_shared<engine::EpochHook>(
       [&](engine::TrainState& s) {
+        // Every rank holds all codes and the same head, so validation needs no communication.
+        if (group) s.epoch_loss = group->sum(s.epoch_loss) / group->size();
         const auto [acc, val_loss] = val_codes.size(0) > 0
                                          ? head_accuracy(r.head, val_codes, val_labels, 4096)
                                          : head_accuracy(r.head, codes, labels, 4096);
@@ -130,7 +166,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
             static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
             val_loss, acc, lr_hook->current_lr(),
             static_cast<double>(s.samples_in_epoch) / s.epoch_seconds, s.epoch_seconds));
-        if (on_epoch) {
+        if (on_epoch && main) {
           auto rec = epoch_record("classify", s, lr_hook->current_lr(), t0);
           rec.val_loss = val_loss;
           rec.val_accuracy = acc;
@@ -148,10 +184,12 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
       [&](engine::TrainState& s) { save_state(s); }));
 
   engine::TrainState start;
-  const bool resuming = resume && !state_file.empty() && std::filesystem::exists(state_file);
+  bool resuming = resume && !state_file.empty() && std::filesystem::exists(state_file);
+  if (group) resuming = group->from_main(resuming ? "1" : "0") == "1";
   if (resuming) {
     engine::load_checkpoint(
-        state_file, meta, *r.head, "classify", opt.get(), [&](torch::serialize::InputArchive& a) {
+        state_file, meta, *r.head, "classify", opt.get(),
+        [&](torch::serialize::InputArchive& a) {
           start = engine::read_resume_state(a, device);
           if (start.step > 0) {
             a.read("aefx_classify_perm", perm);
@@ -175,9 +213,13 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
             };
             r.history.push_back({col(0), col(1), col(2), col(3), col(4)});
           }
-        });
+        },
+        group);
     r.head->to(device);
     match_optimizer_state(*opt, device);
+    if (group && !main)
+      torch::manual_seed(dist::rank_seed(seed, group->rank()) +
+                         static_cast<uint64_t>(start.global_step));
     util::log_info(util::strfmt("classify: resuming from %s at epoch %lld/%lld, step %lld/%lld",
                                 state_file.string().c_str(),
                                 static_cast<long long>(start.epoch + 1),
@@ -190,13 +232,13 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   try {
     trainer.run(
         [&](engine::TrainState& s) {
-          if (s.step == 0)
-            perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(device));
-          auto idx = perm.narrow(0, s.step * batch, batch);
+          if (s.step == 0) perm = epoch_order(n, seed, "classify", s.epoch, device);
+          auto idx = perm.narrow(0, s.step * batch + local_offset, local_batch);
           auto loss = torch::nn::functional::cross_entropy(
               r.head->net->forward(codes.index_select(0, idx)), labels.index_select(0, idx), ce);
           opt->zero_grad();
           loss.backward();
+          if (group) group->average_gradients(r.head->parameters());
           opt->step();
           return engine::StepOutput{loss.detach(), batch};
         },
@@ -216,6 +258,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_state[i]);
   }
   r.head->eval();
+  if (group) group->check_same(dist::fingerprint(r.head->parameters()), "the trained head");
   r.head_seconds = util::now_seconds() - t0;
   return r;
 }
@@ -226,18 +269,25 @@ void classify(engine::RunContext& ctx) {
   auto ae = load_autoencoder(ctx);
   auto [train, val] = load_train_val(cfg);
   util::throw_if_interrupted("during classify while loading the data");
-  metrics::EpochLog epoch_log(ctx.run_dir);
-  const bool pictures = pictures_enabled(cfg);
+  const bool main = ctx.is_main();
+  std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
+  if (main) epoch_log.emplace(ctx.run_dir);
+  const bool pictures = main && pictures_enabled(cfg);
   const auto state_file = ctx.run_dir / kClassifyCheckpoint;
-  epoch_log.begin_stage(
-      "classify",
-      ctx.resume && std::filesystem::exists(state_file) ? std::numeric_limits<int64_t>::max() : 0,
-      {});
-  auto r = train_head(ae, train, val, cfg.classify, ctx.device, state_file, ctx.resume,
-                      [&](const metrics::EpochRecord& rec) {
-                        epoch_log.add(rec);
-                        if (pictures) draw_curves(epoch_log.records(), ctx.run_dir / kCurvesPng);
-                      });
+  if (main) {
+    epoch_log->begin_stage(
+        "classify",
+        ctx.resume && std::filesystem::exists(state_file) ? std::numeric_limits<int64_t>::max() : 0,
+        {});
+  }
+  auto r = train_head(
+      ae, train, val, cfg.classify, ctx.device, state_file, ctx.resume,
+      [&](const metrics::EpochRecord& rec) {
+        epoch_log->add(rec);
+        if (pictures) draw_curves(epoch_log->records(), ctx.run_dir / kCurvesPng);
+      },
+      ctx.group, cfg.seed);
+  if (!main) return;
   const auto classes = static_cast<int64_t>(train.class_names.size());
   engine::save_checkpoint(ctx.run_dir / kHeadFile,
                           {"head", head_architecture(cfg, classes), r.best_epoch}, *r.head);

@@ -16,8 +16,8 @@ namespace aefx::stages {
 
 engine::StageRegistry builtin_stages() {
   engine::StageRegistry r;
-  r.add("pretrain", pretrain, kPretrainCheckpoint);
-  r.add("classify", classify, kClassifyCheckpoint);
+  r.add("pretrain", pretrain, kPretrainCheckpoint, true);
+  r.add("classify", classify, kClassifyCheckpoint, true);
   r.add("evaluate", evaluate);
   r.add("export", export_models);
   return r;
@@ -35,6 +35,53 @@ int64_t fitted_batch(const std::string& stage, const std::string& items, int64_t
                               stage.c_str(), static_cast<long long>(n), items.c_str(),
                               static_cast<long long>(batch), static_cast<long long>(n)));
   return n;
+}
+
+torch::Tensor epoch_order(int64_t n, int64_t seed, const std::string& stage, int64_t epoch,
+                          const torch::Device& device) {
+  const uint64_t salt = std::hash<std::string>{}(stage)&0xffffffULL;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(
+      static_cast<uint64_t>(seed) * 1000003ULL + salt * 65537ULL + static_cast<uint64_t>(epoch));
+  return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+}
+
+int64_t local_batch_size(const std::string& key, int64_t batch, const dist::Group* group) {
+  if (!group) return batch;
+  if (batch % group->size() != 0) {
+    throw std::invalid_argument(util::strfmt(
+        "%s %lld (the global batch, split among the ranks) is not divisible by the world size "
+        "%d",
+        key.c_str(), static_cast<long long>(batch), group->size()));
+  }
+  return batch / group->size();
+}
+
+void sync_from_main(torch::nn::Module& module, dist::Group& group) {
+  auto tensors = module.parameters();
+  for (const auto& b : module.buffers()) tensors.push_back(b);
+  group.broadcast(tensors);
+}
+
+void average_batch_norm_statistics(torch::nn::Module& module, dist::Group& group) {
+  std::vector<torch::Tensor> stats;
+  for (const auto& m : module.modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      stats.push_back(bn->running_mean);
+      stats.push_back(bn->running_var);
+    }
+  }
+  group.all_reduce(stats, true);
+}
+
+bool decided_by_main(const engine::RunContext& ctx, bool value) {
+  if (!ctx.group) return value;
+  return ctx.group->from_main(value ? "1" : "0") == "1";
+}
+
+void reseed_after_resume(const engine::RunContext& ctx, int64_t global_step) {
+  if (ctx.is_main()) return;
+  torch::manual_seed(dist::rank_seed(ctx.config.seed, ctx.group->rank()) +
+                     static_cast<uint64_t>(global_step));
 }
 
 void to_channels_last(torch::nn::Module& module) {
@@ -70,7 +117,7 @@ models::Autoencoder load_autoencoder(const engine::RunContext& ctx) {
   models::Autoencoder ae(ctx.config.model);
   engine::load_checkpoint(ctx.run_dir / kAutoencoderFile,
                           {"autoencoder", models::describe_architecture(ctx.config.model)}, *ae,
-                          "pretrain");
+                          "pretrain", nullptr, nullptr, ctx.group);
   ae->to(ctx.device);
   to_channels_last(*ae);
   return ae;

@@ -1,6 +1,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "aefx/engine/checkpoint.h"
 #include "aefx/engine/trainer.h"
@@ -14,20 +15,23 @@
 namespace aefx::stages {
 namespace {
 
-/// Reconstruction MSE of uncorrupted images, in [0, 1] pixel units.
+/// Reconstruction MSE of uncorrupted images, in [0, 1] pixel units. In a group each rank
+/// reconstructs its shard of the images and the squared errors are summed over the ranks.
 double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, int64_t batch,
-                          const torch::Device& device) {
+                          const torch::Device& device, dist::Group* group) {
   torch::NoGradGuard no_grad;
   ae->eval();
   torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
-  const int64_t n = images.size(0);
-  for (int64_t i = 0; i < n; i += batch) {
+  const auto [begin, n] = group ? dist::shard(images.size(0), group->rank(), group->size())
+                                : std::make_pair(int64_t{0}, images.size(0));
+  for (int64_t i = begin; i < n; i += batch) {
     auto x = data::to_float(images.narrow(0, i, std::min(batch, n - i)), device);
     auto recon = ae->denormalize(ae->forward(ae->normalize(x))).clamp(0, 1);
     sum += (recon - x).pow(2).sum().to(torch::kDouble);
   }
   ae->train();
-  return sum.item<double>() / static_cast<double>(images.numel());
+  const double total = group ? group->sum(sum.item<double>()) : sum.item<double>();
+  return total / static_cast<double>(images.numel());
 }
 
 /// Images whose activations set the BatchNorm statistics of an untrained (epochs 0) encoder.
@@ -36,8 +40,8 @@ constexpr int64_t kCalibrationImages = 5000;
 }  // namespace
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
-                       const torch::Device& device)
-    : cfg_(cfg.pretrain), ae_(cfg.model, train.images.size(1)) {
+                       const torch::Device& device, dist::Group* group)
+    : cfg_(cfg.pretrain), ae_(cfg.model, train.images.size(1)), group_(group) {
   auto [mean, std] = data::channel_stats(train.images);
   ae_->set_normalization(mean, std);
   ae_->to(device);
@@ -47,6 +51,7 @@ Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
   // there.
   images_ = train.images.to(device);
   opt_ = engine::make_optimizer(cfg_.optimizer, ae_->parameters(), cfg_.lr, cfg_.weight_decay);
+  if (group_) sync_from_main(*ae_, *group_);
 }
 
 torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
@@ -57,6 +62,7 @@ torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
   auto loss = torch::mse_loss(ae_->forward(input), target);
   opt_->zero_grad();
   loss.backward();
+  if (group_) group_->average_gradients(ae_->parameters());
   opt_->step();
   return loss.detach();
 }
@@ -119,30 +125,42 @@ void pretrain(engine::RunContext& ctx) {
   const int64_t n = train.size();
   const int64_t batch = fitted_batch("pretrain", "training images", n, p.batch_size);
   const int64_t steps = n / batch;
-  util::log_info(
-      util::strfmt("pretrain: %lld train / %lld val images, batch %lld, %lld steps/epoch",
-                   static_cast<long long>(n), static_cast<long long>(val.size()),
-                   static_cast<long long>(batch), static_cast<long long>(steps)));
+  // Each rank trains on its slice of every global batch.
+  const int64_t local_batch = local_batch_size("pretrain.batch_size", batch, ctx.group);
+  const int64_t local_offset = ctx.group ? ctx.group->rank() * local_batch : 0;
+  util::log_info(util::strfmt(
+      "pretrain: %lld train / %lld val images, batch %lld%s, %lld steps/epoch",
+      static_cast<long long>(n), static_cast<long long>(val.size()), static_cast<long long>(batch),
+      ctx.group ? util::strfmt(" (%lld per rank x %d ranks)", static_cast<long long>(local_batch),
+                               ctx.group->size())
+                      .c_str()
+                : "",
+      static_cast<long long>(steps)));
 
-  Pretrainer pt(cfg, train, ctx.device);
+  Pretrainer pt(cfg, train, ctx.device, ctx.group);
   auto& ae = pt.model();
   auto& opt = pt.optimizer();
   const auto run_dir = ctx.run_dir;
   const auto state_file = run_dir / kPretrainCheckpoint;
-  std::filesystem::create_directories(run_dir / "checkpoints");
+  const bool main = ctx.is_main();
+  if (main) std::filesystem::create_directories(run_dir / "checkpoints");
   const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
   std::vector<PretrainEpoch> history;
   double last_mse = 0, train_seconds = 0;
-  metrics::EpochLog epoch_log(run_dir);
-  const bool pictures = pictures_enabled(cfg);
+  std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
+  if (main) epoch_log.emplace(run_dir);
+  const bool pictures = main && pictures_enabled(cfg);
   // The pictured images: validation images when there are some, else training images.
   const data::Dataset& shown = val.size() > 0 ? val : train;
   auto val_mse = [&] {
-    return val.size() > 0 ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device)
-                          : 0.0;
+    return val.size() > 0
+               ? reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device, ctx.group)
+               : 0.0;
   };
   if (p.epochs > 0) {
     engine::Trainer trainer("pretrain", p.epochs, steps);
+    if (ctx.group)
+      trainer.set_agreement([g = ctx.group](int sig, bool bad) { return g->agree(sig, bad); });
     auto lr_hook = std::make_shared<engine::LrScheduleHook>(
         opt, p.schedule, p.lr, p.epochs * steps, static_cast<int64_t>(p.warmup_epochs * steps));
     trainer.add_hook(lr_hook);
@@ -152,6 +170,7 @@ void pretrain(engine::RunContext& ctx) {
     // The resumable state: weights, optimizer, loop position, RNG, this epoch's permutation and
     // the history so far. Written after every epoch and when a signal stops the loop.
     auto save_state = [&](const engine::TrainState& s) {
+      if (!main) return;
       auto m = meta;
       m.epoch = s.epoch;  // epochs completed
       engine::save_checkpoint(state_file, m, *ae, &opt, [&](torch::serialize::OutputArchive& a) {
@@ -165,6 +184,10 @@ void pretrain(engine::RunContext& ctx) {
     trainer.add_hook(std::make_shared<engine::EpochHook>(
         [&](engine::TrainState& s) {
           train_seconds += s.epoch_seconds;
+          if (ctx.group) {
+            s.epoch_loss = ctx.group->sum(s.epoch_loss) / ctx.group->size();
+            average_batch_norm_statistics(*ae, *ctx.group);
+          }
           last_mse = val_mse();
           const double ips = static_cast<double>(s.samples_in_epoch) / s.epoch_seconds;
           util::log_info(util::strfmt(
@@ -179,9 +202,9 @@ void pretrain(engine::RunContext& ctx) {
             rec.val_mse = last_mse;
             rec.val_psnr = metrics::psnr(last_mse);
           }
-          epoch_log.add(rec);
+          if (main) epoch_log->add(rec);
           if (pictures) {
-            draw_curves(epoch_log.records(), run_dir / kCurvesPng);
+            draw_curves(epoch_log->records(), run_dir / kCurvesPng);
             if ((s.epoch + 1) % cfg.report.reconstruction_every == 0 && s.epoch + 1 < s.epochs)
               draw_reconstructions(ae, shown, ctx.device, run_dir / kReconstructionsPng,
                                    util::strfmt("reconstructions after epoch %lld/%lld",
@@ -193,41 +216,43 @@ void pretrain(engine::RunContext& ctx) {
         [&](engine::TrainState& s) { save_state(s); }));
 
     engine::TrainState start;
-    const bool resuming = ctx.resume && std::filesystem::exists(state_file);
+    const bool resuming = decided_by_main(ctx, ctx.resume && std::filesystem::exists(state_file));
     if (resuming) {
-      engine::load_checkpoint(state_file, meta, *ae, "pretrain", &opt,
-                              [&](torch::serialize::InputArchive& a) {
-                                start = engine::read_resume_state(a, ctx.device);
-                                if (start.step > 0) {
-                                  a.read("aefx_pretrain_perm", perm);
-                                  perm = perm.to(ctx.device);
-                                }
-                                torch::Tensor h;
-                                a.read("aefx_pretrain_history", h);
-                                history = history_from(h);
-                                c10::IValue secs, mse;
-                                a.read("aefx_pretrain_train_seconds", secs);
-                                a.read("aefx_pretrain_last_mse", mse);
-                                train_seconds = secs.toDouble();
-                                last_mse = mse.toDouble();
-                              });
+      engine::load_checkpoint(
+          state_file, meta, *ae, "pretrain", &opt,
+          [&](torch::serialize::InputArchive& a) {
+            start = engine::read_resume_state(a, ctx.device);
+            if (start.step > 0) {
+              a.read("aefx_pretrain_perm", perm);
+              perm = perm.to(ctx.device);
+            }
+            torch::Tensor h;
+            a.read("aefx_pretrain_history", h);
+            history = history_from(h);
+            c10::IValue secs, mse;
+            a.read("aefx_pretrain_train_seconds", secs);
+            a.read("aefx_pretrain_last_mse", mse);
+            train_seconds = secs.toDouble();
+            last_mse = mse.toDouble();
+          },
+          ctx.group);
       ae->to(ctx.device);
       to_channels_last(*ae);
       match_optimizer_state(opt, ctx.device);
+      reseed_after_resume(ctx, start.global_step);
       util::log_info(
           util::strfmt("pretrain: resuming from %s at epoch %lld/%lld, step %lld/%lld",
                        state_file.string().c_str(), static_cast<long long>(start.epoch + 1),
                        static_cast<long long>(p.epochs), static_cast<long long>(start.step),
                        static_cast<long long>(steps)));
     }
-    epoch_log.begin_stage("pretrain", resuming ? start.epoch : 0, {"classify"});
+    if (main) epoch_log->begin_stage("pretrain", resuming ? start.epoch : 0, {"classify"});
     try {
       trainer.run(
           [&](engine::TrainState& s) {
-            if (s.step == 0)
-              perm =
-                  torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
-            return engine::StepOutput{pt.step(perm.narrow(0, s.step * batch, batch)), batch};
+            if (s.step == 0) perm = epoch_order(n, cfg.seed, "pretrain", s.epoch, ctx.device);
+            return engine::StepOutput{
+                pt.step(perm.narrow(0, s.step * batch + local_offset, local_batch)), batch};
           },
           resuming ? &start : nullptr);
     } catch (const engine::NonFiniteLoss& e) {
@@ -250,7 +275,9 @@ void pretrain(engine::RunContext& ctx) {
         static_cast<long long>(std::min(kCalibrationImages, n)), metrics::psnr(last_mse)));
   }
 
-  if (p.epochs == 0) epoch_log.begin_stage("pretrain", 0, {"classify"});
+  if (ctx.group) ctx.group->check_same(dist::fingerprint(ae->parameters()), "the trained weights");
+  if (!main) return;
+  if (p.epochs == 0) epoch_log->begin_stage("pretrain", 0, {"classify"});
   auto m = meta;
   m.epoch = p.epochs;
   engine::save_checkpoint(run_dir / kAutoencoderFile, m, *ae);
@@ -261,7 +288,7 @@ void pretrain(engine::RunContext& ctx) {
                                                      static_cast<long long>(p.epochs))
                                       : std::string("reconstructions of the untrained "
                                                     "autoencoder (pretrain.epochs 0)"));
-    draw_curves(epoch_log.records(), run_dir / kCurvesPng);
+    draw_curves(epoch_log->records(), run_dir / kCurvesPng);
   }
   int64_t params = 0;
   for (const auto& t : ae->parameters()) params += t.numel();

@@ -1,6 +1,7 @@
 #include "aefx/util/fs.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,6 +66,16 @@ std::string read_text(const fs::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void remove_tree(const fs::path& path) {
+  ::nftw(
+      path.c_str(),
+      [](const char* file, const struct stat*, int, struct FTW*) {
+        ::remove(file);
+        return 0;
+      },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 void require_file(const fs::path& path, const std::string& written_by) {

@@ -13,6 +13,7 @@ namespace {
 struct LogState {
   std::mutex mu;
   LogLevel level = LogLevel::kInfo;
+  std::string prefix;  ///< before every stderr line
   std::ofstream file;
   bool status_shown = false;
 };
@@ -33,7 +34,7 @@ void emit(LogLevel level, const std::string& prefix, const std::string& line) {
   std::lock_guard<std::mutex> lock(s.mu);
   if (s.level >= level) {
     clear_status(s);
-    std::cerr << prefix << line << std::endl;
+    std::cerr << s.prefix << prefix << line << std::endl;
   }
   if (s.file.is_open() && level <= LogLevel::kInfo) s.file << prefix << line << std::endl;
 }
@@ -42,6 +43,8 @@ void emit(LogLevel level, const std::string& prefix, const std::string& line) {
 
 void set_log_level(LogLevel level) { state().level = level; }
 LogLevel log_level() { return state().level; }
+void set_log_prefix(const std::string& prefix) { state().prefix = prefix; }
+const std::string& log_prefix() { return state().prefix; }
 
 void set_log_file(const std::filesystem::path& path) {
   auto& s = state();

@@ -93,6 +93,11 @@ std::vector<std::pair<std::string, std::string>> environment_info() {
                     "built without OpenCV (AEFX_WITH_OPENCV=OFF): no image folders, "
                     "no pictures");
 #endif
+  std::string backends = std::string(AEFX_HAVE_GLOO ? "gloo (CPU)" : "") +
+                         (AEFX_HAVE_GLOO && AEFX_HAVE_NCCL ? ", " : "") +
+                         (AEFX_HAVE_NCCL ? "nccl (CUDA)" : "");
+  info.emplace_back("distributed",
+                    backends.empty() ? "no backend (built without Gloo and NCCL)" : backends);
   const std::string blas = loaded_blas();
   info.emplace_back("BLAS", blas.empty() ? "none loaded" : blas);
   const std::string torch_blas = torch_config_value("BLAS_INFO");

@@ -139,6 +139,45 @@ TEST(Trainer, InterruptSavesThePositionAndResumeContinuesExactly) {
   EXPECT_EQ(losses, all->epoch_losses);  // the interrupted epoch's mean includes both parts
 }
 
+TEST(Trainer, AgreementStopsEveryRankAfterTheSameStep) {
+  // What the other ranks report: a signal after global step 5, a NaN after step 9.
+  auto group = [](int signal, bool bad, int64_t step) {
+    return std::make_pair(step == 5 ? SIGTERM : signal, bad || step == 9);
+  };
+  int64_t steps_done = 0;
+  auto constant = [&](TrainState&) {
+    ++steps_done;
+    return StepOutput{torch::tensor(0.5), 1};
+  };
+  Trainer t("test", 3, 4);
+  auto pos = std::make_shared<Positions>();
+  t.add_hook(pos);
+  t.set_agreement([&](int signal, bool bad) { return group(signal, bad, steps_done); });
+  try {
+    t.run(constant);
+    FAIL() << "expected Interrupted";
+  } catch (const util::Interrupted& e) {
+    // This rank had no signal of its own: it stops with the group's, after the same step.
+    EXPECT_EQ(e.signal(), SIGTERM);
+    EXPECT_EQ(pos->saved.global_step, 5);
+  }
+  util::set_interrupt_signal(0);
+
+  Trainer u("test", 3, 4);
+  u.set_agreement(
+      [&](int signal, bool bad) { return std::make_pair(signal, bad || steps_done == 9); });
+  steps_done = 0;
+  try {
+    u.run(constant);
+    FAIL() << "expected NonFiniteLoss";
+  } catch (const NonFiniteLoss& e) {
+    EXPECT_NE(std::string(e.what()).find("test: another rank's training loss is NaN or infinite "
+                                         "at epoch 3/3, step 1/4"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Schedule, WarmupCosineAndConstant) {
   EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 0, 100, 10), 0.1);
   EXPECT_DOUBLE_EQ(scheduled_lr("cosine", 1.0, 9, 100, 10), 1.0);

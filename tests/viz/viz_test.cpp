@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -19,31 +18,14 @@
 #include <opencv2/imgcodecs.hpp>
 #endif
 
+#include "test_util.h"
+
 namespace aefx::viz {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh folder under the system temp dir, removed with everything in it at the end.
-class ScratchDir {
- public:
-  ScratchDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("aefx_viz_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using ScratchDir = testing::TempDir;  // a fresh folder, removed with its contents
 
 // The message of the E that f throws, or a marker when it throws nothing.
 template <class E, class F>

@@ -78,6 +78,13 @@ struct ReportConfig {
   int64_t latent_points = 5000;      ///< test codes drawn in latents.png (all go into the PCA)
 };
 
+/// Data-parallel training over several processes (see README, "Several processes and machines").
+/// Used only when aefx runs under torchrun's variables (RANK, WORLD_SIZE, ...) or `aefx launch`.
+struct DistributedConfig {
+  std::string backend = "auto";  ///< auto (nccl on CUDA, else gloo) | gloo | nccl
+  double timeout = 300;          ///< seconds a rank waits for the others before it gives up
+};
+
 /// A whole run.
 struct Config {
   std::string name = "run";
@@ -93,6 +100,7 @@ struct Config {
   EvaluateConfig evaluate;
   ExportConfig export_;  ///< YAML key "export" (a C++ keyword)
   ReportConfig report;
+  DistributedConfig distributed;
 };
 
 /// The stage names a config may list, in pipeline order.

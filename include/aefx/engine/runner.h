@@ -10,16 +10,22 @@
 #include <vector>
 
 #include "aefx/config/config.h"
+#include "aefx/dist/dist.h"
 
 namespace aefx::engine {
 
 /// What a stage gets: the validated config, its run folder and the device to use. With
-/// `resume`, a stage that finds its resumable state in the run folder continues from it.
+/// `resume`, a stage that finds its resumable state in the run folder continues from it. With
+/// a `group` (several processes), a distributed stage trains data-parallel; only rank 0 writes
+/// into the run folder, and the other ranks get what they read from it through the group.
 struct RunContext {
   config::Config config;
   std::filesystem::path run_dir;
   torch::Device device = torch::kCPU;
   bool resume = false;
+  dist::Group* group = nullptr;
+  /// Rank 0, or the only process: the one that writes files and prints progress.
+  bool is_main() const { return group == nullptr || group->is_main(); }
 };
 
 using StageFn = std::function<void(RunContext&)>;
@@ -28,16 +34,20 @@ using StageFn = std::function<void(RunContext&)>;
 /// resumable state, if it has one.
 class StageRegistry {
  public:
-  void add(const std::string& name, StageFn fn, std::string state_file = "");
+  /// A `distributed` stage runs on every rank of a group; the others on rank 0 alone.
+  void add(const std::string& name, StageFn fn, std::string state_file = "",
+           bool distributed = false);
   bool contains(const std::string& name) const;
   const StageFn& get(const std::string& name) const;
   /// "" when the stage keeps no resumable state (it reruns from its start).
   const std::string& state_file(const std::string& name) const;
+  bool distributed(const std::string& name) const;
 
  private:
   struct Entry {
     StageFn fn;
     std::string state_file;
+    bool distributed = false;
   };
   std::map<std::string, Entry> stages_;
 };
@@ -50,6 +60,8 @@ struct RunOptions {
   bool resume = false;
   /// Start over even when the folder holds a stage's unfinished, resumable work.
   bool restart = false;
+  /// torchrun's variables: when enabled, join that group (dist::Group) and train data-parallel.
+  dist::Env dist;
 };
 
 /// Which stages of the run folder completed and which one stopped (and why), kept up to date
@@ -81,6 +93,11 @@ std::filesystem::path run_dir_for(const config::Config& cfg);
 
 /// Prepares the run (threads, seed, device, a writable run folder with the resolved config
 /// and log.txt), runs `stages` in order and writes run.json. Returns per-stage wall seconds.
+/// In a group (options.dist), rank 0 does all that and tells the others which stages to run
+/// and whether to resume them; they run only the distributed stages (pretrain, classify) and
+/// write nothing. CPU threads default to the cores divided among the processes of a machine,
+/// and device cuda / auto means cuda:LOCAL_RANK. A resumed run must have the world size that
+/// started it.
 /// Throws std::invalid_argument before any work when the folder holds a stage's unfinished,
 /// resumable work and neither `resume` nor `restart` is set, or when `resume` finds nothing to
 /// resume or another config. A signal ends it with util::Interrupted saying where the

@@ -82,6 +82,12 @@ class Trainer {
   /// `name` (e.g. "pretrain") names the loop in errors.
   Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch);
   void add_hook(std::shared_ptr<Hook> hook);
+  /// What the ranks of a group agree on after every step: given this rank's pending signal (0
+  /// for none) and whether its step's loss is non-finite, returns the group's signal (the
+  /// largest) and whether any rank's loss is non-finite. With it, every rank stops after the
+  /// same step, for a signal or a NaN loss on any rank; losses are then checked every step.
+  using Agreement = std::function<std::pair<int, bool>(int signal, bool non_finite)>;
+  void set_agreement(Agreement agreement) { agreement_ = std::move(agreement); }
   /// Runs from the start, or from `resume` (epoch, step, global_step, samples_in_epoch,
   /// epoch_losses and epoch_seconds of a saved TrainState). Throws whatever the step or a hook
   /// throws, after calling after_train on every hook.
@@ -92,6 +98,7 @@ class Trainer {
   std::string name_;
   int64_t epochs_, steps_per_epoch_;
   std::vector<std::shared_ptr<Hook>> hooks_;
+  Agreement agreement_;
 };
 
 /// Learning rate at `step` of `total` with linear warmup over `warmup` steps, then cosine

@@ -63,7 +63,10 @@ models::Head load_head(const engine::RunContext& ctx, int64_t classes);
 /// training images held on the device as uint8.
 class Pretrainer {
  public:
-  Pretrainer(const config::Config& cfg, const data::Dataset& train, const torch::Device& device);
+  /// In a `group`, the weights start as rank 0's and every step averages the gradients over
+  /// the ranks before the optimizer step.
+  Pretrainer(const config::Config& cfg, const data::Dataset& train, const torch::Device& device,
+             dist::Group* group = nullptr);
   /// One optimisation step on the training images at `indices` (a long tensor on the device):
   /// gather, augment, corrupt, reconstruct, MSE, backward, optimizer step. Returns the loss,
   /// detached and not synchronised.
@@ -80,6 +83,7 @@ class Pretrainer {
   models::Autoencoder ae_;
   torch::Tensor images_;
   std::unique_ptr<torch::optim::Optimizer> opt_;
+  dist::Group* group_ = nullptr;
 };
 
 /// Freezes the autoencoder for feature extraction: no gradients, eval mode (BatchNorm
@@ -116,10 +120,13 @@ using EpochCallback = std::function<void(const metrics::EpochRecord&)>;
 /// trains the head on them (fit_head, with `state_file` and `resume`), keeping the epoch with
 /// the best validation accuracy. `ae` is only read: its parameters and buffers are bit-identical
 /// afterwards.
+/// In a `group`, each rank computes the codes of its shard of the images and all ranks gather
+/// them; the head then trains data-parallel (fit_head). Only rank 0 writes `state_file`.
 HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const data::Dataset& val,
                       const config::ClassifyConfig& cfg, const torch::Device& device,
                       const std::filesystem::path& state_file = {}, bool resume = false,
-                      const EpochCallback& on_epoch = nullptr);
+                      const EpochCallback& on_epoch = nullptr, dist::Group* group = nullptr,
+                      int64_t seed = 0);
 
 /// Trains a head on cached codes (N x D, rows matching `labels`): standardises them with their
 /// own mean/std (stored in the head), then runs cfg.epochs epochs and keeps the epoch with the
@@ -128,11 +135,15 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
 /// its resumable state (head, optimizer, loop position, RNG, best epoch so far) is written there
 /// after every epoch and when a signal stops it; with `resume`, it continues from that file when
 /// it exists.
+/// Each epoch visits the codes in epoch_order(seed). In a `group` (every rank holding all codes),
+/// rank r trains on its slice of each global batch (classify.batch_size), the gradients are
+/// averaged over the ranks, and the ranks keep identical heads; only rank 0 writes.
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
                     int64_t classes, const torch::Device& device,
                     const std::filesystem::path& state_file = {}, bool resume = false,
-                    const EpochCallback& on_epoch = nullptr);
+                    const EpochCallback& on_epoch = nullptr, dist::Group* group = nullptr,
+                    int64_t seed = 0);
 
 /// The figures every training epoch has: stage, epoch n/N, mean loss, `lr`, images/s, the
 /// epoch's seconds, and the wall seconds since `stage_start` (util::now_seconds()).
@@ -174,6 +185,33 @@ std::string head_architecture(const config::Config& cfg, int64_t classes);
 /// The batch size for `n` items ("training images", "codes"): `batch`, or `n` when there are
 /// fewer, then with a warning naming `stage`.
 int64_t fitted_batch(const std::string& stage, const std::string& items, int64_t n, int64_t batch);
+
+/// The order in which epoch `epoch` of `stage` visits `n` items: a permutation drawn from its
+/// own generator seeded by (seed, stage, epoch), so every rank of a group draws the same one
+/// and a resumed run redraws it.
+torch::Tensor epoch_order(int64_t n, int64_t seed, const std::string& stage, int64_t epoch,
+                          const torch::Device& device);
+
+/// The per-rank share of the global batch `batch` (config key `key`): batch / world size.
+/// Throws std::invalid_argument naming the key when it does not divide evenly.
+int64_t local_batch_size(const std::string& key, int64_t batch, const dist::Group* group);
+
+/// Copies rank 0's parameters and buffers of `module` to every rank.
+void sync_from_main(torch::nn::Module& module, dist::Group& group);
+
+/// Averages the BatchNorm running statistics of `module` over the ranks. BatchNorm normalises
+/// each rank's batch with that batch's statistics (per-rank BatchNorm, as PyTorch's DDP does);
+/// the running statistics that evaluation uses are averaged after every epoch so that all ranks
+/// (and the saved model) hold the same ones.
+void average_batch_norm_statistics(torch::nn::Module& module, dist::Group& group);
+
+/// Rank 0's `value` on every rank (a decision that depends on rank 0's run folder); `value`
+/// itself without a group.
+bool decided_by_main(const engine::RunContext& ctx, bool value);
+
+/// After a resume restored rank 0's random generators on every rank: gives each other rank its
+/// own stream again (seeded by seed, rank and the global step).
+void reseed_after_resume(const engine::RunContext& ctx, int64_t global_step);
 
 /// Puts every 4-D parameter and buffer of `module` in channels-last layout.
 void to_channels_last(torch::nn::Module& module);

@@ -20,6 +20,11 @@ void atomic_write_text(const fs::path& path, const std::string& content);
 /// Reads a whole file; throws std::runtime_error naming it when it cannot be read.
 std::string read_text(const fs::path& path);
 
+/// Removes `path` and everything under it, if it exists; errors are ignored (a scratch folder).
+/// Not std::filesystem::remove_all: pip's LibTorch 2.x exports its own copy of that function,
+/// built for another ABI, which crashes when a program linked against it calls it.
+void remove_tree(const fs::path& path);
+
 /// Throws std::runtime_error saying which stage writes `path` when it does not exist.
 void require_file(const fs::path& path, const std::string& written_by);
 

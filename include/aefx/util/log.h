@@ -11,6 +11,9 @@ enum class LogLevel { kQuiet = 0, kInfo = 1, kDebug = 2 };
 /// Sets how much is printed to stderr (the log file always gets info and above).
 void set_log_level(LogLevel level);
 LogLevel log_level();
+/// Puts `prefix` (e.g. "rank 1: ") before every line printed to stderr from now on.
+void set_log_prefix(const std::string& prefix);
+const std::string& log_prefix();
 
 /// Appends every later line to `path` too (pass an empty path to stop).
 void set_log_file(const std::filesystem::path& path);
