@@ -169,8 +169,11 @@ Group::Group(const Env& env, const std::string& backend, const torch::Device& de
     if (backend_ == "nccl") {
       // Blocking waits: Work::wait then fails after the timeout instead of leaving a dead
       // peer's collective queued on the GPU stream (unless the user chose otherwise).
+#if TORCH_VERSION_MAJOR >= 2
       setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+#else
       setenv("NCCL_BLOCKING_WAIT", "1", 0);
+#endif
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout;
       impl_->pg =
