@@ -174,20 +174,45 @@ struct PlannedStage {
   bool resume = false;
 };
 
-std::string encode_plan(const std::vector<PlannedStage>& plan) {
+/// The plan and rank 0's resolved config, as rank 0 sends them to the other ranks.
+constexpr const char* kConfigMark = "== config\n";
+
+std::string encode_plan(const std::vector<PlannedStage>& plan, const config::Config& cfg) {
   std::string s;
   for (const auto& st : plan) s += st.name + (st.resume ? " 1\n" : " 0\n");
-  return s;
+  return s + kConfigMark + config::to_yaml(cfg);
+}
+
+/// Every rank must train the same model the same way; what may differ between ranks (paths on
+/// their machine, threads, device index, pictures) is left out.
+void check_same_as_main(const config::Config& mine, const config::Config& main, int rank) {
+  std::string diffs;
+  for (const auto& key : config::known_keys()) {
+    if (key == "threads" || key == "device" || key == "data.root" || key == "output_dir" ||
+        key == "stages" || key.rfind("report.", 0) == 0)
+      continue;
+    const auto a = config::get_value(main, key), b = config::get_value(mine, key);
+    if (a != b)
+      diffs += (diffs.empty() ? "" : ", ") + key + " (rank 0: " + a + ", here: " + b + ")";
+  }
+  if (!diffs.empty())
+    throw std::invalid_argument(util::strfmt("rank %d: the config differs from rank 0's: ", rank) +
+                                diffs + "; start every rank with the same config and --set");
 }
 
 /// The non-zero ranks: run the distributed stages rank 0 planned, write nothing.
 std::vector<std::pair<std::string, double>> run_as_worker(RunContext& ctx,
                                                           const StageRegistry& registry) {
   auto& group = *ctx.group;
-  const std::string plan = group.from_main("");
-  if (plan.rfind("!", 0) == 0)
-    throw std::invalid_argument("rank 0 did not start the run: " + plan.substr(1));
-  std::istringstream in(plan);
+  const std::string message = group.from_main("");
+  if (message.rfind("!", 0) == 0)
+    throw std::invalid_argument("rank 0 did not start the run: " + message.substr(1));
+  const auto mark = message.find(kConfigMark);
+  check_same_as_main(ctx.config,
+                     config::parse_config(message.substr(mark + std::string(kConfigMark).size()),
+                                          {}, "rank 0's config"),
+                     group.rank());
+  std::istringstream in(message.substr(0, mark));
   std::vector<std::pair<std::string, double>> times;
   for (std::string name; in >> name;) {
     int resume = 0;
@@ -293,7 +318,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
     if (group) group->from_main(std::string("!") + e.what());
     throw;
   }
-  if (group) group->from_main(encode_plan(plan));
+  if (group) group->from_main(encode_plan(plan, cfg));
   progress.world_size = env.world_size;
   util::atomic_write_text(ctx.run_dir / "config.yaml", config::to_yaml(cfg));
   util::set_log_file(ctx.run_dir / "log.txt");

@@ -145,6 +145,32 @@ TEST_F(Launch, ARankWithoutItsPeersGivesUpAfterTheTimeout) {
   EXPECT_NE(out.find("distributed.timeout = 3 s"), std::string::npos) << out;
 }
 
+TEST_F(Launch, RanksStartedWithDifferentConfigsAreRefused) {
+  const std::string vars =
+      "env WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_port()) +
+      " ";
+  // Rank 1 with another learning rate and its own (allowed to differ) threads.
+  testing::Child rank1(
+      vars + "RANK=1 " +
+      aefx("run " + config_ + kSets + " --set name=mixed --set pretrain.lr=0.01 --set threads=2"));
+  std::string out;
+  EXPECT_EQ(
+      testing::run_command(
+          vars + "RANK=0 " + aefx("run " + config_ + kSets + " --set name=mixed --quiet"), &out),
+      1)
+      << out;
+  EXPECT_EQ(rank1.wait(), 2) << rank1.output();
+  EXPECT_NE(rank1.output().find("aefx: rank 1: the config differs from rank 0's: pretrain.lr "
+                                "(rank 0: 0.003, here: 0.01); start every rank with the same "
+                                "config"),
+            std::string::npos)
+      << rank1.output();
+  EXPECT_EQ(rank1.output().find("threads"), std::string::npos) << rank1.output();
+  // Rank 0 learns it when rank 1 leaves, before any training.
+  EXPECT_NE(out.find("starting stage pretrain"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(run("mixed") / "pretrain.json"));
+}
+
 TEST_F(Launch, InterruptedGroupResumesWithTheSameWorldSizeOnly) {
   const std::string sets = kSets +
                            " --set pretrain.epochs=100 --set name=resumed "
