@@ -185,7 +185,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
 
   engine::TrainState start;
   bool resuming = resume && !state_file.empty() && std::filesystem::exists(state_file);
-  if (group) resuming = group->from_main(resuming ? "1" : "0") == "1";
+  resuming = decided_by_main(group, resuming);
   if (resuming) {
     engine::load_checkpoint(
         state_file, meta, *r.head, "classify", opt.get(),
@@ -217,9 +217,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
         group);
     r.head->to(device);
     match_optimizer_state(*opt, device);
-    if (group && !main)
-      torch::manual_seed(dist::rank_seed(seed, group->rank()) +
-                         static_cast<uint64_t>(start.global_step));
+    reseed_after_resume(group, seed, start.global_step);
     util::log_info(util::strfmt("classify: resuming from %s at epoch %lld/%lld, step %lld/%lld",
                                 state_file.string().c_str(),
                                 static_cast<long long>(start.epoch + 1),

@@ -73,15 +73,14 @@ void average_batch_norm_statistics(torch::nn::Module& module, dist::Group& group
   group.all_reduce(stats, true);
 }
 
-bool decided_by_main(const engine::RunContext& ctx, bool value) {
-  if (!ctx.group) return value;
-  return ctx.group->from_main(value ? "1" : "0") == "1";
+bool decided_by_main(dist::Group* group, bool value) {
+  if (!group) return value;
+  return group->from_main(value ? "1" : "0") == "1";
 }
 
-void reseed_after_resume(const engine::RunContext& ctx, int64_t global_step) {
-  if (ctx.is_main()) return;
-  torch::manual_seed(dist::rank_seed(ctx.config.seed, ctx.group->rank()) +
-                     static_cast<uint64_t>(global_step));
+void reseed_after_resume(dist::Group* group, int64_t seed, int64_t global_step) {
+  if (!group || group->is_main()) return;
+  torch::manual_seed(dist::rank_seed(seed, group->rank()) + static_cast<uint64_t>(global_step));
 }
 
 void to_channels_last(torch::nn::Module& module) {

@@ -216,7 +216,8 @@ void pretrain(engine::RunContext& ctx) {
         [&](engine::TrainState& s) { save_state(s); }));
 
     engine::TrainState start;
-    const bool resuming = decided_by_main(ctx, ctx.resume && std::filesystem::exists(state_file));
+    const bool resuming =
+        decided_by_main(ctx.group, ctx.resume && std::filesystem::exists(state_file));
     if (resuming) {
       engine::load_checkpoint(
           state_file, meta, *ae, "pretrain", &opt,
@@ -239,7 +240,7 @@ void pretrain(engine::RunContext& ctx) {
       ae->to(ctx.device);
       to_channels_last(*ae);
       match_optimizer_state(opt, ctx.device);
-      reseed_after_resume(ctx, start.global_step);
+      reseed_after_resume(ctx.group, cfg.seed, start.global_step);
       util::log_info(
           util::strfmt("pretrain: resuming from %s at epoch %lld/%lld, step %lld/%lld",
                        state_file.string().c_str(), static_cast<long long>(start.epoch + 1),

@@ -207,11 +207,11 @@ void average_batch_norm_statistics(torch::nn::Module& module, dist::Group& group
 
 /// Rank 0's `value` on every rank (a decision that depends on rank 0's run folder); `value`
 /// itself without a group.
-bool decided_by_main(const engine::RunContext& ctx, bool value);
+bool decided_by_main(dist::Group* group, bool value);
 
 /// After a resume restored rank 0's random generators on every rank: gives each other rank its
-/// own stream again (seeded by seed, rank and the global step).
-void reseed_after_resume(const engine::RunContext& ctx, int64_t global_step);
+/// own stream again (seeded by seed, rank and the global step). Nothing without a group.
+void reseed_after_resume(dist::Group* group, int64_t seed, int64_t global_step);
 
 /// Puts every 4-D parameter and buffer of `module` in channels-last layout.
 void to_channels_last(torch::nn::Module& module);
