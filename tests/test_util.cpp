@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
+#include <zlib.h>
 
 #include "aefx/config/config.h"
 #include "aefx/data/dataset.h"
@@ -62,6 +63,46 @@ std::pair<torch::Tensor, torch::Tensor> synthetic_images(int64_t n, int64_t clas
       0.5;
   auto img = 0.15 + blob * color + 0.05 * torch::randn({n, 3, size, size}, gen, torch::kFloat);
   return {img.clamp(0, 1).mul(255).round().to(torch::kUInt8), labels};
+}
+
+std::string idx_bytes(const torch::Tensor& values) {
+  std::string out{'\0', '\0', '\x08', static_cast<char>(values.dim())};
+  for (int64_t d = 0; d < values.dim(); ++d) {
+    const auto n = static_cast<uint32_t>(values.size(d));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      out.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  const auto c = values.to(torch::kUInt8).contiguous();
+  out.append(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
+  return out;
+}
+
+std::string gzip_bytes(const std::string& bytes) {
+  z_stream zs{};
+  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    throw std::runtime_error("deflateInit2 failed");
+  std::string out(deflateBound(&zs, static_cast<uLong>(bytes.size())) + 32, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  zs.avail_in = static_cast<uInt>(bytes.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&zs, Z_FINISH);
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) throw std::runtime_error("deflate failed");
+  out.resize(zs.total_out);
+  return out;
+}
+
+void write_idx(const fs::path& dir, int64_t train_n, int64_t test_n, int64_t size, uint64_t seed) {
+  auto grey = [](const torch::Tensor& rgb) {
+    return rgb.to(torch::kFloat).mean(1).round().to(torch::kUInt8);  // N x size x size
+  };
+  auto [train, train_labels] = synthetic_images(train_n, 10, size, seed);
+  auto [test, test_labels] = synthetic_images(test_n, 10, size, seed + 100);
+  write_bytes(dir / "train-images-idx3-ubyte.gz", gzip_bytes(idx_bytes(grey(train))));
+  write_bytes(dir / "train-labels-idx1-ubyte.gz", gzip_bytes(idx_bytes(train_labels)));
+  write_bytes(dir / "t10k-images-idx3-ubyte", idx_bytes(grey(test)));
+  write_bytes(dir / "t10k-labels-idx1-ubyte", idx_bytes(test_labels));
 }
 
 void write_bytes(const fs::path& file, const std::string& bytes) {

@@ -29,6 +29,19 @@ std::pair<torch::Tensor, torch::Tensor> synthetic_images(int64_t n, int64_t clas
 void write_cifar_binary(const std::filesystem::path& dir, int64_t per_batch, int64_t test_n,
                         uint64_t seed = 1);
 
+/// The bytes of an unsigned-byte IDX file holding `values` (uint8, any shape: its dimensions
+/// go into the header).
+std::string idx_bytes(const torch::Tensor& values);
+
+/// gzip-compressed `bytes` (zlib), as a .gz file holds them.
+std::string gzip_bytes(const std::string& bytes);
+
+/// Writes an MNIST-format data set of grey synthetic images (size x size, 10 classes) into
+/// `dir`: train-* and t10k-* images and labels, the train files gzip-compressed (.gz), the test
+/// files plain.
+void write_idx(const std::filesystem::path& dir, int64_t train_n, int64_t test_n, int64_t size,
+               uint64_t seed = 1);
+
 /// Writes raw bytes to a file.
 void write_bytes(const std::filesystem::path& file, const std::string& bytes);
 

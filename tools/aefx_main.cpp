@@ -35,7 +35,7 @@ usage:
   aefx config CONFIG [--set key=value ...] [--get key]
   aefx bench CONFIG [--set key=value ...] [--steps N] [--warmup N] [--pipeline]
   aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]
-  aefx evaluate --model classifier.pt --data DIR [--format cifar10-binary|image-folder] [--json]
+  aefx evaluate --model classifier.pt --data DIR [--format cifar10-binary|image-folder|idx] [--json]
   aefx report RUN_DIR
   aefx runs [DIR]
   aefx info [--json]
@@ -446,9 +446,9 @@ ModelArgs parse_model_args(const std::vector<std::string>& argv) {
       a.data = value();
     } else if (arg == "--format") {
       a.format = value();
-      if (a.format != "cifar10-binary" && a.format != "image-folder") {
-        throw UsageError("--format expects cifar10-binary or image-folder, found '" + a.format +
-                         "'");
+      if (a.format != "cifar10-binary" && a.format != "image-folder" && a.format != "idx") {
+        throw UsageError("--format expects cifar10-binary, image-folder or idx, found '" +
+                         a.format + "'");
       }
     } else if (arg == "--top-k") {
       const std::string v = value();
@@ -476,8 +476,9 @@ int cmd_predict(const std::vector<std::string>& argv) {
   if (a.help) {
     std::cout
         << "usage: aefx predict --model classifier.pt IMAGE... [--top-k K] [--json]\n\n"
-           "Decodes each image (any size, colour or grey; converted as in training) and prints\n"
-           "its top-k classes with probabilities.\n\n"
+           "Decodes each image (any size, colour or grey), converts it to the model's input\n"
+           "(model.json: size, and channels: a colour image to grey for a grey model, a grey\n"
+           "one to RGB for a colour model) and prints its top-k classes with probabilities.\n\n"
            "examples:\n"
            "  aefx predict --model models/cifar10-cpu/classifier.pt cat.png\n"
            "  aefx predict --model models/cifar10-cpu/classifier.pt *.jpg --top-k 1 --json\n";
@@ -488,8 +489,10 @@ int cmd_predict(const std::vector<std::string>& argv) {
   const auto k = std::min<int64_t>(a.top_k, static_cast<int64_t>(clf.class_names().size()));
   aefx::util::Json out = aefx::util::Json::Array{};
   for (const auto& file : a.images) {
-    auto x =
-        aefx::data::decode_image(file, clf.image_size()).unsqueeze(0).to(torch::kFloat).div_(255.0);
+    auto x = aefx::data::to_channels(aefx::data::decode_image(file, clf.image_size()).unsqueeze(0),
+                                     clf.channels())
+                 .to(torch::kFloat)
+                 .div_(255.0);
     auto probs = torch::softmax(clf.logits(x), 1)[0];
     auto [p, idx] = probs.topk(k);
     aefx::util::Json top = aefx::util::Json::Array{};
@@ -515,7 +518,7 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   const ModelArgs a = parse_model_args(argv);
   if (a.help) {
     std::cout << "usage: aefx evaluate --model classifier.pt --data DIR "
-                 "[--format cifar10-binary|image-folder] [--json]\n\n"
+                 "[--format cifar10-binary|image-folder|idx] [--json]\n\n"
                  "Test accuracy of an exported classifier on a data set's test split.\n\n"
                  "examples:\n"
                  "  aefx evaluate --model models/cifar10-cpu/classifier.pt --data data/cifar10\n"
@@ -531,7 +534,10 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   dc.root = a.data;
   dc.format = a.format;
   dc.image_size = clf.image_size();
-  const auto test = aefx::data::load_split(dc, aefx::data::Split::kTest, 0);
+  if (dc.format == "idx") dc.class_names = clf.class_names();
+  auto test = aefx::data::load_split(dc, aefx::data::Split::kTest, 0);
+  // Colour data for a grey model, or grey data for a colour one: converted as predict does.
+  test.images = aefx::data::to_channels(test.images, clf.channels());
   if (test.class_names != clf.class_names()) {
     throw std::runtime_error("the data set's classes differ from the model's (" +
                              std::to_string(test.class_names.size()) + " vs " +

@@ -10,7 +10,7 @@ seconds=${1:-60}
 case "$seconds" in '' | *[!0-9]*) echo "usage: tools/fuzz.sh [SECONDS]" >&2; exit 2 ;; esac
 
 pkgs=(cmake ninja-build ccache clang libclang-rt-14-dev libtorch-dev libopenblas0-pthread
-      libopencv-dev libyaml-cpp-dev)
+      libopencv-dev libyaml-cpp-dev zlib1g-dev)
 bash tools/ensure_packages.sh "${pkgs[@]}"
 
 start=$SECONDS
@@ -29,7 +29,7 @@ export OPENCV_IO_MAX_IMAGE_PIXELS=${OPENCV_IO_MAX_IMAGE_PIXELS:-4194304}
 run=build-fuzz/run
 rm -rf "$run"
 status=0
-for target in fuzz_cifar_binary fuzz_image_folder fuzz_config; do
+for target in fuzz_cifar_binary fuzz_idx fuzz_image_folder fuzz_config; do
   bin=build-fuzz/tests/fuzz/$target
   if [ ! -x "$bin" ]; then
     echo "$target: not built (no OpenCV), skipped"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: install and build aefx, make sure CIFAR-10 is there, run the pipeline.
+# The main job: install and build aefx, make sure the data is there (CIFAR-10: downloaded;
+# Fashion-MNIST: Debian's dataset-fashion-mnist), run the pipeline.
 #   tools/quickstart.sh [CONFIG] [--set key=value ...]    (default configs/cifar10-cpu.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +20,8 @@ if [ "$format" = "cifar10-binary" ] && [ ! -f "$root/cifar-10-batches-bin/data_b
     echo "aefx: no CIFAR-10 in $root and the download failed: put cifar-10-batches-bin/ (from cifar-10-binary.tar.gz) into $root, or pass --set data.root=DIR" >&2
     exit 1
   fi
+fi
+if [ "$format" = "idx" ] && [ "$root" = /usr/share/datasets/fashion-mnist ]; then
+  bash tools/ensure_packages.sh dataset-fashion-mnist
 fi
 exec build/aefx run "$config" "$@"

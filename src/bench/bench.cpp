@@ -145,7 +145,7 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   const auto& c = cfg.classify;
   const int64_t m = std::min<int64_t>(n, std::max<int64_t>(2 * c.code_batch_size, 5000));
   const auto sample = train.images.narrow(0, 0, m);
-  const auto spec = models::code_spec(c);
+  const auto spec = models::code_spec(cfg.model, c);
   stages::compute_codes(ae, sample.narrow(0, 0, std::min(m, c.code_batch_size)), spec,
                         c.code_batch_size, device);  // warm-up
   sync(device);

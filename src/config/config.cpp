@@ -164,6 +164,17 @@ Check<std::string> non_empty() {
     return v.empty() || control ? "a non-empty string without control characters" : "";
   };
 }
+// Class names: each one a non-empty string without control characters, none twice.
+Check<std::vector<std::string>> names() {
+  return [](const std::vector<std::string>& v) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!non_empty()(v[i]).empty() || std::find(v.begin(), v.begin() + static_cast<long>(i),
+                                                  v[i]) != v.begin() + static_cast<long>(i))
+        return std::string("a list of distinct non-empty names without control characters");
+    }
+    return std::string();
+  };
+}
 Check<std::vector<int64_t>> list_of_at_least(int64_t lo, bool allow_empty) {
   return [=](const std::vector<int64_t>& v) {
     const std::string want = std::string(allow_empty ? "a" : "a non-empty") +
@@ -218,16 +229,22 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(threads, at_least<int64_t>(0)),
       AEFX_FIELD(output_dir, non_empty()),
       AEFX_FIELD(stages, stage_list()),
-      AEFX_FIELD(data.format, one_of({"cifar10-binary", "image-folder"})),
+      AEFX_FIELD(data.format, one_of({"cifar10-binary", "image-folder", "idx"})),
       AEFX_FIELD(data.root, non_empty()),
       AEFX_FIELD(data.val_size, at_least<int64_t>(0)),
       AEFX_FIELD(data.limit_train, at_least<int64_t>(0)),
       AEFX_FIELD(data.limit_test, at_least<int64_t>(0)),
       AEFX_FIELD(data.image_size, at_least<int64_t>(8)),
+      AEFX_FIELD(data.class_names, names()),
+      AEFX_FIELD(model.type, one_of({"conv", "dense"})),
       AEFX_FIELD(model.widths, list_of_at_least(1, false)),
       AEFX_FIELD(model.blocks, list_of_at_least(1, false)),
       AEFX_FIELD(model.decoder_blocks, at_least<int64_t>(0)),
       AEFX_FIELD(model.decoder_width, positive()),
+      AEFX_FIELD(model.hidden, list_of_at_least(1, true)),
+      AEFX_FIELD(model.code_size, at_least<int64_t>(1)),
+      AEFX_FIELD(model.activation, one_of({"relu", "tanh", "sigmoid"})),
+      AEFX_FIELD(model.output_activation, one_of({"identity", "sigmoid"})),
       AEFX_FIELD(pretrain.epochs, at_least<int64_t>(0)),
       AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1)),
       AEFX_FIELD(pretrain.lr, positive()),
@@ -366,6 +383,18 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 }
 
 void check_consistency(const Config& c) {
+  if (!c.data.class_names.empty() && c.data.format != "idx") {
+    throw std::invalid_argument("config key 'data.class_names': only for data.format idx (" +
+                                c.data.format + " names its classes itself), found " +
+                                show(c.data.class_names));
+  }
+  if (c.pretrain.mask_ratio > 0 && c.pretrain.mask_patch > c.data.image_size) {
+    throw std::invalid_argument("config key 'pretrain.mask_patch': expected <= data.image_size (" +
+                                std::to_string(c.data.image_size) + "), found " +
+                                std::to_string(c.pretrain.mask_patch));
+  }
+  // A dense autoencoder has one code: the conv keys and classify.pool_grids/pooling do not apply.
+  if (c.model.type == "dense") return;
   const auto stages = static_cast<int64_t>(c.model.widths.size());
   if (static_cast<int64_t>(c.model.blocks.size()) != stages) {
     throw std::invalid_argument(
@@ -406,19 +435,17 @@ void check_consistency(const Config& c) {
                                   std::to_string(c.classify.pool_grids[s]));
     }
   }
-  if (c.pretrain.mask_ratio > 0 && c.pretrain.mask_patch > c.data.image_size) {
-    throw std::invalid_argument("config key 'pretrain.mask_patch': expected <= data.image_size (" +
-                                std::to_string(c.data.image_size) + "), found " +
-                                std::to_string(c.pretrain.mask_patch));
-  }
 }
 
 }  // namespace
 
 const std::vector<std::string>& known_stages() {
-  static const std::vector<std::string> stages{"pretrain", "classify", "evaluate", "export"};
+  static const std::vector<std::string> stages{"pretrain", "classify", "baseline", "evaluate",
+                                               "export"};
   return stages;
 }
+
+int64_t input_channels(const DataConfig& data) { return data.format == "idx" ? 1 : 3; }
 
 std::vector<std::string> known_keys() {
   std::vector<std::string> keys;

@@ -130,8 +130,10 @@ Dataset load_cifar10_binary(const std::string& root, Split split) {
 
 Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed) {
   Dataset ds = cfg.format == "image-folder" ? load_image_folder(cfg.root, split, cfg.image_size)
+               : cfg.format == "idx"        ? load_idx(cfg.root, split, cfg.class_names)
                                             : load_cifar10_binary(cfg.root, split);
-  if (cfg.format != "image-folder" && cfg.image_size != ds.images.size(2)) {
+  if (cfg.format != "image-folder" &&
+      (cfg.image_size != ds.images.size(2) || cfg.image_size != ds.images.size(3))) {
     namespace F = torch::nn::functional;
     auto resized = F::interpolate(ds.images.to(torch::kFloat),
                                   F::InterpolateFuncOptions()
@@ -147,6 +149,20 @@ Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed) {
     ds = ds.subset(perm.narrow(0, 0, limit));
   }
   return ds;
+}
+
+torch::Tensor to_channels(const torch::Tensor& images, int64_t channels) {
+  TORCH_CHECK(images.dim() == 4 && (images.size(1) == 1 || images.size(1) == 3),
+              "to_channels expects N x C x H x W images with 1 or 3 channels");
+  TORCH_CHECK(channels == 1 || channels == 3, "to_channels: channels must be 1 or 3");
+  if (images.size(1) == channels) return images;
+  if (channels == 3) return images.expand({-1, 3, -1, -1}).contiguous();
+  auto w = torch::tensor({0.299f, 0.587f, 0.114f}, torch::kFloat).view({1, 3, 1, 1});
+  return (images.to(torch::kFloat) * w.to(images.device()))
+      .sum(1, true)
+      .round()
+      .clamp(0, 255)
+      .to(torch::kUInt8);
 }
 
 std::pair<Dataset, Dataset> split_validation(const Dataset& full, int64_t val_size, uint64_t seed) {

@@ -16,14 +16,49 @@ void add_conv_bn_relu(nn::Sequential& seq, int64_t in, int64_t out, int64_t stri
   seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
 }
 
+bool is_dense(const config::ModelConfig& cfg) { return cfg.type == "dense"; }
+
+void add_activation(nn::Sequential& seq, const std::string& name) {
+  if (name == "relu") {
+    seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
+  } else if (name == "tanh") {
+    seq->push_back(nn::Tanh());
+  } else if (name == "sigmoid") {
+    seq->push_back(nn::Sigmoid());
+  } else {
+    throw std::invalid_argument(
+        "config key 'model.activation': expected relu, tanh or sigmoid, "
+        "found '" +
+        name + "'");
+  }
+}
+
+/// Linear layers through `sizes`, starting from `in`, each followed by the activation.
+nn::Sequential dense_stack(int64_t in, const std::vector<int64_t>& sizes,
+                           const std::string& activation) {
+  nn::Sequential seq;
+  for (int64_t out : sizes) {
+    seq->push_back(nn::Linear(in, out));
+    add_activation(seq, activation);
+    in = out;
+  }
+  return seq;
+}
+
 int64_t decoder_width(const config::ModelConfig& cfg, size_t stage) {
   return std::max<int64_t>(1, static_cast<int64_t>(cfg.widths[stage] * cfg.decoder_width + 0.5));
 }
 
 }  // namespace
 
-EncoderImpl::EncoderImpl(const config::ModelConfig& cfg, int64_t in_channels)
-    : widths_(cfg.widths) {
+EncoderImpl::EncoderImpl(const config::ModelConfig& cfg, int64_t in_channels, int64_t image_size) {
+  if (is_dense(cfg)) {
+    auto sizes = cfg.hidden;
+    sizes.push_back(cfg.code_size);
+    dense_ = register_module(
+        "dense", dense_stack(in_channels * image_size * image_size, sizes, cfg.activation));
+    return;
+  }
   TORCH_CHECK(!cfg.widths.empty() && cfg.widths.size() == cfg.blocks.size(),
               "model.widths and model.blocks must be non-empty and of equal length");
   int64_t c = in_channels;
@@ -38,6 +73,10 @@ EncoderImpl::EncoderImpl(const config::ModelConfig& cfg, int64_t in_channels)
 }
 
 std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x) {
+  if (dense_) {
+    auto code = dense_->forward(x.flatten(1));
+    return {code.view({code.size(0), code.size(1), 1, 1})};
+  }
   std::vector<torch::Tensor> outs;
   outs.reserve(stages_.size());
   for (auto& stage : stages_) {
@@ -47,7 +86,16 @@ std::vector<torch::Tensor> EncoderImpl::forward(torch::Tensor x) {
   return outs;
 }
 
-DecoderImpl::DecoderImpl(const config::ModelConfig& cfg, int64_t out_channels) {
+DecoderImpl::DecoderImpl(const config::ModelConfig& cfg, int64_t out_channels, int64_t image_size)
+    : channels_(out_channels), size_(image_size) {
+  if (is_dense(cfg)) {
+    const std::vector<int64_t> sizes(cfg.hidden.rbegin(), cfg.hidden.rend());
+    auto stack = dense_stack(cfg.code_size, sizes, cfg.activation);
+    stack->push_back(nn::Linear(sizes.empty() ? cfg.code_size : sizes.back(),
+                                out_channels * image_size * image_size));
+    dense_ = register_module("dense", stack);
+    return;
+  }
   const size_t n = cfg.widths.size();
   int64_t c = cfg.widths[n - 1];
   // From the deepest stage up: each step doubles the resolution.
@@ -65,19 +113,23 @@ DecoderImpl::DecoderImpl(const config::ModelConfig& cfg, int64_t out_channels) {
 }
 
 torch::Tensor DecoderImpl::forward(torch::Tensor code) {
+  if (dense_) return dense_->forward(code.flatten(1)).view({-1, channels_, size_, size_});
   for (auto& stage : stages_) code = stage->forward(code);
   return out_->forward(code);
 }
 
-AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channels) {
-  encoder = register_module("encoder", Encoder(cfg, channels));
-  decoder = register_module("decoder", Decoder(cfg, channels));
+AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channels,
+                                 int64_t image_size)
+    : cfg_(cfg), channels_(channels), image_size_(image_size) {
+  encoder = register_module("encoder", Encoder(cfg, channels, image_size));
+  decoder = register_module("decoder", Decoder(cfg, channels, image_size));
   mean = register_buffer("mean", torch::zeros({channels}));
   std = register_buffer("std", torch::ones({channels}));
 }
 
 torch::Tensor AutoencoderImpl::forward(torch::Tensor normalized) {
-  return decoder->forward(encoder->forward(normalized).back());
+  auto out = decoder->forward(encoder->forward(normalized).back());
+  return cfg_.output_activation == "sigmoid" ? normalize(torch::sigmoid(out)) : out;
 }
 
 torch::Tensor AutoencoderImpl::normalize(const torch::Tensor& images01) const {
@@ -108,7 +160,10 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
   return x;
 }
 
-CodeSpec code_spec(const config::ClassifyConfig& cfg) { return {cfg.pool_grids, cfg.pooling}; }
+CodeSpec code_spec(const config::ModelConfig& model, const config::ClassifyConfig& cfg) {
+  if (is_dense(model)) return {{1}, "avg"};
+  return {cfg.pool_grids, cfg.pooling};
+}
 
 torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpec& spec) {
   const auto& grids = spec.grids;
@@ -131,6 +186,14 @@ torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpe
 }
 
 int64_t forward_flops(const config::ModelConfig& cfg, int64_t channels, int64_t image_size) {
+  if (is_dense(cfg)) {  // 2 x in x out per linear layer, encoder and decoder
+    std::vector<int64_t> sizes{channels * image_size * image_size};
+    sizes.insert(sizes.end(), cfg.hidden.begin(), cfg.hidden.end());
+    sizes.push_back(cfg.code_size);
+    int64_t flops = 0;
+    for (size_t i = 1; i < sizes.size(); ++i) flops += 2 * 2 * sizes[i - 1] * sizes[i];
+    return flops;
+  }
   // 2 x multiply-adds of every 3x3 convolution, stage by stage, at its output resolution.
   auto conv = [](int64_t in, int64_t out, int64_t side) { return 2 * in * out * 9 * side * side; };
   int64_t flops = 0, c = channels, side = image_size;
@@ -151,6 +214,7 @@ int64_t forward_flops(const config::ModelConfig& cfg, int64_t channels, int64_t 
 }
 
 int64_t code_dim(const config::ModelConfig& model, const CodeSpec& spec) {
+  if (is_dense(model)) return model.code_size;
   int64_t d = 0;
   for (size_t s = 0; s < spec.grids.size() && s < model.widths.size(); ++s) {
     d += model.widths[s] * spec.grids[s] * spec.grids[s];
@@ -187,13 +251,31 @@ void HeadImpl::set_standardization(const torch::Tensor& m, const torch::Tensor& 
   code_std.copy_(s);
 }
 
-std::string describe_architecture(const config::ModelConfig& cfg) {
+int64_t bottleneck_size(const config::ModelConfig& model, int64_t image_size) {
+  if (is_dense(model)) return model.code_size;
+  const int64_t side = image_size >> (model.widths.size() - 1);
+  return model.widths.back() * side * side;
+}
+
+std::string describe_architecture(const config::ModelConfig& cfg, int64_t channels,
+                                  int64_t image_size) {
   std::ostringstream ss;
-  ss << "conv-autoencoder widths=[";
+  const std::string output =
+      cfg.output_activation == "identity" ? "" : " output=" + cfg.output_activation;
+  if (is_dense(cfg)) {
+    ss << "dense-autoencoder input=" << channels << "x" << image_size << "x" << image_size
+       << " hidden=[";
+    for (size_t i = 0; i < cfg.hidden.size(); ++i) ss << (i ? "," : "") << cfg.hidden[i];
+    ss << "] code=" << cfg.code_size << " activation=" << cfg.activation << output;
+    return ss.str();
+  }
+  // Conv weights do not depend on the image size; RGB models keep the description they had.
+  ss << (channels == 3 ? "" : "grey-") << "conv-autoencoder widths=[";
   for (size_t i = 0; i < cfg.widths.size(); ++i) ss << (i ? "," : "") << cfg.widths[i];
   ss << "] blocks=[";
   for (size_t i = 0; i < cfg.blocks.size(); ++i) ss << (i ? "," : "") << cfg.blocks[i];
-  ss << "] decoder_blocks=" << cfg.decoder_blocks << " decoder_width=" << cfg.decoder_width;
+  ss << "] decoder_blocks=" << cfg.decoder_blocks << " decoder_width=" << cfg.decoder_width
+     << output;
   return ss.str();
 }
 

@@ -62,6 +62,26 @@ class ScriptWriter {
     }
   }
 
+  /// Emits every layer of a Sequential of Linear and activation modules (a dense autoencoder).
+  void dense(const std::string& prefix, torch::nn::Sequential& seq, std::ostringstream& out) {
+    int layer = 0;
+    for (const auto& m : seq->children()) {
+      if (auto* lin = m->as<torch::nn::LinearImpl>()) {
+        const std::string p = prefix + "." + std::to_string(layer++);
+        out << "        x = torch.addmm(" << tensor(p + ".bias", lin->bias) << ", x, "
+            << tensor(p + ".weight", lin->weight) << ".t())\n";
+      } else if (m->as<torch::nn::ReLUImpl>()) {
+        out << "        x = torch.relu(x)\n";
+      } else if (m->as<torch::nn::TanhImpl>()) {
+        out << "        x = torch.tanh(x)\n";
+      } else if (m->as<torch::nn::SigmoidImpl>()) {
+        out << "        x = torch.sigmoid(x)\n";
+      } else {
+        TORCH_CHECK(false, "script export: unexpected layer ", m->name(), " in ", prefix);
+      }
+    }
+  }
+
   torch::jit::Module finish(const std::string& source) {
     module_.define(source);
     module_.eval();
@@ -79,6 +99,17 @@ std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
       << "        x = (images - " << w.tensor("mean", ae->mean.view({1, -1, 1, 1})) << ") / "
       << w.tensor("std", ae->std.view({1, -1, 1, 1})) << "\n"
       << "        feats: List[Tensor] = []\n";
+  if (ae->config().type == "dense") {
+    // One "stage": the code as N x code_size x 1 x 1, as the native encoder returns it.
+    auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(
+        ae->encoder->named_children()["dense"]);
+    torch::nn::Sequential s(seq);
+    out << "        x = torch.flatten(x, 1)\n";
+    w.dense("enc.dense", s, out);
+    out << "        feats.append(torch.reshape(x, [x.size(0), x.size(1), 1, 1]))\n"
+        << "        return feats\n";
+    return out.str();
+  }
   for (const auto& child : ae->encoder->named_children()) {
     auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(child.value());
     TORCH_CHECK(seq, "script export: unexpected encoder child ", child.key());
@@ -111,18 +142,34 @@ std::string codes_source(const CodeSpec& spec) {
   return out.str();
 }
 
-std::string check_source() {
-  // A plain assert: the default resolver of define() knows no exception classes.
+std::string check_source(Autoencoder& ae) {
+  // A plain assert: the default resolver of define() knows no exception classes. A dense model
+  // also needs the image size it was trained on.
+  if (ae->config().type == "dense") {
+    const auto n = std::to_string(ae->image_size());
+    return "    def check(self, images: Tensor):\n"
+           "        assert images.dim() == 4 and images.size(1) == self.mean.size(1) and "
+           "images.size(2) == " +
+           n + " and images.size(3) == " + n + ", 'expected float images N x C x " + n + " x " + n +
+           " in [0, 1], C as in model.json'\n";
+  }
   return "    def check(self, images: Tensor):\n"
          "        assert images.dim() == 4 and images.size(1) == self.mean.size(1), "
          "'expected float images N x C x H x W in [0, 1], C as in model.json'\n";
+}
+
+std::string autoencoder_forward() {
+  return "    def forward(self, images: Tensor) -> Tensor:\n"
+         "        self.check(images)\n"
+         "        feats = self.features(images)\n"
+         "        return self.decode(feats[len(feats) - 1])\n";
 }
 
 }  // namespace
 
 torch::jit::Module script_encoder(Autoencoder& ae, const CodeSpec& spec) {
   ScriptWriter w("aefx_encoder");
-  const std::string src = encoder_source(w, ae) + codes_source(spec) + check_source() +
+  const std::string src = encoder_source(w, ae) + codes_source(spec) + check_source(ae) +
                           "    def forward(self, images: Tensor) -> Tensor:\n"
                           "        self.check(images)\n"
                           "        return self.codes(images)\n";
@@ -133,7 +180,23 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
   ScriptWriter w("aefx_autoencoder");
   std::ostringstream dec;
   dec << "    def decode(self, code: Tensor) -> Tensor:\n        x = code\n";
+  const std::string output =
+      ae->config().output_activation == "sigmoid"
+          ? "        return torch.sigmoid(x)\n"
+          : "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
   std::shared_ptr<torch::nn::Conv2dImpl> out_conv;
+  if (ae->config().type == "dense") {
+    auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(
+        ae->decoder->named_children()["dense"]);
+    torch::nn::Sequential s(seq);
+    dec << "        x = torch.flatten(x, 1)\n";
+    w.dense("dec.dense", s, dec);
+    const auto n = std::to_string(ae->image_size());
+    dec << "        x = torch.reshape(x, [x.size(0), " << ae->channels() << ", " << n << ", " << n
+        << "])\n"
+        << output;
+    return w.finish(encoder_source(w, ae) + dec.str() + check_source(ae) + autoencoder_forward());
+  }
   for (const auto& child : ae->decoder->named_children()) {
     if (auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(child.value())) {
       torch::nn::Sequential s(seq);
@@ -145,13 +208,8 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
   TORCH_CHECK(out_conv, "script export: decoder has no output convolution");
   dec << "        x = torch.conv2d(x, " << w.tensor("dec.out.weight", out_conv->weight) << ", "
       << w.tensor("dec.out.bias", out_conv->bias) << ", [1, 1], [1, 1], [1, 1], 1)\n"
-      << "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
-  const std::string src = encoder_source(w, ae) + dec.str() + check_source() +
-                          "    def forward(self, images: Tensor) -> Tensor:\n"
-                          "        self.check(images)\n"
-                          "        feats = self.features(images)\n"
-                          "        return self.decode(feats[len(feats) - 1])\n";
-  return w.finish(src);
+      << output;
+  return w.finish(encoder_source(w, ae) + dec.str() + check_source(ae) + autoencoder_forward());
 }
 
 torch::jit::Module script_classifier(Autoencoder& ae, Head& head, const CodeSpec& spec) {
@@ -173,7 +231,7 @@ torch::jit::Module script_classifier(Autoencoder& ae, Head& head, const CodeSpec
     // Dropout is the identity at inference; ReLU is emitted between linear layers above.
   }
   h << "        return x\n";
-  const std::string src = encoder_source(w, ae) + codes_source(spec) + h.str() + check_source() +
+  const std::string src = encoder_source(w, ae) + codes_source(spec) + h.str() + check_source(ae) +
                           "    def forward(self, images: Tensor) -> Tensor:\n"
                           "        self.check(images)\n"
                           "        return self.head(self.codes(images))\n";

@@ -68,7 +68,7 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
                       const EpochCallback& on_epoch, dist::Group* group, int64_t seed) {
   freeze(ae);
   const double t0 = util::now_seconds();
-  const auto spec = models::code_spec(cfg);
+  const auto spec = models::code_spec(ae->config(), cfg);
   torch::Tensor codes, val_codes;
   if (group) {
     codes =
@@ -96,7 +96,8 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
                     int64_t classes, const torch::Device& device,
                     const std::filesystem::path& state_file, bool resume,
-                    const EpochCallback& on_epoch, dist::Group* group, int64_t seed) {
+                    const EpochCallback& on_epoch, dist::Group* group, int64_t seed,
+                    const std::string& stage) {
   HeadResult r;
   const bool main = group == nullptr || group->is_main();
   const double t0 = util::now_seconds();
@@ -114,17 +115,17 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   auto opt = engine::make_optimizer(cfg.optimizer, r.head->parameters(), cfg.lr, cfg.weight_decay);
 
   const int64_t n = codes.size(0);
-  const int64_t batch = fitted_batch("classify", "codes", n, cfg.batch_size);
+  const int64_t batch = fitted_batch(stage, "codes", n, cfg.batch_size);
   const int64_t steps = n / batch;
   const int64_t local_batch = local_batch_size("classify.batch_size", batch, group);
   const int64_t local_offset = group ? group->rank() * local_batch : 0;
-  engine::Trainer trainer("classify", cfg.epochs, steps);
+  engine::Trainer trainer(stage, cfg.epochs, steps);
   if (group) trainer.set_agreement([group](int sig, bool bad) { return group->agree(sig, bad); });
   auto lr_hook =
       std::make_shared<engine::LrScheduleHook>(*opt, cfg.schedule, cfg.lr, cfg.epochs * steps, 0);
   trainer.add_hook(lr_hook);
-  trainer.add_hook(std::make_shared<engine::ProgressHook>(
-      "classify", [lr_hook] { return lr_hook->current_lr(); }));
+  trainer.add_hook(
+      std::make_shared<engine::ProgressHook>(stage, [lr_hook] { return lr_hook->current_lr(); }));
   // Best epoch by validation accuracy: its weights are copied aside and restored at the end.
   std::vector<torch::Tensor> best_state;
   r.best_val_accuracy = -1;
@@ -161,13 +162,13 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
                                          : head_accuracy(r.head, codes, labels, 4096);
         r.history.push_back({s.epoch_loss, acc, s.epoch_seconds, val_loss, lr_hook->current_lr()});
         util::log_info(util::strfmt(
-            "classify epoch %lld/%lld  loss %.4f  val_loss %.4f  val_acc %.4f  lr %.2e  %.0f "
+            "%s epoch %lld/%lld  loss %.4f  val_loss %.4f  val_acc %.4f  lr %.2e  %.0f "
             "codes/s  %.1f s",
-            static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs), s.epoch_loss,
-            val_loss, acc, lr_hook->current_lr(),
+            stage.c_str(), static_cast<long long>(s.epoch + 1), static_cast<long long>(s.epochs),
+            s.epoch_loss, val_loss, acc, lr_hook->current_lr(),
             static_cast<double>(s.samples_in_epoch) / s.epoch_seconds, s.epoch_seconds));
         if (on_epoch && main) {
-          auto rec = epoch_record("classify", s, lr_hook->current_lr(), t0);
+          auto rec = epoch_record(stage, s, lr_hook->current_lr(), t0);
           rec.val_loss = val_loss;
           rec.val_accuracy = acc;
           on_epoch(rec);
@@ -230,7 +231,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   try {
     trainer.run(
         [&](engine::TrainState& s) {
-          if (s.step == 0) perm = epoch_order(n, seed, "classify", s.epoch, device);
+          if (s.step == 0) perm = epoch_order(n, seed, stage, s.epoch, device);
           auto idx = perm.narrow(0, s.step * batch + local_offset, local_batch);
           auto loss = torch::nn::functional::cross_entropy(
               r.head->net->forward(codes.index_select(0, idx)), labels.index_select(0, idx), ce);
@@ -309,6 +310,62 @@ void classify(engine::RunContext& ctx) {
                                      {"class_names", util::Json::array(train.class_names)},
                                      {"history", history}});
   util::atomic_write_text(ctx.run_dir / kClassifySummary, summary.dump() + "\n");
+}
+
+// The raw-pixel baseline: the classify stage's head, trained the same way on the images' pixels
+// instead of the frozen encoder's codes. What the autoencoder's features are worth is the
+// difference between the two test accuracies.
+torch::Tensor pixel_codes(const torch::Tensor& images, const torch::Device& device,
+                          bool with_flips) {
+  torch::NoGradGuard no_grad;
+  auto x = images.to(device).to(torch::kFloat).div_(255.0);
+  auto flat = x.flatten(1);
+  return with_flips ? torch::cat({flat, x.flip({3}).flatten(1)}) : flat;
+}
+
+void baseline(engine::RunContext& ctx) {
+  const auto& cfg = ctx.config;
+  const auto& c = cfg.classify;
+  const double t0 = util::now_seconds();
+  auto [train, val] = load_train_val(cfg);
+  const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
+  util::throw_if_interrupted("during baseline while loading the data");
+  auto labels = train.labels.to(ctx.device);
+  if (c.flip_codes) labels = torch::cat({labels, labels});
+  const auto classes = static_cast<int64_t>(train.class_names.size());
+  auto codes = pixel_codes(train.images, ctx.device, c.flip_codes);
+  util::log_info(util::strfmt("baseline: the classify head on %lld raw pixels per image, %lld rows",
+                              static_cast<long long>(codes.size(1)),
+                              static_cast<long long>(codes.size(0))));
+  auto r = fit_head(std::move(codes), labels, pixel_codes(val.images, ctx.device, false),
+                    val.labels.to(ctx.device), c, classes, ctx.device, {}, false, nullptr, nullptr,
+                    cfg.seed, "baseline");
+  int64_t correct = 0;
+  {
+    torch::NoGradGuard no_grad;
+    r.head->eval();
+    const int64_t batch = cfg.evaluate.batch_size;
+    for (int64_t i = 0; i < test.size(); i += batch) {
+      const int64_t b = std::min(batch, test.size() - i);
+      auto pred = r.head->forward(pixel_codes(test.images.narrow(0, i, b), ctx.device, false));
+      correct += pred.argmax(1).cpu().eq(test.labels.narrow(0, i, b)).sum().item<int64_t>();
+    }
+  }
+  const double accuracy =
+      test.size() > 0 ? static_cast<double>(correct) / static_cast<double>(test.size()) : 0.0;
+  util::log_info(util::strfmt(
+      "baseline: raw pixels, test accuracy %.4f on %lld images (best val_acc %.4f at epoch %lld)",
+      accuracy, static_cast<long long>(test.size()), r.best_val_accuracy,
+      static_cast<long long>(r.best_epoch)));
+  auto summary = util::Json::object({{"stage", "baseline"},
+                                     {"input", "pixels"},
+                                     {"input_dim", r.code_dim},
+                                     {"test_accuracy", accuracy},
+                                     {"test_images", test.size()},
+                                     {"val_accuracy", r.best_val_accuracy},
+                                     {"best_epoch", r.best_epoch},
+                                     {"seconds", util::now_seconds() - t0}});
+  util::atomic_write_text(ctx.run_dir / kBaselineSummary, summary.dump() + "\n");
 }
 
 }  // namespace aefx::stages

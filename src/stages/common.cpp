@@ -18,6 +18,7 @@ engine::StageRegistry builtin_stages() {
   engine::StageRegistry r;
   r.add("pretrain", pretrain, kPretrainCheckpoint, true);
   r.add("classify", classify, kClassifyCheckpoint, true);
+  r.add("baseline", baseline);
   r.add("evaluate", evaluate);
   r.add("export", export_models);
   return r;
@@ -113,10 +114,13 @@ void match_optimizer_state(torch::optim::Optimizer& opt, const torch::Device& de
 }
 
 models::Autoencoder load_autoencoder(const engine::RunContext& ctx) {
-  models::Autoencoder ae(ctx.config.model);
-  engine::load_checkpoint(ctx.run_dir / kAutoencoderFile,
-                          {"autoencoder", models::describe_architecture(ctx.config.model)}, *ae,
-                          "pretrain", nullptr, nullptr, ctx.group);
+  const auto& cfg = ctx.config;
+  const int64_t channels = config::input_channels(cfg.data);
+  models::Autoencoder ae(cfg.model, channels, cfg.data.image_size);
+  engine::load_checkpoint(
+      ctx.run_dir / kAutoencoderFile,
+      {"autoencoder", models::describe_architecture(cfg.model, channels, cfg.data.image_size)}, *ae,
+      "pretrain", nullptr, nullptr, ctx.group);
   ae->to(ctx.device);
   to_channels_last(*ae);
   return ae;
@@ -124,8 +128,8 @@ models::Autoencoder load_autoencoder(const engine::RunContext& ctx) {
 
 models::Head load_head(const engine::RunContext& ctx, int64_t classes) {
   const auto& c = ctx.config.classify;
-  models::Head head(models::code_dim(ctx.config.model, models::code_spec(c)), c.hidden, c.dropout,
-                    classes);
+  models::Head head(models::code_dim(ctx.config.model, models::code_spec(ctx.config.model, c)),
+                    c.hidden, c.dropout, classes);
   engine::load_checkpoint(ctx.run_dir / kHeadFile, {"head", head_architecture(ctx.config, classes)},
                           *head, "classify");
   head->to(ctx.device);
@@ -178,11 +182,12 @@ util::Json summary_value(const std::filesystem::path& file, const std::string& k
 
 std::string head_architecture(const config::Config& cfg, int64_t classes) {
   std::string grids;
-  for (auto g : cfg.classify.pool_grids) grids += (grids.empty() ? "" : ",") + std::to_string(g);
-  return models::describe_head(models::code_dim(cfg.model, models::code_spec(cfg.classify)),
-                               cfg.classify.hidden, classes) +
-         " grids=[" + grids + "] pooling=" + cfg.classify.pooling + " on " +
-         models::describe_architecture(cfg.model);
+  const auto spec = models::code_spec(cfg.model, cfg.classify);
+  for (auto g : spec.grids) grids += (grids.empty() ? "" : ",") + std::to_string(g);
+  return models::describe_head(models::code_dim(cfg.model, spec), cfg.classify.hidden, classes) +
+         " grids=[" + grids + "] pooling=" + spec.pooling + " on " +
+         models::describe_architecture(cfg.model, config::input_channels(cfg.data),
+                                       cfg.data.image_size);
 }
 
 namespace {

@@ -39,8 +39,8 @@ void evaluate(engine::RunContext& ctx) {
     const int64_t batch = cfg.evaluate.batch_size;
     for (int64_t i = 0; i < test.size(); i += batch) {
       const int64_t b = std::min(batch, test.size() - i);
-      auto codes = compute_codes(ae, test.images.narrow(0, i, b), models::code_spec(cfg.classify),
-                                 b, ctx.device);
+      auto codes = compute_codes(ae, test.images.narrow(0, i, b),
+                                 models::code_spec(cfg.model, cfg.classify), b, ctx.device);
       cm.add(head->forward(codes).argmax(1), test.labels.narrow(0, i, b));
       if (pictures) {
         auto rows = drawn.narrow(0, i, b).nonzero().flatten();
@@ -58,6 +58,9 @@ void evaluate(engine::RunContext& ctx) {
   for (size_t c = 0; c < per_class.size(); ++c)
     per_class_named.set(test.class_names[c], per_class[c]);
   const double seconds = util::now_seconds() - t0;
+  auto pretrain_value = [&](const std::string& key) {
+    return summary_value(ctx.run_dir / kPretrainSummary, key);
+  };
   auto m = util::Json::object(
       {{"test_accuracy", cm.accuracy()},
        {"test_images", cm.total()},
@@ -67,6 +70,24 @@ void evaluate(engine::RunContext& ctx) {
        {"per_class_accuracy_by_name", per_class_named},
        {"confusion_matrix", confusion},
        {"val_psnr", summary_value(ctx.run_dir / kPretrainSummary, "val_psnr")},
+       {"code_dim", head->code_mean.size(0)},
+       // The compression view, as pretrain measured it on the test set.
+       {"reconstruction",
+        util::Json::object({{"test_mse", pretrain_value("test_mse")},
+                            {"test_psnr", pretrain_value("test_psnr")},
+                            {"input_values", pretrain_value("input_values")},
+                            {"code_values", pretrain_value("code_values")},
+                            {"compression_ratio", pretrain_value("compression_ratio")}})},
+       // The same head on raw pixels, when the baseline stage ran (null otherwise).
+       {"baseline",
+        std::filesystem::exists(ctx.run_dir / kBaselineSummary)
+            ? util::Json::object(
+                  {{"input", "pixels"},
+                   {"input_dim", summary_value(ctx.run_dir / kBaselineSummary, "input_dim")},
+                   {"test_accuracy",
+                    summary_value(ctx.run_dir / kBaselineSummary, "test_accuracy")},
+                   {"val_accuracy", summary_value(ctx.run_dir / kBaselineSummary, "val_accuracy")}})
+            : util::Json()},
        {"timings",
         util::Json::object(
             {{"pretrain_seconds", summary_value(ctx.run_dir / kPretrainSummary, "seconds")},

@@ -37,7 +37,8 @@ void export_models(engine::RunContext& ctx) {
   auto ae = load_autoencoder(target);
   freeze(ae);
   auto head = load_head(target, static_cast<int64_t>(class_names.size()));
-  const auto spec = models::code_spec(cfg.classify);
+  const auto spec = models::code_spec(cfg.model, cfg.classify);
+  const int64_t channels = ae->channels();
 
   util::Json test_metrics = util::Json::object();
   if (std::filesystem::exists(ctx.run_dir / kMetricsFile)) {
@@ -53,15 +54,16 @@ void export_models(engine::RunContext& ctx) {
          {"output", output},
          {"class_names", util::Json::array(class_names)},
          {"input",
-          util::Json::object({{"channels", int64_t{3}},
+          util::Json::object({{"channels", channels},
                               {"height", size},
                               {"width", size},
                               {"layout", "NCHW"},
                               {"dtype", "float32"},
-                              {"color", "RGB"},
+                              {"color", channels == 1 ? "grey" : "RGB"},
                               {"value_range", util::Json::array(std::vector<double>{0.0, 1.0})}})},
          {"mean", float_list(ae->mean)},
          {"std", float_list(ae->std)},
+         {"model_type", cfg.model.type},
          {"code_dim", models::code_dim(cfg.model, spec)},
          {"pooling", spec.pooling},
          {"metrics", test_metrics},
@@ -79,8 +81,8 @@ void export_models(engine::RunContext& ctx) {
 
   // The export must compute what the native models compute, on the device it targets.
   torch::manual_seed(0);
-  const auto probe =
-      torch::randint(0, 256, {4, 3, cfg.data.image_size, cfg.data.image_size}, torch::kUInt8);
+  const auto probe = torch::randint(0, 256, {4, channels, cfg.data.image_size, cfg.data.image_size},
+                                    torch::kUInt8);
   torch::NoGradGuard no_grad;
   const auto native = head->forward(compute_codes(ae, probe, spec, 4, target.device));
   const auto scripted = classifier.forward({data::to_float(probe, target.device)}).toTensor();
@@ -93,7 +95,9 @@ void export_models(engine::RunContext& ctx) {
   models::save_scripted(encoder, (ctx.run_dir / "encoder.pt").string(),
                         meta_for("encoder", "latent codes N x code_dim").dump());
   models::save_scripted(autoencoder, (ctx.run_dir / "autoencoder.pt").string(),
-                        meta_for("autoencoder", "reconstructions N x 3 x H x W in [0, 1]").dump());
+                        meta_for("autoencoder", "reconstructions N x " + std::to_string(channels) +
+                                                    " x H x W in [0, 1]")
+                            .dump());
   const auto meta = meta_for("classifier", "logits N x classes");
   models::save_scripted(classifier, (ctx.run_dir / "classifier.pt").string(), meta.dump());
   auto model_json = meta;

@@ -41,7 +41,9 @@ constexpr int64_t kCalibrationImages = 5000;
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
                        const torch::Device& device, dist::Group* group)
-    : cfg_(cfg.pretrain), ae_(cfg.model, train.images.size(1)), group_(group) {
+    : cfg_(cfg.pretrain),
+      ae_(cfg.model, train.images.size(1), train.images.size(2)),
+      group_(group) {
   auto [mean, std] = data::channel_stats(train.images);
   ae_->set_normalization(mean, std);
   ae_->to(device);
@@ -144,7 +146,9 @@ void pretrain(engine::RunContext& ctx) {
   const auto state_file = run_dir / kPretrainCheckpoint;
   const bool main = ctx.is_main();
   if (main) std::filesystem::create_directories(run_dir / "checkpoints");
-  const engine::CheckpointMeta meta{"autoencoder", models::describe_architecture(cfg.model), 0};
+  const int64_t channels = train.images.size(1), side = train.images.size(2);
+  const engine::CheckpointMeta meta{"autoencoder",
+                                    models::describe_architecture(cfg.model, channels, side), 0};
   std::vector<PretrainEpoch> history;
   double last_mse = 0, train_seconds = 0;
   std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
@@ -277,7 +281,20 @@ void pretrain(engine::RunContext& ctx) {
   }
 
   if (ctx.group) ctx.group->check_same(dist::fingerprint(ae->parameters()), "the trained weights");
+  // The compression view: how well the trained autoencoder reconstructs unseen (test) images
+  // from its bottleneck, and how much smaller that bottleneck is than the image.
+  const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
+  const double test_mse =
+      reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, ctx.device, ctx.group);
+  const int64_t input_values = channels * side * side;
+  const int64_t code_values = models::bottleneck_size(cfg.model, side);
+  const double ratio = static_cast<double>(input_values) / static_cast<double>(code_values);
   if (!main) return;
+  util::log_info(util::strfmt(
+      "pretrain: test reconstruction MSE %.5f, PSNR %.2f dB on %lld images; %lld values -> "
+      "%lld at the bottleneck (compression ratio %.2f)",
+      test_mse, metrics::psnr(test_mse), static_cast<long long>(test.size()),
+      static_cast<long long>(input_values), static_cast<long long>(code_values), ratio));
   if (p.epochs == 0) epoch_log->begin_stage("pretrain", 0, {"classify"});
   auto m = meta;
   m.epoch = p.epochs;
@@ -311,6 +328,12 @@ void pretrain(engine::RunContext& ctx) {
        {"parameters", params},
        {"val_mse", last_mse},
        {"val_psnr", metrics::psnr(last_mse)},
+       {"test_images", test.size()},
+       {"test_mse", test_mse},
+       {"test_psnr", metrics::psnr(test_mse)},
+       {"input_values", input_values},
+       {"code_values", code_values},
+       {"compression_ratio", ratio},
        {"train_seconds", train_seconds},
        {"images_per_second",
         p.epochs > 0 ? util::Json(static_cast<double>(steps * batch * p.epochs) / train_seconds)

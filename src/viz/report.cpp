@@ -195,6 +195,18 @@ fs::path write_report(const fs::path& run_dir) {
   card(pct(num(cls, "val_accuracy")),
        "best validation accuracy (epoch " + fmt(num(cls, "best_epoch"), "%.0f") + ")");
   card(fmt(num(pre, "val_psnr"), "%.2f dB"), "validation reconstruction PSNR");
+  if (std::isfinite(num(pre, "test_psnr"))) {
+    card(fmt(num(pre, "test_psnr"), "%.2f dB"),
+         "test reconstruction PSNR, " + fmt(num(pre, "input_values"), "%.0f") + " values from " +
+             fmt(num(pre, "code_values"), "%.0f") + " (compression " +
+             fmt(num(pre, "compression_ratio"), "%.2f") + ":1)");
+  }
+  const YAML::Node base = load(run_dir / "baseline.json");
+  if (base) {
+    card(pct(num(base, "test_accuracy")), "raw-pixel baseline: the same head on " +
+                                              fmt(num(base, "input_dim"), "%.0f") +
+                                              " pixels (test)");
+  }
   card(seconds(num(run, "wall_seconds")), "wall time of the run");
   card(html_escape(stages_done.empty() ? std::string("none") : stages_done), "stages completed");
   h << "</div>\n";

@@ -22,11 +22,13 @@ TEST(Config, EmptyGivesDefaults) {
   EXPECT_EQ(c.device, "auto");
   EXPECT_EQ(c.output_dir, "models");
   EXPECT_EQ(c.stages, (std::vector<std::string>{"pretrain", "classify", "evaluate", "export"}));
+  EXPECT_EQ(c.model.type, "conv");
   EXPECT_EQ(c.model.widths.size(), c.classify.pool_grids.size());
 }
 
 TEST(Config, ShippedConfigsLoad) {
-  for (const char* name : {"cifar10.yaml", "cifar10-cpu.yaml", "smoke.yaml"}) {
+  for (const char* name : {"cifar10.yaml", "cifar10-cpu.yaml", "smoke.yaml", "mnist-dense.yaml",
+                           "fashion-mnist.yaml"}) {
     const auto path = std::filesystem::path(AEFX_SOURCE_DIR) / "configs" / name;
     EXPECT_NO_THROW(load_config(path.string())) << name;
   }
@@ -91,6 +93,38 @@ TEST(Config, CrossFieldChecks) {
   EXPECT_NE(error_of("classify:\n  pool_grids: [0, 0, 0]\n").find("at least one stage"),
             std::string::npos);
   EXPECT_NE(error_of("classify:\n  pool_grids: [4, 2, 9]\n").find("must be <= 8"),
+            std::string::npos);
+}
+
+TEST(Config, DenseModelsAndIdxData) {
+  // A dense model has one code: the conv checks (blocks per width, pool_grids) do not apply.
+  const auto c = config::parse_config(
+      "model:\n  type: dense\n  widths: [4, 8]\n  hidden: [64, 32]\n  code_size: 16\n"
+      "  output_activation: sigmoid\nclassify:\n  pool_grids: [9]\n"
+      "data:\n  format: idx\n  image_size: 28\n  class_names: [a, b]\n",
+      {}, "test.yaml");
+  EXPECT_EQ(c.model.type, "dense");
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(c.model.code_size, 16);
+  EXPECT_EQ(c.model.activation, "relu");
+  EXPECT_EQ(c.data.class_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(config::input_channels(c.data), 1);
+  EXPECT_EQ(config::input_channels(config::DataConfig{}), 3);
+  EXPECT_EQ(config::to_yaml(config::parse_config(config::to_yaml(c))), config::to_yaml(c));
+  EXPECT_NE(error_of("model:\n  type: mlp\n").find("'model.type': expected one of conv dense"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  type: dense\n  code_size: 0\n").find("'model.code_size'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  activation: gelu\n").find("'model.activation'"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  output_activation: tanh\n").find("'model.output_activation'"),
+            std::string::npos);
+  EXPECT_NE(error_of("data:\n  class_names: [cat, dog]\n")
+                .find("'data.class_names': only for data.format idx"),
+            std::string::npos);
+  EXPECT_NE(error_of("data:\n  format: idx\n  class_names: [cat, cat]\n")
+                .find("'data.class_names': expected a list of distinct"),
+            std::string::npos);
+  EXPECT_NE(error_of("data:\n  format: idx\n  class_names: [cat, '']\n").find("'data.class_names'"),
             std::string::npos);
 }
 

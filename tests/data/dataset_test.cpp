@@ -221,5 +221,120 @@ TEST(ImageFolder, BuiltWithoutOpenCvSaysSo) {
 }
 #endif
 
+std::string idx_error(const fs::path& root, Split split = Split::kTrain,
+                      const std::vector<std::string>& names = {}) {
+  try {
+    load_idx(root.string(), split, names);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Idx, ReadsPlainAndGzipFilesAsGreyImages) {
+  TempDir dir;
+  testing::write_idx(dir.path(), 30, 20, 12);
+  const auto train = load_idx(dir.path().string(), Split::kTrain, {});  // .gz files
+  const auto test = load_idx(dir.path().string(), Split::kTest, {});    // plain files
+  EXPECT_EQ(train.images.sizes(), (std::vector<int64_t>{30, 1, 12, 12}));
+  EXPECT_EQ(test.images.sizes(), (std::vector<int64_t>{20, 1, 12, 12}));
+  EXPECT_EQ(train.images.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(train.labels.scalar_type(), torch::kLong);
+  EXPECT_TRUE(torch::equal(test.labels, torch::arange(20, torch::kLong).remainder(10)));
+  EXPECT_EQ(train.class_names.front(), "0");
+  EXPECT_EQ(train.class_names.back(), "9");
+  EXPECT_EQ(train.class_names.size(), 10u);
+  // The pixels are the file's bytes, in order.
+  auto [rgb, labels] = testing::synthetic_images(20, 10, 12, 101);
+  EXPECT_TRUE(torch::equal(test.images.squeeze(1),
+                           rgb.to(torch::kFloat).mean(1).round().to(torch::kUInt8)));
+
+  // Named classes; the same files under MNIST's other spelling (train-images.idx3-ubyte).
+  std::vector<std::string> names{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"};
+  EXPECT_EQ(load_idx(dir.path().string(), Split::kTest, names).class_names, names);
+  fs::rename(dir / "t10k-images-idx3-ubyte", dir / "t10k-images.idx3-ubyte");
+  EXPECT_EQ(load_idx(dir.path().string(), Split::kTest, {}).size(), 20);
+
+  // Through the config: format idx, resized to data.image_size, limited.
+  config::DataConfig cfg;
+  cfg.format = "idx";
+  cfg.root = dir.path().string();
+  cfg.image_size = 16;
+  cfg.limit_train = 10;
+  const auto loaded = load_split(cfg, Split::kTrain, 0);
+  EXPECT_EQ(loaded.images.sizes(), (std::vector<int64_t>{10, 1, 16, 16}));
+  EXPECT_EQ(config::input_channels(cfg), 1);
+}
+
+TEST(Idx, BadFilesAreNamed) {
+  TempDir dir;
+  EXPECT_NE(idx_error(dir / "nope").find("dataset-fashion-mnist"), std::string::npos);
+  EXPECT_NE(
+      idx_error(dir.path()).find("missing IDX file " + (dir / "train-images-idx3-ubyte").string()),
+      std::string::npos);
+  testing::write_idx(dir.path(), 30, 20, 8);
+  const auto test_images = dir / "t10k-images-idx3-ubyte";
+  const auto good = testing::read_file(test_images);
+  auto expect = [&](const std::string& bytes, const std::string& needle) {
+    testing::write_bytes(test_images, bytes);
+    const auto e = idx_error(dir.path(), Split::kTest);
+    EXPECT_NE(e.find(test_images.string()), std::string::npos) << e;
+    EXPECT_NE(e.find(needle), std::string::npos) << e;
+  };
+  expect("PK\x03\x04 zip", "not an IDX file");
+  expect(std::string("\0\0\x0d\x03", 4) + good.substr(4), "type 0x0D");
+  expect(std::string("\0\0\x08\x02", 4) + good.substr(4), "2 dimensions");
+  expect(good.substr(0, 10), "shorter than its 16-byte header");
+  expect(good.substr(0, good.size() - 1), "truncated");
+  expect(good + "xx", "trailing bytes");
+  expect(testing::gzip_bytes(good).substr(0, 40), "cannot read IDX file");
+  // A header claiming 2^32-1 x 2^32-1 x 2^32-1 images: refused by its size, nothing allocated.
+  expect(std::string("\0\0\x08\x03", 4) + std::string(12, '\xff') + "abc", "truncated");
+  testing::write_bytes(test_images, testing::idx_bytes(torch::zeros({0, 8, 8}, torch::kUInt8)));
+  EXPECT_NE(idx_error(dir.path(), Split::kTest).find("holds no images"), std::string::npos);
+  testing::write_bytes(test_images, good);
+
+  // Labels: count and range.
+  const auto test_labels = dir / "t10k-labels-idx1-ubyte";
+  testing::write_bytes(test_labels, testing::idx_bytes(torch::zeros({19}, torch::kUInt8)));
+  auto e = idx_error(dir.path(), Split::kTest);
+  EXPECT_NE(e.find("holds 19 labels but " + test_images.string() + " holds 20 images"),
+            std::string::npos)
+      << e;
+  auto labels = torch::zeros({20}, torch::kUInt8);
+  labels[7] = 12;
+  testing::write_bytes(test_labels, testing::idx_bytes(labels));
+  e = idx_error(dir.path(), Split::kTest);
+  EXPECT_NE(e.find("record 7 has label 12, outside 0..9 (name the classes with data.class_names)"),
+            std::string::npos)
+      << e;
+  e = idx_error(dir.path(), Split::kTest, {"x", "y", "z"});
+  EXPECT_NE(e.find("outside 0..2 (data.class_names names 3 classes)"), std::string::npos) << e;
+}
+
+TEST(Idx, ParsesInMemory) {
+  const auto bytes = testing::idx_bytes(torch::arange(24, torch::kUInt8).view({2, 3, 4}));
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const auto t = parse_idx(p, bytes.size(), 3, "mem");
+  EXPECT_TRUE(torch::equal(t, torch::arange(24, torch::kUInt8).view({2, 3, 4})));
+  EXPECT_THROW(parse_idx(p, bytes.size(), 1, "mem"), std::runtime_error);
+  EXPECT_THROW(parse_idx(p, 3, 3, "mem"), std::runtime_error);
+  EXPECT_THROW(parse_idx(p, 0, 3, "mem"), std::runtime_error);
+}
+
+TEST(Channels, GreyAndColourConversions) {
+  auto rgb = torch::tensor({255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 200, 30}, torch::kUInt8)
+                 .view({4, 3, 1, 1});
+  const auto grey = to_channels(rgb, 1);
+  EXPECT_EQ(grey.sizes(), (std::vector<int64_t>{4, 1, 1, 1}));
+  // ITU-R BT.601 luma, rounded: 0.299 R + 0.587 G + 0.114 B.
+  EXPECT_TRUE(torch::equal(grey.flatten(), torch::tensor({76, 150, 29, 124}, torch::kUInt8)));
+  const auto back = to_channels(grey, 3);
+  EXPECT_EQ(back.sizes(), (std::vector<int64_t>{4, 3, 1, 1}));
+  EXPECT_TRUE(torch::equal(back.select(1, 0), grey.select(1, 0)));
+  EXPECT_TRUE(torch::equal(back.select(1, 2), grey.select(1, 0)));
+  EXPECT_TRUE(torch::equal(to_channels(rgb, 3), rgb));
+  EXPECT_THROW(to_channels(rgb, 2), c10::Error);
+}
 }  // namespace
 }  // namespace aefx::data

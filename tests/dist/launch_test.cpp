@@ -40,7 +40,7 @@ class Launch : public ::testing::Test {
   /// The head's weights in a run folder, as one vector.
   torch::Tensor head_weights(const std::string& name) const {
     auto cfg = config::load_config((run(name) / "config.yaml").string());
-    models::Head head(models::code_dim(cfg.model, models::code_spec(cfg.classify)),
+    models::Head head(models::code_dim(cfg.model, models::code_spec(cfg.model, cfg.classify)),
                       cfg.classify.hidden, cfg.classify.dropout, 10);
     engine::load_checkpoint(run(name) / stages::kHeadFile,
                             {"head", stages::head_architecture(cfg, 10)}, *head, "classify");

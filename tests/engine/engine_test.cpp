@@ -218,14 +218,14 @@ std::string load_error(const std::filesystem::path& file, const CheckpointMeta& 
 TEST(Checkpoint, RoundTripWithOptimizer) {
   TempDir dir;
   torch::manual_seed(0);
-  models::Autoencoder a(tiny_model());
+  models::Autoencoder a(tiny_model(), 3, 32);
   auto opt = make_optimizer("adamw", a->parameters(), 1e-3, 0);
   auto loss = a->forward(torch::rand({2, 3, 8, 8})).pow(2).mean();
   loss.backward();
   opt->step();
-  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model()), 3};
+  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model(), 3, 32), 3};
   save_checkpoint(dir / "a.pt", meta, *a, opt.get());
-  models::Autoencoder b(tiny_model());
+  models::Autoencoder b(tiny_model(), 3, 32);
   auto opt_b = make_optimizer("adamw", b->parameters(), 1e-3, 0);
   auto got = load_checkpoint(dir / "a.pt", meta, *b, "pretrain", opt_b.get());
   EXPECT_EQ(got.epoch, 3);
@@ -238,12 +238,12 @@ TEST(Checkpoint, RoundTripWithOptimizer) {
 
 TEST(Checkpoint, MismatchesAndDamageAreNamed) {
   TempDir dir;
-  models::Autoencoder a(tiny_model());
-  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model())};
+  models::Autoencoder a(tiny_model(), 3, 32);
+  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model(), 3, 32)};
   save_checkpoint(dir / "a.pt", meta, *a);
-  models::Autoencoder wide(tiny_model(6));
+  models::Autoencoder wide(tiny_model(6), 3, 32);
   const auto arch = load_error(
-      dir / "a.pt", {"autoencoder", models::describe_architecture(tiny_model(6))}, *wide);
+      dir / "a.pt", {"autoencoder", models::describe_architecture(tiny_model(6), 3, 32)}, *wide);
   EXPECT_NE(arch.find("does not match the configured model"), std::string::npos) << arch;
   EXPECT_NE(load_error(dir / "a.pt", {"head", meta.architecture}, *a)
                 .find("holds a autoencoder, expected a head"),
@@ -262,7 +262,7 @@ TEST(Checkpoint, MismatchesAndDamageAreNamed) {
 
 TEST(Checkpoint, ResumeStateRestoresPositionAndRandomStream) {
   TempDir dir;
-  models::Autoencoder a(tiny_model());
+  models::Autoencoder a(tiny_model(), 3, 32);
   TrainState s;
   s.epoch = 2;
   s.step = 3;
@@ -272,7 +272,7 @@ TEST(Checkpoint, ResumeStateRestoresPositionAndRandomStream) {
   s.epoch_losses = torch::tensor({1.0, 2.0, 3.0, 0.0}, torch::kDouble);
   torch::manual_seed(7);
   torch::rand({3});
-  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model())};
+  const CheckpointMeta meta{"autoencoder", models::describe_architecture(tiny_model(), 3, 32)};
   save_checkpoint(dir / "s.pt", meta, *a, nullptr, [&](torch::serialize::OutputArchive& ar) {
     write_resume_state(ar, s, torch::kCPU);
   });

@@ -7,7 +7,6 @@ The image-folder seeds are FuzzedDataProvider inputs: integers are read from the
 input, file bytes from the front (see fuzz_image_folder.cpp, whose name lists this mirrors)."""
 import pathlib
 import re
-import shutil
 import struct
 import zlib
 
@@ -213,6 +212,22 @@ BROKEN_CONFIGS = {
 }
 
 
+def idx_seeds():
+    """IDX images files (fuzz_idx): valid plain and gzip ones, and the ways they go wrong."""
+    import gzip
+    img = struct.pack(">BBBBIII", 0, 0, 8, 3, 1, 4, 4) + bytes(range(16))
+    return {
+        "one_image_4x4": img,
+        "one_image_4x4_gz": gzip.compress(img, mtime=0),
+        "truncated": img[:-3],
+        "trailing": img + b"\0\0",
+        "labels": struct.pack(">BBBBI", 0, 0, 8, 1, 3) + bytes([1, 2, 3]),
+        "float_type": struct.pack(">BBBBIII", 0, 0, 0x0D, 3, 1, 1, 1) + b"\0\0\0\0",
+        "huge_dims": struct.pack(">BBBBIII", 0, 0, 8, 3, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
+        "gz_truncated": gzip.compress(img, mtime=0)[:-6],
+    }
+
+
 def config_keys():
     """The keys from src/config/config.cpp's field table (what known_keys() returns)."""
     text = (ROOT / "src" / "config" / "config.cpp").read_text()
@@ -226,7 +241,8 @@ def write_dict(path):
     for key in config_keys():
         tokens.add(key)
         tokens.update(key.split("."))
-    values = ["cifar10-binary", "image-folder", "pretrain", "classify", "evaluate", "export", "adamw",
+    values = ["cifar10-binary", "image-folder", "idx", "conv", "dense", "relu", "tanh", "sigmoid",
+              "identity", "baseline", "pretrain", "classify", "evaluate", "export", "adamw",
               "adam", "sgd", "cosine", "constant", "avg", "max", "avgmax", "auto", "cpu", "cuda",
               "cuda:0", "true", "false", "~", "null", ".inf", ".nan", "0x10", "1e-4", "[", "]",
               "{", "}", ": ", "- ", "\\x0a  ", "=", ",", "&a ", "*a", "!!str ", "? ", "---", "..."]
@@ -237,10 +253,9 @@ def write_dict(path):
 
 
 def write_all(target, seeds):
+    # Files already there are kept: inputs the fuzzer found (named by their SHA-1) stay seeds.
     d = CORPUS / target
-    if d.exists():
-        shutil.rmtree(d)
-    d.mkdir(parents=True)
+    d.mkdir(parents=True, exist_ok=True)
     for name, data in seeds.items():
         (d / name).write_bytes(data.bytes() if isinstance(data, Tree) else data)
 
@@ -248,6 +263,7 @@ def write_all(target, seeds):
 def main():
     write_all("fuzz_cifar_binary", cifar_seeds())
     write_all("fuzz_image_folder", image_folder_seeds())
+    write_all("fuzz_idx", idx_seeds())
     configs = {p.name: p.read_bytes() for p in sorted((ROOT / "configs").glob("*.yaml"))}
     configs.update(BROKEN_CONFIGS)
     write_all("fuzz_config", configs)

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "aefx/data/dataset.h"
+
 namespace aefx::models {
 namespace {
 
@@ -14,7 +16,7 @@ config::ModelConfig small() {
 }
 
 TEST(Encoder, StageShapes) {
-  Encoder enc(small());
+  Encoder enc(small(), 3, 32);
   auto outs = enc->forward(torch::rand({2, 3, 32, 32}));
   ASSERT_EQ(outs.size(), 3u);
   EXPECT_EQ(outs[0].sizes(), (std::vector<int64_t>{2, 4, 32, 32}));
@@ -24,7 +26,7 @@ TEST(Encoder, StageShapes) {
 
 TEST(Autoencoder, ReconstructsInputShapeAndTrains) {
   torch::manual_seed(0);
-  Autoencoder ae(small());
+  Autoencoder ae(small(), 3, 16);
   auto x = torch::rand({8, 3, 16, 16});
   EXPECT_EQ(ae->forward(x).sizes(), x.sizes());
   torch::optim::Adam opt(ae->parameters(), 1e-2);
@@ -55,7 +57,7 @@ TEST(Autoencoder, ForwardFlopsMatchAnIndependentCount) {
 }
 
 TEST(Autoencoder, NormalizationRoundTrip) {
-  Autoencoder ae(small());
+  Autoencoder ae(small(), 3, 16);
   ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.3f}), torch::tensor({0.2f, 0.25f, 0.5f}));
   auto x = torch::rand({2, 3, 4, 4});
   EXPECT_TRUE(torch::allclose(ae->denormalize(ae->normalize(x)), x, 1e-6, 1e-6));
@@ -78,7 +80,7 @@ TEST(Corrupt, MaskRatioAndNoise) {
 
 TEST(PoolCodes, ConcatenatesGridsAndMatchesCodeDim) {
   auto m = small();
-  Encoder enc(m);
+  Encoder enc(m, 3, 32);
   auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
   const std::vector<int64_t> grids{2, 0, 1};
   auto codes = pool_codes(outs, grids);
@@ -90,7 +92,7 @@ TEST(PoolCodes, ConcatenatesGridsAndMatchesCodeDim) {
 
 TEST(PoolCodes, MaxAndAvgMaxPooling) {
   auto m = small();
-  Encoder enc(m);
+  Encoder enc(m, 3, 32);
   auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
   const CodeSpec max{{2, 0, 1}, "max"}, both{{2, 0, 1}, "avgmax"};
   auto mx = pool_codes(outs, max);
@@ -124,11 +126,71 @@ TEST(Head, LinearAndMlpShapesAndStandardization) {
   EXPECT_TRUE(torch::allclose(linear->forward(x * 2 + 3), y0, 1e-5, 1e-5));
 }
 
+config::ModelConfig dense(std::vector<int64_t> hidden, int64_t code) {
+  config::ModelConfig m;
+  m.type = "dense";
+  m.hidden = std::move(hidden);
+  m.code_size = code;
+  m.output_activation = "sigmoid";
+  return m;
+}
+
+TEST(DenseAutoencoder, ShapesCodeAndSigmoidOutput) {
+  torch::manual_seed(0);
+  const auto m = dense({32}, 8);
+  Autoencoder ae(m, 1, 12);
+  ae->set_normalization(torch::tensor({0.4f}), torch::tensor({0.2f}));
+  auto x = torch::rand({5, 1, 12, 12});
+  const auto stages = ae->encoder->forward(ae->normalize(x));
+  ASSERT_EQ(stages.size(), 1u);  // one "stage": the code, N x code_size x 1 x 1
+  EXPECT_EQ(stages[0].sizes(), (std::vector<int64_t>{5, 8, 1, 1}));
+  EXPECT_GE(stages[0].min().item<double>(), 0.0);  // ReLU code
+  const auto spec = code_spec(m, config::ClassifyConfig{});
+  EXPECT_EQ(spec.grids, (std::vector<int64_t>{1}));
+  EXPECT_EQ(code_dim(m, spec), 8);
+  EXPECT_TRUE(torch::equal(pool_codes(stages, spec), stages[0].flatten(1)));
+  const auto recon = ae->denormalize(ae->forward(ae->normalize(x)));
+  EXPECT_EQ(recon.sizes(), x.sizes());
+  EXPECT_GT(recon.min().item<double>(), 0.0);  // sigmoid: strictly inside (0, 1)
+  EXPECT_LT(recon.max().item<double>(), 1.0);
+  // 144 -> 32 -> 8 -> 32 -> 144: four linear layers.
+  int64_t params = 0;
+  for (const auto& p : ae->parameters()) params += p.numel();
+  EXPECT_EQ(params, (144 * 32 + 32) + (32 * 8 + 8) + (8 * 32 + 32) + (32 * 144 + 144));
+  EXPECT_EQ(forward_flops(m, 1, 12), 2 * 2 * (144 * 32 + 32 * 8));
+  EXPECT_EQ(bottleneck_size(m, 12), 8);
+  EXPECT_EQ(bottleneck_size(small(), 32), 16 * 8 * 8);
+}
+
+TEST(DenseAutoencoder, LearnsToReconstruct) {
+  torch::manual_seed(1);
+  Autoencoder ae(dense({}, 16), 3, 8);  // colour works too: 192 -> 16 -> 192
+  auto x = torch::rand({64, 3, 8, 8}).round();
+  auto [mean, std] = data::channel_stats(x.mul(255).to(torch::kUInt8));
+  ae->set_normalization(mean, std);
+  torch::optim::Adam opt(ae->parameters(), torch::optim::AdamOptions(1e-2));
+  double first = 0, last = 0;
+  for (int step = 0; step < 60; ++step) {
+    auto target = ae->normalize(x);
+    auto loss = torch::mse_loss(ae->forward(target), target);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, 0.5 * first);
+}
+
 TEST(Architecture, DescriptionsDiffer) {
   auto a = small();
   auto b = small();
   b.widths[0] = 5;
-  EXPECT_NE(describe_architecture(a), describe_architecture(b));
+  EXPECT_NE(describe_architecture(a, 3, 32), describe_architecture(b, 3, 32));
+  // Grey conv weights differ from RGB ones; a dense model's from any other input size.
+  EXPECT_NE(describe_architecture(a, 1, 32), describe_architecture(a, 3, 32));
+  EXPECT_EQ(describe_architecture(a, 3, 32), describe_architecture(a, 3, 64));
+  EXPECT_NE(describe_architecture(dense({}, 8), 1, 28), describe_architecture(dense({}, 8), 1, 32));
+  EXPECT_NE(describe_architecture(dense({}, 8), 1, 28), describe_architecture(dense({}, 9), 1, 28));
   EXPECT_NE(describe_head(10, {}, 10), describe_head(10, {5}, 10));
 }
 

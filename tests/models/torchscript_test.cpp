@@ -25,7 +25,7 @@ Trained make_model(const std::string& pooling = "avgmax") {
   m.decoder_blocks = 2;
   Trained t;
   t.grids.pooling = pooling;
-  t.ae = Autoencoder(m);
+  t.ae = Autoencoder(m, 3, 16);
   t.ae->set_normalization(torch::tensor({0.49f, 0.48f, 0.45f}),
                           torch::tensor({0.25f, 0.24f, 0.26f}));
   t.ae->train();
@@ -82,6 +82,52 @@ TEST(TorchScript, SavedFileReloadsWithMetadata) {
     FAIL() << "a grey batch for an RGB model must fail";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("expected float images N x C x H x W"), std::string::npos);
+  }
+}
+
+/// Grey models: a dense autoencoder (ReLU hidden layer, tanh code, sigmoid output) and a conv one
+/// with a sigmoid output; each exported file equals its native model.
+TEST(TorchScript, GreyDenseAndSigmoidModelsExportEqualNative) {
+  for (const char* type : {"dense", "conv"}) {
+    SCOPED_TRACE(type);
+    torch::manual_seed(4);
+    config::ModelConfig m;
+    m.type = type;
+    m.widths = {4, 8};
+    m.blocks = {1, 1};
+    m.hidden = {20};
+    m.code_size = 6;
+    m.activation = std::string(type) == "dense" ? "tanh" : "relu";
+    m.output_activation = "sigmoid";
+    config::ClassifyConfig c;
+    c.pool_grids = {2, 1};
+    const auto spec = code_spec(m, c);
+    Autoencoder ae(m, 1, 12);
+    ae->set_normalization(torch::tensor({0.3f}), torch::tensor({0.2f}));
+    ae->train();
+    for (int i = 0; i < 3; ++i) ae->forward(torch::randn({8, 1, 12, 12}));
+    stages::freeze(ae);
+    Head head(code_dim(m, spec), std::vector<int64_t>{7}, 0.0, 4);
+    head->eval();
+    torch::NoGradGuard no_grad;
+    auto x = torch::rand({5, 1, 12, 12});
+    auto codes = pool_codes(ae->encoder->forward(ae->normalize(x)), spec);
+    EXPECT_EQ(codes.size(1), std::string(type) == "dense" ? 6 : 4 * 4 + 8);
+    EXPECT_LE(max_diff(script_encoder(ae, spec).forward({x}).toTensor(), codes), 1e-5);
+    auto recon = ae->denormalize(ae->forward(ae->normalize(x)));
+    EXPECT_LE(max_diff(script_autoencoder(ae).forward({x}).toTensor(), recon), 1e-5);
+    auto clf = script_classifier(ae, head, spec);
+    EXPECT_LE(max_diff(clf.forward({x}).toTensor(), head->forward(codes)), 1e-5);
+    // A colour batch, or (dense) another image size, is refused with the expected input.
+    EXPECT_THROW(clf.forward({torch::rand({2, 3, 12, 12})}), std::exception);
+    if (std::string(type) == "dense") {
+      try {
+        clf.forward({torch::rand({2, 1, 16, 16})});
+        FAIL() << "a dense model takes only its own image size";
+      } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("N x C x 12 x 12"), std::string::npos) << e.what();
+      }
+    }
   }
 }
 

@@ -315,6 +315,36 @@ TEST_F(Cli, ExportPredictEvaluateAndPythonInterop) {
   EXPECT_LE(testing::json_number(r.out, "encoder_max_abs_diff"), 1e-5) << r.out;
   EXPECT_NEAR(testing::json_number(r.out, "python_accuracy"), stage_acc, 1e-9) << r.out;
 }
+
+// The shipped dense config on small grey IDX data; then predict takes colour and grey images
+// for the grey model, and evaluate --format idx agrees with the evaluate stage.
+TEST_F(Cli, DenseConfigOnIdxDataPredictsColourAndGreyImages) {
+  const fs::path idx = dir_ / "idx";
+  testing::write_idx(idx, 300, 100, 28);
+  const std::string config = std::string(AEFX_SOURCE_DIR) + "/configs/mnist-dense.yaml";
+  auto r = aefx("run " + config + " --quiet --set data.root=" + idx.string() +
+                " --set output_dir=" + (dir_ / "runs").string() +
+                " --set 'data.class_names=[]' --set data.val_size=40 --set pretrain.epochs=2"
+                " --set classify.epochs=3 --set device=cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const fs::path run = dir_ / "runs/mnist-dense";
+  const std::string model = (run / "classifier.pt").string();
+  auto [img, lab] = testing::synthetic_images(4, 10, 28, 5);
+  const auto colour = (dir_ / "colour.png").string(), grey = (dir_ / "grey.png").string();
+  testing::write_png(colour, img[0], 56);
+  const auto g = img[1].to(torch::kFloat).mean(0, true).round().to(torch::kUInt8);
+  cv::Mat m(28, 28, CV_8UC1, g.contiguous().data_ptr<uint8_t>());
+  ASSERT_TRUE(cv::imwrite(grey, m));
+  r = aefx("predict --model " + model + " " + colour + " " + grey + " --top-k 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(lines(r.out), 2u) << r.out;
+  r = aefx("evaluate --model " + model + " --data " + idx.string() + " --format idx --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NEAR(testing::json_number(r.out, "test_accuracy"),
+              testing::json_number(testing::read_file(run / "metrics.json"), "test_accuracy"), 1e-9)
+      << r.out;
+  EXPECT_TRUE(fs::exists(run / "baseline.json"));
+}
 #endif
 
 }  // namespace

@@ -9,6 +9,8 @@
 
 #include "aefx/config/config.h"
 #include "aefx/engine/runner.h"
+#include "aefx/models/torchscript.h"
+#include "aefx/viz/report.h"
 #include "test_util.h"
 
 namespace aefx::stages {
@@ -20,6 +22,57 @@ config::Config tiny(const TempDir& dir, const std::string& name = "tiny",
                     const std::vector<std::string>& sets = {}) {
   return config::parse_config(testing::tiny_config_yaml(dir / "data", dir / "runs", name), sets,
                               "tiny");
+}
+
+/// Grey MNIST-format data through every stage, with a dense and a conv autoencoder, and the
+/// raw-pixel baseline: the compression view and the baseline land in metrics.json, the export
+/// says it takes one channel.
+TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
+  TempDir dir;
+  testing::write_idx(dir / "idx", 300, 100, 16);
+  for (const std::string type : {"dense", "conv"}) {
+    SCOPED_TRACE(type);
+    const auto cfg = tiny(dir, type,
+                          {"data.format=idx", "data.root=" + (dir / "idx").string(),
+                           "data.image_size=16", "model.type=" + type, "model.hidden=[32]",
+                           "model.code_size=24", "model.output_activation=sigmoid",
+                           "pretrain.epochs=3", "classify.epochs=10",
+                           "classify.pool_grids=[4, 2]",  // the class is where the blob is
+                           "stages=[pretrain, classify, baseline, evaluate, export]"});
+    engine::run_stages(cfg, cfg.stages, builtin_stages());
+    const fs::path run = dir / "runs" / type;
+    const YAML::Node m = YAML::LoadFile((run / kMetricsFile).string());
+    EXPECT_GT(m["test_accuracy"].as<double>(), 0.3) << "synthetic classes are easy to tell apart";
+    EXPECT_EQ(m["class_names"][0].as<std::string>(), "0");
+    const auto& rec = m["reconstruction"];
+    const int64_t code_values = type == "dense" ? 24 : 16 * 8 * 8;
+    EXPECT_EQ(rec["input_values"].as<int64_t>(), 16 * 16);
+    EXPECT_EQ(rec["code_values"].as<int64_t>(), code_values);
+    EXPECT_NEAR(rec["compression_ratio"].as<double>(), 256.0 / code_values, 1e-8);
+    EXPECT_GT(rec["test_psnr"].as<double>(), 5.0);
+    EXPECT_NEAR(rec["test_psnr"].as<double>(), -10 * std::log10(rec["test_mse"].as<double>()),
+                1e-6);
+    EXPECT_EQ(m["code_dim"].as<int64_t>(), type == "dense" ? 24 : 8 * 16 + 16 * 4);
+    EXPECT_EQ(m["baseline"]["input_dim"].as<int64_t>(), 256);
+    EXPECT_GT(m["baseline"]["test_accuracy"].as<double>(), 0.3);
+    const YAML::Node p = YAML::LoadFile((run / kPretrainSummary).string());
+    EXPECT_EQ(p["test_images"].as<int64_t>(), 100);
+    const YAML::Node model = YAML::LoadFile((run / kModelJson).string());
+    EXPECT_EQ(model["input"]["channels"].as<int64_t>(), 1);
+    EXPECT_EQ(model["input"]["color"].as<std::string>(), "grey");
+    EXPECT_EQ(model["model_type"].as<std::string>(), type);
+    models::ExportedClassifier clf((run / "classifier.pt").string());
+    EXPECT_EQ(clf.channels(), 1);
+    // The native models read back from the run folder are the grey ones it trained.
+    engine::RunContext ctx{cfg, run, torch::kCPU};
+    auto ae = load_autoencoder(ctx);
+    EXPECT_EQ(ae->channels(), 1);
+    EXPECT_EQ(ae->mean.numel(), 1);
+    // report.html shows the compression view and the baseline next to the accuracy.
+    const auto html = testing::read_file(viz::write_report(run));
+    EXPECT_NE(html.find("256 values from " + std::to_string(code_values)), std::string::npos);
+    EXPECT_NE(html.find("raw-pixel baseline: the same head on 256 pixels"), std::string::npos);
+  }
 }
 
 TEST(EndToEnd, AllStagesOnSyntheticData) {
@@ -134,7 +187,8 @@ TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
   testing::write_cifar_binary(dir / "data", 60, 10);
   const auto cfg = tiny(dir, "random", {"pretrain.epochs=0"});
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
-  const models::Autoencoder fresh(cfg.model, 3);  // the same seed: the same initial weights
+  const models::Autoencoder fresh(cfg.model, 3,
+                                  cfg.data.image_size);  // the same seed: the same initial weights
   engine::run_stages(cfg, {"pretrain"}, builtin_stages());
   const fs::path run = dir / "runs/random";
   auto saved = load_autoencoder({cfg, run, torch::kCPU});
@@ -174,7 +228,7 @@ TEST(Codes, FlippedRowsFollowThePlainOnesAndEmptyInputGivesNoRows) {
   torch::manual_seed(0);
   TempDir dir;
   const auto cfg = tiny(dir);
-  models::Autoencoder ae(cfg.model);
+  models::Autoencoder ae(cfg.model, 3, cfg.data.image_size);
   freeze(ae);
   auto [img, lab] = testing::synthetic_images(10, 10, 32, 3);
   const auto& grids = cfg.classify.pool_grids;
@@ -194,7 +248,7 @@ TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
   torch::manual_seed(0);
   TempDir dir;
   const auto cfg = tiny(dir);
-  models::Autoencoder ae(cfg.model);
+  models::Autoencoder ae(cfg.model, 3, cfg.data.image_size);
   ae->set_normalization(torch::full({3}, 0.4), torch::full({3}, 0.2));
   // Give BatchNorm non-trivial running statistics, as after pretraining.
   ae->train();

@@ -10,20 +10,36 @@ namespace aefx::config {
 
 /// Where the images come from and how they are split.
 struct DataConfig {
-  std::string format = "cifar10-binary";  ///< cifar10-binary | image-folder
+  std::string format = "cifar10-binary";  ///< cifar10-binary | image-folder | idx
   std::string root = "data/cifar10";      ///< folder holding the data (see README)
   int64_t val_size = 5000;                ///< images held out of train for validation
   int64_t limit_train = 0;                ///< use only this many training images (0 = all)
   int64_t limit_test = 0;                 ///< use only this many test images (0 = all)
   int64_t image_size = 32;                ///< images are resized to image_size x image_size
+  /// idx only: the names of labels 0, 1, ... (empty = "0", "1", ...: one per label up to the
+  /// largest label in the files).
+  std::vector<std::string> class_names{};
 };
 
-/// Convolutional autoencoder architecture.
+/// Image channels a data format gives: 1 (grey) for idx, 3 (RGB) for the others.
+int64_t input_channels(const DataConfig& data);
+
+/// Autoencoder architecture: convolutional (widths, blocks, decoder_*) or dense (hidden,
+/// code_size, activation); output_activation applies to both.
 struct ModelConfig {
-  std::vector<int64_t> widths{32, 64, 128};  ///< channels per encoder stage
+  std::string type = "conv";                 ///< conv | dense
+  std::vector<int64_t> widths{32, 64, 128};  ///< conv: channels per encoder stage
   std::vector<int64_t> blocks{1, 1, 1};      ///< conv-BN-ReLU blocks per stage
   int64_t decoder_blocks = 1;                ///< conv blocks per decoder stage
   double decoder_width = 1.0;                ///< decoder channels = encoder channels * this
+  /// dense: encoder hidden layer sizes between the input and the code (the decoder mirrors
+  /// them); empty = input -> code -> input.
+  std::vector<int64_t> hidden{};
+  int64_t code_size = 128;  ///< dense: values in the code (the bottleneck)
+  std::string activation =
+      "relu";  ///< dense: after every hidden and the code layer: relu | tanh | sigmoid
+  std::string output_activation =
+      "identity";  ///< reconstruction in pixel units: identity | sigmoid
 };
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).

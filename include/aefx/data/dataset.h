@@ -15,7 +15,8 @@ namespace aefx::data {
 
 enum class Split { kTrain, kTest };
 
-/// Images as uint8 N x C x H x W (RGB), labels as int64 N, and the class names.
+/// Images as uint8 N x C x H x W (C = 3: RGB, C = 1: grey), labels as int64 N, and the class
+/// names.
 struct Dataset {
   torch::Tensor images;
   torch::Tensor labels;
@@ -44,6 +45,22 @@ Dataset parse_cifar10_batch(const uint8_t* data, size_t size, const std::string&
 /// parse_cifar10_batch rejects. Other files in the folder are ignored with a warning naming them.
 Dataset load_cifar10_binary(const std::string& root, Split split);
 
+/// Largest IDX content (after decompression) load_idx reads: 1 GiB.
+inline constexpr int64_t kIdxMaxBytes = int64_t{1} << 30;
+
+/// Parses one unsigned-byte IDX file held in memory (decompressed) with `dims` dimensions (3:
+/// images N x rows x cols, 1: labels N); `name` names it in errors. Throws std::runtime_error
+/// for a wrong magic number, value type or dimension count, a header or data shorter or longer
+/// than the dimensions declare (truncated, trailing bytes), or an empty dimension.
+torch::Tensor parse_idx(const uint8_t* data, size_t size, int64_t dims, const std::string& name);
+
+/// Reads MNIST-format IDX files from `root`: {train,t10k}-images-idx3-ubyte and
+/// {train,t10k}-labels-idx1-ubyte, each plain or .gz (also with '.' before idx, as some copies
+/// name them). Images come as N x 1 x rows x cols. `class_names` names labels 0, 1, ...; empty
+/// means "0".."9". Throws std::runtime_error naming the file for a missing or malformed file,
+/// images and labels of different counts, or a label without a class name.
+Dataset load_idx(const std::string& root, Split split, const std::vector<std::string>& class_names);
+
 /// Reads root/{train,test}/<class>/<image>, decoding in parallel with OpenCV, converting to
 /// RGB and resizing to size x size. Classes are the sorted sub-folder names; files that are
 /// not images (by extension) are skipped with a warning that counts them.
@@ -52,6 +69,10 @@ Dataset load_image_folder(const std::string& root, Split split, int64_t size);
 /// Decodes one image file with OpenCV to uint8 3 x size x size RGB (grey and RGBA converted,
 /// resized). Throws std::runtime_error naming the file when it is missing or undecodable.
 torch::Tensor decode_image(const std::string& file, int64_t size);
+
+/// uint8 images N x C x H x W with `channels` channels: RGB to grey by the ITU-R BT.601 luma
+/// weights (as OpenCV's RGB2GRAY), grey to RGB by repeating it; unchanged when C == channels.
+torch::Tensor to_channels(const torch::Tensor& images, int64_t channels);
 
 /// Loads the split named by the config (format, root, image size, limit). A limit keeps a
 /// seeded random subset, so a limited image folder still holds every class.

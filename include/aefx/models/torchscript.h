@@ -16,7 +16,8 @@
 
 namespace aefx::models {
 
-/// images (float N x C x H x W, RGB in [0, 1]) -> latent codes (N x D), as the head saw them.
+/// images (float N x C x H x W in [0, 1]; C = 3: RGB, 1: grey) -> latent codes (N x D), as the
+/// head saw them.
 torch::jit::Module script_encoder(Autoencoder& ae, const CodeSpec& spec);
 
 /// images -> reconstructions, in [0, 1].

@@ -5,6 +5,8 @@
 //   classify -> checkpoints/head.pt, checkpoints/classify_last.pt, classify.json
 //               (needs the autoencoder)
 // The *_last.pt files hold a stage's resumable state (`aefx run --resume`).
+//   baseline -> baseline.json: the classify head trained on raw pixels instead of codes, and
+//               its test accuracy (needs nothing; not in the default stage list)
 //   evaluate -> metrics.json                            (needs the autoencoder and head)
 //   export   -> encoder.pt, autoencoder.pt, classifier.pt (TorchScript), model.json
 // Pretrain and classify append every epoch to metrics.jsonl / metrics.csv and redraw
@@ -32,6 +34,7 @@ inline constexpr const char* kAutoencoderFile = "checkpoints/autoencoder.pt";
 inline constexpr const char* kHeadFile = "checkpoints/head.pt";
 inline constexpr const char* kPretrainSummary = "pretrain.json";
 inline constexpr const char* kClassifySummary = "classify.json";
+inline constexpr const char* kBaselineSummary = "baseline.json";
 inline constexpr const char* kMetricsFile = "metrics.json";
 inline constexpr const char* kPretrainCheckpoint = "checkpoints/pretrain_last.pt";
 inline constexpr const char* kClassifyCheckpoint = "checkpoints/classify_last.pt";
@@ -43,10 +46,11 @@ inline constexpr const char* kLatentsPng = "latents.png";
 
 void pretrain(engine::RunContext& ctx);
 void classify(engine::RunContext& ctx);
+void baseline(engine::RunContext& ctx);
 void evaluate(engine::RunContext& ctx);
 void export_models(engine::RunContext& ctx);
 
-/// The registry holding pretrain, classify, evaluate and export.
+/// The registry holding pretrain, classify, baseline, evaluate and export.
 engine::StageRegistry builtin_stages();
 
 /// The train/validation split every stage uses (same seed, so the same images).
@@ -97,6 +101,11 @@ torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images
                             const models::CodeSpec& spec, int64_t batch_size,
                             const torch::Device& device, bool with_flips = false);
 
+/// Raw pixels as "codes" for the baseline: uint8 images N x C x H x W -> float N x CHW in
+/// [0, 1] on `device`; with `with_flips`, 2N rows as compute_codes gives them.
+torch::Tensor pixel_codes(const torch::Tensor& images, const torch::Device& device,
+                          bool with_flips);
+
 /// What training the head produced.
 struct HeadResult {
   models::Head head{nullptr};
@@ -137,13 +146,14 @@ HeadResult train_head(models::Autoencoder& ae, const data::Dataset& train, const
 /// it exists.
 /// Each epoch visits the codes in epoch_order(seed). In a `group` (every rank holding all codes),
 /// rank r trains on its slice of each global batch (classify.batch_size), the gradients are
-/// averaged over the ranks, and the ranks keep identical heads; only rank 0 writes.
+/// averaged over the ranks, and the ranks keep identical heads; only rank 0 writes. `stage`
+/// names the training in progress lines, logs and epoch records ("baseline" for the pixels).
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const config::ClassifyConfig& cfg,
                     int64_t classes, const torch::Device& device,
                     const std::filesystem::path& state_file = {}, bool resume = false,
                     const EpochCallback& on_epoch = nullptr, dist::Group* group = nullptr,
-                    int64_t seed = 0);
+                    int64_t seed = 0, const std::string& stage = "classify");
 
 /// The figures every training epoch has: stage, epoch n/N, mean loss, `lr`, images/s, the
 /// epoch's seconds, and the wall seconds since `stage_start` (util::now_seconds()).
