@@ -62,8 +62,13 @@ class ScriptWriter {
     }
   }
 
-  /// Emits every layer of a Sequential of Linear and activation modules (a dense autoencoder).
-  void dense(const std::string& prefix, torch::nn::Sequential& seq, std::ostringstream& out) {
+  /// Emits the flattened x through the "dense" Sequential (Linear and activation modules) of a
+  /// dense autoencoder's encoder or decoder.
+  void dense(const std::string& prefix, torch::nn::Module& parent, std::ostringstream& out) {
+    auto seq =
+        std::dynamic_pointer_cast<torch::nn::SequentialImpl>(parent.named_children()["dense"]);
+    TORCH_CHECK(seq, "script export: ", prefix, " is not a Sequential");
+    out << "        x = torch.flatten(x, 1)\n";
     int layer = 0;
     for (const auto& m : seq->children()) {
       if (auto* lin = m->as<torch::nn::LinearImpl>()) {
@@ -101,11 +106,7 @@ std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
       << "        feats: List[Tensor] = []\n";
   if (ae->config().type == "dense") {
     // One "stage": the code as N x code_size x 1 x 1, as the native encoder returns it.
-    auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(
-        ae->encoder->named_children()["dense"]);
-    torch::nn::Sequential s(seq);
-    out << "        x = torch.flatten(x, 1)\n";
-    w.dense("enc.dense", s, out);
+    w.dense("enc.dense", *ae->encoder, out);
     out << "        feats.append(torch.reshape(x, [x.size(0), x.size(1), 1, 1]))\n"
         << "        return feats\n";
     return out.str();
@@ -186,11 +187,7 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
           : "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
   std::shared_ptr<torch::nn::Conv2dImpl> out_conv;
   if (ae->config().type == "dense") {
-    auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(
-        ae->decoder->named_children()["dense"]);
-    torch::nn::Sequential s(seq);
-    dec << "        x = torch.flatten(x, 1)\n";
-    w.dense("dec.dense", s, dec);
+    w.dense("dec.dense", *ae->decoder, dec);
     const auto n = std::to_string(ae->image_size());
     dec << "        x = torch.reshape(x, [x.size(0), " << ae->channels() << ", " << n << ", " << n
         << "])\n"
