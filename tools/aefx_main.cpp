@@ -519,7 +519,8 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   if (a.help) {
     std::cout << "usage: aefx evaluate --model classifier.pt --data DIR "
                  "[--format cifar10-binary|image-folder|idx] [--json]\n\n"
-                 "Test accuracy of an exported classifier on a data set's test split.\n\n"
+                 "Test accuracy of an exported classifier on a data set's test split. IDX files\n"
+                 "name no classes: their labels are read as the model's classes, in order.\n\n"
                  "examples:\n"
                  "  aefx evaluate --model models/cifar10-cpu/classifier.pt --data data/cifar10\n"
                  "  aefx evaluate --model models/cifar10-cpu/classifier.pt --data photos "

@@ -103,7 +103,11 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   const double t0 = util::now_seconds();
   r.code_dim = codes.size(1);
   r.head = models::Head(r.code_dim, cfg.hidden, cfg.dropout, classes);
-  r.head->set_standardization(codes.mean(0).cpu(), codes.std(0).clamp_min(1e-6).cpu());
+  // A feature that is constant in training (a border pixel that is always 0, a dead unit) is
+  // divided by 1, not by its ~0 std: a value it takes at test time stays a small input.
+  auto code_std = codes.std(0);
+  code_std = torch::where(code_std < 1e-6, torch::ones_like(code_std), code_std);
+  r.head->set_standardization(codes.mean(0).cpu(), code_std.cpu());
   r.head->to(device);
   if (group) sync_from_main(*r.head, *group);
   // Standardised once, in place, instead of in every step: training then calls head->net.
@@ -315,6 +319,15 @@ void classify(engine::RunContext& ctx) {
 // The raw-pixel baseline: the classify stage's head, trained the same way on the images' pixels
 // instead of the frozen encoder's codes. What the autoencoder's features are worth is the
 // difference between the two test accuracies.
+std::string baseline_inputs(const config::Config& cfg) {
+  std::string line = "seed=" + config::get_value(cfg, "seed");
+  for (const auto& key : config::known_keys()) {
+    if (key.rfind("data.", 0) == 0 || key.rfind("classify.", 0) == 0)
+      line += " " + key + "=" + config::get_value(cfg, key);
+  }
+  return line;
+}
+
 torch::Tensor pixel_codes(const torch::Tensor& images, const torch::Device& device,
                           bool with_flips) {
   torch::NoGradGuard no_grad;
@@ -358,6 +371,7 @@ void baseline(engine::RunContext& ctx) {
       accuracy, static_cast<long long>(test.size()), r.best_val_accuracy,
       static_cast<long long>(r.best_epoch)));
   auto summary = util::Json::object({{"stage", "baseline"},
+                                     {"inputs", baseline_inputs(cfg)},
                                      {"input", "pixels"},
                                      {"input_dim", r.code_dim},
                                      {"test_accuracy", accuracy},

@@ -13,6 +13,29 @@
 #include "aefx/viz/viz.h"
 
 namespace aefx::stages {
+namespace {
+
+/// Whether the run folder holds a baseline.json made for this config's data and head settings; a
+/// stale one (another data set or head) is named in a warning and not reported.
+bool baseline_current(const engine::RunContext& ctx) {
+  const auto file = ctx.run_dir / kBaselineSummary;
+  if (!std::filesystem::exists(file)) return false;
+  std::string inputs;
+  try {
+    const YAML::Node b = YAML::LoadFile(file.string());
+    if (b["inputs"]) inputs = b["inputs"].as<std::string>();
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
+  }
+  if (inputs == baseline_inputs(ctx.config)) return true;
+  util::log_warn(file.string() +
+                 " was made with other data.* or classify.* settings (or seed): not reported; "
+                 "run the baseline stage again to compare");
+  return false;
+}
+
+}  // namespace
+
 void evaluate(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
   const double t0 = util::now_seconds();
@@ -78,9 +101,9 @@ void evaluate(engine::RunContext& ctx) {
                             {"input_values", pretrain_value("input_values")},
                             {"code_values", pretrain_value("code_values")},
                             {"compression_ratio", pretrain_value("compression_ratio")}})},
-       // The same head on raw pixels, when the baseline stage ran (null otherwise).
+       // The same head on raw pixels, when the baseline stage ran for this config (else null).
        {"baseline",
-        std::filesystem::exists(ctx.run_dir / kBaselineSummary)
+        baseline_current(ctx)
             ? util::Json::object(
                   {{"input", "pixels"},
                    {"input_dim", summary_value(ctx.run_dir / kBaselineSummary, "input_dim")},

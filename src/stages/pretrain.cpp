@@ -281,24 +281,26 @@ void pretrain(engine::RunContext& ctx) {
   }
 
   if (ctx.group) ctx.group->check_same(dist::fingerprint(ae->parameters()), "the trained weights");
-  // The compression view: how well the trained autoencoder reconstructs unseen (test) images
-  // from its bottleneck, and how much smaller that bottleneck is than the image.
+  if (!main) return;
+  if (p.epochs == 0) epoch_log->begin_stage("pretrain", 0, {"classify"});
+  auto m = meta;
+  m.epoch = p.epochs;
+  engine::save_checkpoint(run_dir / kAutoencoderFile, m, *ae);
+  // The compression view, on rank 0 alone after the model is saved (the other ranks need no test
+  // data): how well the trained autoencoder reconstructs unseen (test) images from its
+  // bottleneck, and how much smaller that bottleneck is than the image. Reported, never used for
+  // a choice.
   const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   const double test_mse =
-      reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, ctx.device, ctx.group);
+      reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, ctx.device, nullptr);
   const int64_t input_values = channels * side * side;
   const int64_t code_values = models::bottleneck_size(cfg.model, side);
   const double ratio = static_cast<double>(input_values) / static_cast<double>(code_values);
-  if (!main) return;
   util::log_info(util::strfmt(
       "pretrain: test reconstruction MSE %.5f, PSNR %.2f dB on %lld images; %lld values -> "
       "%lld at the bottleneck (compression ratio %.2f)",
       test_mse, metrics::psnr(test_mse), static_cast<long long>(test.size()),
       static_cast<long long>(input_values), static_cast<long long>(code_values), ratio));
-  if (p.epochs == 0) epoch_log->begin_stage("pretrain", 0, {"classify"});
-  auto m = meta;
-  m.epoch = p.epochs;
-  engine::save_checkpoint(run_dir / kAutoencoderFile, m, *ae);
   if (pictures) {
     draw_reconstructions(ae, shown, ctx.device, run_dir / kReconstructionsPng,
                          p.epochs > 0 ? util::strfmt("reconstructions after pretraining (%lld "

@@ -32,13 +32,13 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
   testing::write_idx(dir / "idx", 300, 100, 16);
   for (const std::string type : {"dense", "conv"}) {
     SCOPED_TRACE(type);
-    const auto cfg = tiny(dir, type,
-                          {"data.format=idx", "data.root=" + (dir / "idx").string(),
-                           "data.image_size=16", "model.type=" + type, "model.hidden=[32]",
-                           "model.code_size=24", "model.output_activation=sigmoid",
-                           "pretrain.epochs=3", "classify.epochs=10",
-                           "classify.pool_grids=[4, 2]",  // the class is where the blob is
-                           "stages=[pretrain, classify, baseline, evaluate, export]"});
+    const auto cfg =
+        tiny(dir, type,
+             {"data.format=idx", "data.root=" + (dir / "idx").string(), "data.image_size=16",
+              "model.type=" + type, "model.hidden=[32]", "model.code_size=24",
+              "model.output_activation=sigmoid", "pretrain.epochs=3", "classify.epochs=10",
+              "classify.pool_grids=[4, 2]",  // the class is where the blob is
+              "stages=[pretrain, classify, baseline, evaluate, export]"});
     engine::run_stages(cfg, cfg.stages, builtin_stages());
     const fs::path run = dir / "runs" / type;
     const YAML::Node m = YAML::LoadFile((run / kMetricsFile).string());
@@ -73,6 +73,22 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
     EXPECT_NE(html.find("256 values from " + std::to_string(code_values)), std::string::npos);
     EXPECT_NE(html.find("raw-pixel baseline: the same head on 256 pixels"), std::string::npos);
   }
+  const auto sets = [&](const std::string& name, const std::string& extra) {
+    return tiny(dir, name,
+                {"data.format=idx", "data.root=" + (dir / "idx").string(), "data.image_size=16",
+                 "model.type=dense", "model.hidden=[32]", "model.code_size=24",
+                 "model.output_activation=sigmoid", "pretrain.epochs=3", "classify.epochs=10",
+                 "classify.pool_grids=[4, 2]", extra});
+  };
+  // Other head settings: the dense run's baseline.json is stale, and evaluate does not report it.
+  const auto changed = sets("dense", "classify.lr=0.01");
+  engine::run_stages(changed, {"evaluate"}, builtin_stages());
+  EXPECT_TRUE(YAML::LoadFile((dir / "runs/dense" / kMetricsFile).string())["baseline"].IsNull());
+  // The baseline alone needs no other stage.
+  const auto alone = sets("alone", "stages=[baseline]");
+  engine::run_stages(alone, alone.stages, builtin_stages());
+  EXPECT_TRUE(fs::exists(dir / "runs/alone" / kBaselineSummary));
+  EXPECT_FALSE(fs::exists(dir / "runs/alone" / kAutoencoderFile));
 }
 
 TEST(EndToEnd, AllStagesOnSyntheticData) {

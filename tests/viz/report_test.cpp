@@ -33,6 +33,8 @@ TEST(Report, PartialRunFolderSaysWhatIsMissing) {
   const std::string html = testing::read_file(file);
   EXPECT_NE(html.find("<title>aefx run partial &lt;run&gt;</title>"), std::string::npos);
   EXPECT_NE(html.find("No test metrics yet"), std::string::npos);
+  EXPECT_EQ(html.find("raw-pixel baseline"), std::string::npos) << "no baseline ran";
+  EXPECT_EQ(html.find("test reconstruction PSNR"), std::string::npos);
   EXPECT_NE(html.find("curves.png is not there"), std::string::npos);
   EXPECT_NE(html.find("<b>classify</b> did not finish (SIGINT)"), std::string::npos);
   EXPECT_EQ(html.find("<img"), std::string::npos);

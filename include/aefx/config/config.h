@@ -16,8 +16,8 @@ struct DataConfig {
   int64_t limit_train = 0;                ///< use only this many training images (0 = all)
   int64_t limit_test = 0;                 ///< use only this many test images (0 = all)
   int64_t image_size = 32;                ///< images are resized to image_size x image_size
-  /// idx only: the names of labels 0, 1, ... (empty = "0", "1", ...: one per label up to the
-  /// largest label in the files).
+  /// idx only: the names of labels 0, 1, ... (empty = "0".."9"; a label without a name is an
+  /// error).
   std::vector<std::string> class_names{};
 };
 

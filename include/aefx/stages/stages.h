@@ -101,6 +101,10 @@ torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images
                             const models::CodeSpec& spec, int64_t batch_size,
                             const torch::Device& device, bool with_flips = false);
 
+/// What the baseline's figure depends on, as one line stored in baseline.json: the seed and every
+/// data.* and classify.* key. evaluate reports a baseline.json only when it matches the config.
+std::string baseline_inputs(const config::Config& cfg);
+
 /// Raw pixels as "codes" for the baseline: uint8 images N x C x H x W -> float N x CHW in
 /// [0, 1] on `device`; with `with_flips`, 2N rows as compute_codes gives them.
 torch::Tensor pixel_codes(const torch::Tensor& images, const torch::Device& device,
