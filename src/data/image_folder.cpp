@@ -46,14 +46,21 @@ std::vector<std::string> sorted_subdirs(const fs::path& dir) {
 /// Whether the file starts like one of the formats of is_image_name. cv::imread picks its decoder
 /// by content, not name, so without this check any file would also reach every other decoder
 /// OpenCV was built with: GDAL (all its drivers) for a file starting "NITF", GDCM for DICOM,
-/// OpenJPEG, Radiance HDR, PAM, PFM, Sun raster.
+/// OpenJPEG, Radiance HDR, PAM, PFM, Sun raster. Two of them look further in: DICOM ("DICM" at
+/// byte 128, GDCM, which aborts the process on some malformed files) and DTED ("DTED" at byte
+/// 140, GDAL); a file that also carries either mark is refused, whatever it starts with.
 bool has_image_signature(const fs::path& file) {
-  char bytes[12] = {};
+  char bytes[144] = {};
   std::ifstream in(file, std::ios::binary);
   in.read(bytes, sizeof bytes);
-  const std::string_view head(bytes, static_cast<size_t>(in.gcount()));
-  auto starts = [&](std::string_view sig) { return head.substr(0, sig.size()) == sig; };
+  const std::string_view all(bytes, static_cast<size_t>(in.gcount()));
   using namespace std::string_view_literals;
+  auto mark_at = [&](size_t at, std::string_view mark) {
+    return all.size() >= at + mark.size() && all.substr(at, mark.size()) == mark;
+  };
+  if (mark_at(128, "DICM"sv) || mark_at(140, "DTED"sv)) return false;
+  const std::string_view head = all.substr(0, std::min<size_t>(12, all.size()));
+  auto starts = [&](std::string_view sig) { return head.substr(0, sig.size()) == sig; };
   return starts("\x89PNG\r\n\x1a\n"sv) || starts("\xff\xd8\xff"sv) || starts("BM"sv) ||
          (head.size() >= 3 && head[0] == 'P' && head[1] >= '1' && head[1] <= '6') ||  // PBM/PGM/PPM
          starts("II*\0"sv) || starts("MM\0*"sv) || starts("II+\0"sv) || starts("MM\0+"sv) ||

@@ -208,6 +208,22 @@ TEST(ImageFolder, BadInputsAreNamed) {
   write_png(dir / "test/cat/a.png", cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3)));
   EXPECT_NE(folder_error(dir.path(), Split::kTest).find("missing class folder 'dog'"),
             std::string::npos);
+  // A PNG that also carries DICOM's or DTED's mark further in would reach GDCM or GDAL inside
+  // imread (GDCM aborts the process on some such files; fuzz_image_folder found one): refused.
+  std::string png = testing::read_file(dir / "train/cat/a.png");
+  png.resize(160, '\0');
+  for (const auto& [at, mark] : {std::pair<size_t, std::string>{128, "DICM"}, {140, "DTED"}}) {
+    std::string bytes = png;
+    bytes.replace(at, 4, mark);
+    testing::write_bytes(dir / "marked.png", bytes);
+    try {
+      decode_image((dir / "marked.png").string(), 8);
+      ADD_FAILURE() << mark << " accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("marked.png"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(decode_image((dir / "train/cat/a.png").string(), 8).size(0), 3);
 }
 #else
 TEST(ImageFolder, BuiltWithoutOpenCvSaysSo) {
