@@ -331,8 +331,8 @@ std::string baseline_inputs(const config::Config& cfg) {
 torch::Tensor pixel_codes(const torch::Tensor& images, const torch::Device& device,
                           bool with_flips) {
   torch::NoGradGuard no_grad;
-  auto x = images.to(device).to(torch::kFloat).div_(255.0);
-  auto flat = x.flatten(1);
+  auto x = data::to_float(images, device);
+  auto flat = x.flatten(1);  // logical C, H, W order, whatever the memory layout
   return with_flips ? torch::cat({flat, x.flip({3}).flatten(1)}) : flat;
 }
 
