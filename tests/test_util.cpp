@@ -8,7 +8,10 @@
 
 #include "aefx/config/config.h"
 #include "aefx/data/dataset.h"
+#include "aefx/dist/dist.h"
+#include "aefx/engine/artifacts.h"
 #include "aefx/engine/runner.h"
+#include "aefx/models/features.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/fs.h"
 
@@ -246,30 +249,30 @@ void write_png(const std::string& file, const torch::Tensor& image, int64_t size
 }
 
 namespace {
-engine::RunContext run_context(const fs::path& run) {
-  return engine::RunContext{config::load_config((run / "config.yaml").string()), run, torch::kCPU};
+/// The run's frozen encoder with the code spec its config asks for (what classify used).
+models::FeatureExtractor native_features(const config::Config& cfg, const fs::path& run) {
+  dist::Group alone;
+  return models::FeatureExtractor(
+      engine::load_autoencoder(cfg, engine::RunFolder(run), torch::kCPU, alone),
+      cfg.classify.pool_grids, torch::kCPU);
 }
 }  // namespace
 
 std::string native_top1(const fs::path& run, const torch::Tensor& image) {
-  const auto ctx = run_context(run);
-  auto ae = stages::load_autoencoder(ctx);
-  stages::freeze(ae);
-  auto head = stages::load_head(ctx, 10);
+  const auto cfg = config::load_config(engine::RunFolder(run).config().string());
+  auto features = native_features(cfg, run);
+  auto head = engine::load_head(cfg, engine::RunFolder(run), 10, torch::kCPU);
   torch::NoGradGuard no_grad;
-  auto codes =
-      stages::compute_codes(ae, image.unsqueeze(0), ctx.config.classify.pool_grids, 1, torch::kCPU);
+  auto codes = features.encode(image.unsqueeze(0), 1);
   return data::cifar10_class_names()[static_cast<size_t>(
       head->forward(codes).argmax(1).item<int64_t>())];
 }
 
 torch::Tensor native_codes(const fs::path& run, const std::string& data_root, int64_t n) {
-  const auto ctx = run_context(run);
-  auto ae = stages::load_autoencoder(ctx);
-  stages::freeze(ae);
+  const auto cfg = config::load_config(engine::RunFolder(run).config().string());
+  auto features = native_features(cfg, run);
   auto test = data::load_cifar10_binary(data_root, data::Split::kTest);
-  return stages::compute_codes(ae, test.images.narrow(0, 0, n), ctx.config.classify.pool_grids, n,
-                               torch::kCPU);
+  return features.encode(test.images.narrow(0, 0, n), n);
 }
 
 }  // namespace aefx::testing

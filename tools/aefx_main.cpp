@@ -254,7 +254,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     line += aefx::util::strfmt(" %s %.1f s,", name.c_str(), sec);
   }
   const auto run_dir = aefx::engine::run_dir_for(cfg);
-  aefx::util::set_log_file(run_dir / "log.txt");
+  aefx::util::set_log_file(aefx::engine::RunFolder(run_dir).log());
   const auto report = aefx::viz::write_report(run_dir);
   if (!times.empty()) {
     aefx::util::log_info(aefx::util::strfmt("done in %.1f s (%s ) -> %s", total, line.c_str(),

@@ -11,8 +11,11 @@
 #include <stdexcept>
 #include <vector>
 
+#include "aefx/engine/head_trainer.h"
+#include "aefx/engine/pretrainer.h"
 #include "aefx/engine/runner.h"
 #include "aefx/models/autoencoder.h"
+#include "aefx/models/features.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/log.h"
@@ -80,9 +83,11 @@ util::Json run_pipeline(const config::Config& cfg) {
     util::Json per_stage = util::Json::object();
     for (const auto& [name, sec] : times) per_stage.set(name, sec);
     out.set("stage_seconds", per_stage);
-    const auto run = scratch / "bench";
-    out.set("test_accuracy", stages::summary_value(run / stages::kMetricsFile, "test_accuracy"));
-    out.set("val_psnr", stages::summary_value(run / stages::kPretrainSummary, "val_psnr"));
+    const engine::RunFolder run(scratch / "bench");
+    const auto metrics = engine::Metrics::read(run);
+    const auto pre = engine::PretrainSummary::read(run);
+    out.set("test_accuracy", metrics ? util::Json(metrics->test_accuracy) : util::Json());
+    out.set("val_psnr", pre ? util::Json(pre->val_psnr) : util::Json());
   } catch (...) {
     util::remove_tree(scratch);
     throw;
@@ -113,12 +118,13 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
     out.set("pipeline_peak_rss_bytes", util::peak_rss_bytes());
     torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   }
-  const auto train = stages::load_train_val(cfg).first;
+  const auto train = data::load_train_val(cfg).first;
   const int64_t n = train.size();
   const int64_t batch = std::min(cfg.pretrain.batch_size, n);
 
   // Pretrain: the stage's own step, on the stage's data, after warm-up.
-  stages::Pretrainer pt(cfg, train, device);
+  dist::Group alone;
+  engine::Pretrainer pt(cfg, train, device, alone);
   auto perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(device));
   std::vector<double> step_seconds;
   for (int64_t s = 0; s < options.warmup + options.steps; ++s) {
@@ -140,17 +146,14 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   out.set("achieved_gflops", 3.0 * static_cast<double>(flops) * ips / 1e9);
 
   // Codes: the classify stage's extraction, on up to 5,000 training images.
-  auto& ae = pt.model();
-  stages::freeze(ae);
   const auto& c = cfg.classify;
+  models::FeatureExtractor features(pt.model(), models::code_spec(cfg.model, c), device);
   const int64_t m = std::min<int64_t>(n, std::max<int64_t>(2 * c.code_batch_size, 5000));
   const auto sample = train.images.narrow(0, 0, m);
-  const auto spec = models::code_spec(cfg.model, c);
-  stages::compute_codes(ae, sample.narrow(0, 0, std::min(m, c.code_batch_size)), spec,
-                        c.code_batch_size, device);  // warm-up
-  sync(device);
+  features.encode(sample.narrow(0, 0, std::min(m, c.code_batch_size)), c.code_batch_size);
+  sync(device);  // after a warm-up batch
   const double t_codes = util::now_seconds();
-  auto codes = stages::compute_codes(ae, sample, spec, c.code_batch_size, device);
+  auto codes = features.encode(sample, c.code_batch_size);
   sync(device);
   out.set("code_images_per_second", static_cast<double>(m) / (util::now_seconds() - t_codes));
 
@@ -158,12 +161,14 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   const int64_t rows = n * (c.flip_codes ? 2 : 1);
   auto all = codes.repeat({(rows + m - 1) / m, 1}).narrow(0, 0, rows);
   auto labels = train.labels.to(device).repeat({(rows + n - 1) / n}).narrow(0, 0, rows);
-  auto head_cfg = c;
-  head_cfg.epochs = 2;
-  const auto classes = static_cast<int64_t>(train.class_names.size());
+  engine::HeadTrainOptions head;
+  head.classify = c;
+  head.classify.epochs = 2;
+  head.classes = static_cast<int64_t>(train.class_names.size());
+  head.device = device;
   const int64_t v = std::min<int64_t>(rows, 1000);
-  const auto r = stages::fit_head(all, labels, all.narrow(0, 0, v).clone(), labels.narrow(0, 0, v),
-                                  head_cfg, classes, device);
+  const auto r = engine::fit_head(all, labels, all.narrow(0, 0, v).clone(),
+                                  labels.narrow(0, 0, v), head, alone);
   out.set("head_epoch_seconds", r.history.back().seconds);
   out.set("head_rows", rows);
   codes = all = labels = torch::Tensor();

@@ -215,4 +215,10 @@ torch::Tensor to_float(const torch::Tensor& images, const torch::Device& device)
       .contiguous(torch::MemoryFormat::ChannelsLast);
 }
 
+std::pair<Dataset, Dataset> load_train_val(const config::Config& cfg) {
+  const auto seed = static_cast<uint64_t>(cfg.seed);
+  auto full = load_split(cfg.data, Split::kTrain, seed);
+  return split_validation(full, cfg.data.val_size, seed);
+}
+
 }  // namespace aefx::data

@@ -35,15 +35,9 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointMeta& me
 
 CheckpointMeta load_checkpoint(const std::filesystem::path& path, const CheckpointMeta& expected,
                                torch::nn::Module& module, const std::string& written_by,
-                               torch::optim::Optimizer* optimizer, const ArchiveReader& extra,
-                               dist::Group* group) {
-  std::string bytes;
-  if (group) {
-    bytes = group->file_from_main(path.string(), written_by);
-  } else {
-    util::require_file(path, written_by);
-    bytes = util::read_text(path);
-  }
+                               dist::Group& group, torch::optim::Optimizer* optimizer,
+                               const ArchiveReader& extra) {
+  const std::string bytes = group.file_from_main(path.string(), written_by);
   torch::serialize::InputArchive archive;
   try {
     // Read onto the CPU: a checkpoint written on a GPU then loads anywhere; callers move it.

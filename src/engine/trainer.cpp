@@ -5,13 +5,23 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "aefx/dist/parallel.h"
+#include "aefx/engine/checkpoint.h"
+#include "aefx/engine/optim.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::engine {
 
-Trainer::Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch)
-    : name_(std::move(name)), epochs_(epochs), steps_per_epoch_(steps_per_epoch) {
+Trainer::Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch, dist::Group& group,
+                 std::string remedy)
+    : name_(std::move(name)),
+      epochs_(epochs),
+      steps_per_epoch_(steps_per_epoch),
+      group_(group),
+      remedy_(std::move(remedy)) {
+  if (group.size() > 1)
+    agreement_ = [&group](int sig, bool bad) { return group.agree(sig, bad); };
   if (epochs < 1 || steps_per_epoch < 1) {
     throw std::invalid_argument(name_ + ": needs at least one epoch and one step per epoch (got " +
                                 std::to_string(epochs) + " epochs of " +
@@ -20,6 +30,82 @@ Trainer::Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch)
 }
 
 void Trainer::add_hook(std::shared_ptr<Hook> hook) { hooks_.push_back(std::move(hook)); }
+
+/// Saves the loop's resumable state at the end of every epoch (as the start of the next) and
+/// when a signal stops it. Rank 0 alone writes.
+class Trainer::CheckpointHook : public Hook {
+ public:
+  explicit CheckpointHook(Trainer& trainer) : trainer_(trainer) {}
+  void after_epoch(TrainState& s) override {
+    save(next_epoch_start(s));
+    trainer_.completed_epochs_ = s.epoch + 1;
+  }
+  void on_interrupt(TrainState& s) override { save(s); }
+
+ private:
+  void save(const TrainState& s) const {
+    if (!trainer_.group_.is_main()) return;
+    const auto& c = *trainer_.checkpoint_;
+    save_checkpoint(c.file, {c.kind, c.architecture, s.epoch}, *c.module, c.optimizer,
+                    [&](torch::serialize::OutputArchive& a) {
+                      write_resume_state(a, s, c.device);
+                      for (const auto& h : trainer_.hooks_) h->save_state(a);
+                    });
+  }
+  Trainer& trainer_;
+};
+
+void Trainer::enable_checkpoints(CheckpointSpec spec) {
+  TORCH_CHECK(spec.module != nullptr, "enable_checkpoints: no module");
+  checkpoint_ = std::move(spec);
+}
+
+TrainState Trainer::load_checkpoint() {
+  const auto& c = *checkpoint_;
+  TrainState start;
+  engine::load_checkpoint(c.file, {c.kind, c.architecture, 0}, *c.module, name_, group_,
+                          c.optimizer, [&](torch::serialize::InputArchive& a) {
+                            start = read_resume_state(a, c.device);
+                            for (const auto& h : hooks_) h->load_state(a);
+                          });
+  c.module->to(c.device);
+  to_channels_last(*c.module);
+  if (c.optimizer) match_optimizer_state(*c.optimizer, c.device);
+  dist::reseed_after_resume(group_, c.seed, start.global_step);
+  util::log_info(util::strfmt("%s: resuming from %s at epoch %lld/%lld, step %lld/%lld",
+                              name_.c_str(), c.file.string().c_str(),
+                              static_cast<long long>(start.epoch + 1),
+                              static_cast<long long>(epochs_), static_cast<long long>(start.step),
+                              static_cast<long long>(steps_per_epoch_)));
+  return start;
+}
+
+TrainState Trainer::run(const StepFn& step, bool resume) {
+  TrainState start;
+  resumed_ = false;
+  completed_epochs_ = 0;
+  if (checkpoint_) {
+    resumed_ = dist::decided_by_main(group_, resume && std::filesystem::exists(checkpoint_->file));
+    if (resumed_) {
+      start = load_checkpoint();
+      completed_epochs_ = start.epoch;
+    }
+  }
+  try {
+    return run_from(step, resumed_ ? &start : nullptr);
+  } catch (const NonFiniteLoss& e) {
+    const bool kept = checkpoint_ && (completed_epochs_ > 0 || resumed_);
+    std::string msg =
+        std::string(e.what()) +
+        (kept ? util::strfmt("; the last good checkpoint, %s (after epoch %lld), is kept",
+                             checkpoint_->file.string().c_str(),
+                             static_cast<long long>(completed_epochs_))
+              : std::string("; no epoch had finished, so nothing was saved"));
+    if (!remedy_.empty())
+      msg += ". " + remedy_ + " and run again (with --restart when a checkpoint was kept)";
+    throw NonFiniteLoss(msg);
+  }
+}
 
 void Trainer::check_losses(const TrainState& s, int64_t from) const {
   if (s.step <= from) return;
@@ -35,7 +121,9 @@ void Trainer::check_losses(const TrainState& s, int64_t from) const {
       static_cast<long long>(steps_per_epoch_)));
 }
 
-TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
+TrainState Trainer::run_from(const StepFn& step, const TrainState* resume) {
+  std::vector<std::shared_ptr<Hook>> hooks = hooks_;
+  if (checkpoint_) hooks.push_back(std::make_shared<CheckpointHook>(*this));
   TrainState s;
   if (resume) {
     s.epoch = resume->epoch;
@@ -47,7 +135,7 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
   }
   s.epochs = epochs_;
   s.steps_per_epoch = steps_per_epoch_;
-  for (auto& h : hooks_) h->before_train(s);
+  for (auto& h : hooks) h->before_train(s);
   try {
     for (; s.epoch < epochs_; ++s.epoch, s.step = 0) {
       if (s.step == 0) {
@@ -59,7 +147,7 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
       s.metrics.clear();
       int64_t checked = s.step;  // steps before this one were checked before they were saved
       while (s.step < steps_per_epoch_) {
-        for (auto& h : hooks_) h->before_step(s);
+        for (auto& h : hooks) h->before_step(s);
         StepOutput out = step(s);
         auto weighted = out.loss.detach().to(torch::kDouble) * static_cast<double>(out.batch_size);
         if (!s.epoch_losses.defined())
@@ -67,7 +155,7 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
         s.epoch_losses.narrow(0, s.step, 1).copy_(weighted.reshape({1}));
         s.samples_in_epoch += out.batch_size;
         ++s.global_step;
-        for (auto& h : hooks_) h->after_step(s);
+        for (auto& h : hooks) h->after_step(s);
         ++s.step;
         int signal = util::interrupt_signal();
         if (agreement_) {
@@ -92,7 +180,7 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
         if (signal != 0) {
           check_losses(s, checked);
           s.epoch_seconds = util::now_seconds() - t0;
-          for (auto& h : hooks_) h->on_interrupt(s);
+          for (auto& h : hooks) h->on_interrupt(s);
           util::throw_if_interrupted(util::strfmt(
               "during %s at epoch %lld/%lld after step %lld/%lld", name_.c_str(),
               static_cast<long long>(s.epoch + 1), static_cast<long long>(epochs_),
@@ -103,10 +191,10 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
       s.epoch_loss = s.epoch_losses.sum().item<double>() /
                      static_cast<double>(std::max<int64_t>(1, s.samples_in_epoch));
       s.epoch_seconds = util::now_seconds() - t0;
-      for (auto& h : hooks_) h->after_epoch(s);
+      for (auto& h : hooks) h->after_epoch(s);
     }
   } catch (...) {
-    for (auto& h : hooks_) {
+    for (auto& h : hooks) {
       try {
         h->after_train(s);
       } catch (...) {
@@ -115,7 +203,7 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
     }
     throw;
   }
-  for (auto& h : hooks_) h->after_train(s);
+  for (auto& h : hooks) h->after_train(s);
   return s;
 }
 
@@ -175,25 +263,6 @@ void ProgressHook::after_step(TrainState& s) {
   const int64_t left = s.epochs * s.steps_per_epoch - s.global_step;
   p.eta_seconds = static_cast<double>(left) * (now - train_start_) / static_cast<double>(done);
   display_.update(p, now);
-}
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
-                                                        std::vector<torch::Tensor> params,
-                                                        double lr, double weight_decay) {
-  if (name == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
-        std::move(params), torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
-  }
-  if (name == "adam") {
-    return std::make_unique<torch::optim::Adam>(
-        std::move(params), torch::optim::AdamOptions(lr).weight_decay(weight_decay));
-  }
-  if (name == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        std::move(params),
-        torch::optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(weight_decay));
-  }
-  throw std::invalid_argument("unknown optimizer '" + name + "' (adamw, adam or sgd)");
 }
 
 }  // namespace aefx::engine

@@ -1,53 +1,48 @@
+// evaluate: the frozen encoder and the head on the test set, once.
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 
-#include "aefx/engine/checkpoint.h"
+#include "aefx/engine/artifacts.h"
 #include "aefx/metrics/metrics.h"
+#include "aefx/models/features.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/fs.h"
-#include "aefx/util/json.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
+#include "aefx/viz/pictures.h"
 #include "aefx/viz/viz.h"
 
 namespace aefx::stages {
 namespace {
 
-/// Whether the run folder holds a baseline.json made for this config's data and head settings; a
+/// The folder's baseline.json when it was made for this config's data and head settings; a
 /// stale one (another data set or head) is named in a warning and not reported.
-bool baseline_current(const engine::RunContext& ctx) {
-  const auto file = ctx.run_dir / kBaselineSummary;
-  if (!std::filesystem::exists(file)) return false;
-  std::string inputs;
-  try {
-    const YAML::Node b = YAML::LoadFile(file.string());
-    if (b["inputs"]) inputs = b["inputs"].as<std::string>();
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
-  }
-  if (inputs == baseline_inputs(ctx.config)) return true;
-  util::log_warn(file.string() +
+std::optional<engine::BaselineSummary> current_baseline(const engine::RunContext& ctx) {
+  auto b = engine::BaselineSummary::read(ctx.folder);
+  if (!b || b->inputs == engine::BaselineSummary::inputs_for(ctx.config)) return b;
+  util::log_warn(ctx.folder.baseline_summary().string() +
                  " was made with other data.* or classify.* settings (or seed): not reported; "
                  "run the baseline stage again to compare");
-  return false;
+  return std::nullopt;
 }
 
 }  // namespace
 
 void evaluate(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
+  const auto& folder = ctx.folder;
   const double t0 = util::now_seconds();
-  util::require_file(ctx.run_dir / kHeadFile, "classify");
-  auto ae = load_autoencoder(ctx);
-  freeze(ae);
+  util::require_file(folder.head(), "classify");
+  models::FeatureExtractor features(
+      engine::load_autoencoder(cfg, folder, ctx.device, ctx.group),
+      models::code_spec(cfg.model, cfg.classify), ctx.device);
   auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   const auto classes = static_cast<int64_t>(test.class_names.size());
-  auto head = load_head(ctx, classes);
+  auto head = engine::load_head(cfg, folder, classes, ctx.device);
 
   metrics::ConfusionMatrix cm(classes);
-  const bool pictures = pictures_enabled(cfg);
+  const bool pictures = viz::pictures_enabled(cfg);
   // latents.png shows the codes of a fixed random subset of the test images.
   torch::Tensor drawn;  // bool per test image
   std::vector<torch::Tensor> drawn_codes, drawn_labels;
@@ -62,8 +57,7 @@ void evaluate(engine::RunContext& ctx) {
     const int64_t batch = cfg.evaluate.batch_size;
     for (int64_t i = 0; i < test.size(); i += batch) {
       const int64_t b = std::min(batch, test.size() - i);
-      auto codes = compute_codes(ae, test.images.narrow(0, i, b),
-                                 models::code_spec(cfg.model, cfg.classify), b, ctx.device);
+      auto codes = features.encode(test.images.narrow(0, i, b), b);
       cm.add(head->forward(codes).argmax(1), test.labels.narrow(0, i, b));
       if (pictures) {
         auto rows = drawn.narrow(0, i, b).nonzero().flatten();
@@ -74,58 +68,31 @@ void evaluate(engine::RunContext& ctx) {
       }
     }
   }
-  util::Json confusion = util::Json::Array{};
-  for (const auto& row : cm.counts()) confusion.push_back(util::Json::array(row));
-  const auto per_class = cm.per_class_accuracy();
-  util::Json per_class_named = util::Json::object();
-  for (size_t c = 0; c < per_class.size(); ++c)
-    per_class_named.set(test.class_names[c], per_class[c]);
-  const double seconds = util::now_seconds() - t0;
-  auto pretrain_value = [&](const std::string& key) {
-    return summary_value(ctx.run_dir / kPretrainSummary, key);
-  };
-  auto m = util::Json::object(
-      {{"test_accuracy", cm.accuracy()},
-       {"test_images", cm.total()},
-       {"val_accuracy", summary_value(ctx.run_dir / kClassifySummary, "val_accuracy")},
-       {"class_names", util::Json::array(test.class_names)},
-       {"per_class_accuracy", util::Json::array(per_class)},
-       {"per_class_accuracy_by_name", per_class_named},
-       {"confusion_matrix", confusion},
-       {"val_psnr", summary_value(ctx.run_dir / kPretrainSummary, "val_psnr")},
-       {"code_dim", head->code_mean.size(0)},
-       // The compression view, as pretrain measured it on the test set.
-       {"reconstruction",
-        util::Json::object({{"test_mse", pretrain_value("test_mse")},
-                            {"test_psnr", pretrain_value("test_psnr")},
-                            {"input_values", pretrain_value("input_values")},
-                            {"code_values", pretrain_value("code_values")},
-                            {"compression_ratio", pretrain_value("compression_ratio")}})},
-       // The same head on raw pixels, when the baseline stage ran for this config (else null).
-       {"baseline",
-        baseline_current(ctx)
-            ? util::Json::object(
-                  {{"input", "pixels"},
-                   {"input_dim", summary_value(ctx.run_dir / kBaselineSummary, "input_dim")},
-                   {"test_accuracy",
-                    summary_value(ctx.run_dir / kBaselineSummary, "test_accuracy")},
-                   {"val_accuracy", summary_value(ctx.run_dir / kBaselineSummary, "val_accuracy")}})
-            : util::Json()},
-       {"timings",
-        util::Json::object(
-            {{"pretrain_seconds", summary_value(ctx.run_dir / kPretrainSummary, "seconds")},
-             {"classify_seconds", summary_value(ctx.run_dir / kClassifySummary, "seconds")},
-             {"evaluate_seconds", seconds}})},
-       {"device", ctx.device.str()},
-       {"aefx_version", AEFX_VERSION}});
-  util::atomic_write_text(ctx.run_dir / kMetricsFile, m.dump() + "\n");
+  const auto pre = engine::PretrainSummary::read(folder);
+  const auto cls = engine::ClassifySummary::read(folder);
+  engine::Metrics m;
+  m.test_accuracy = cm.accuracy();
+  m.test_images = cm.total();
+  if (cls) m.val_accuracy = cls->val_accuracy;
+  m.class_names = test.class_names;
+  m.per_class_accuracy = cm.per_class_accuracy();
+  m.confusion_matrix = cm.counts();
+  if (pre) m.val_psnr = pre->val_psnr;
+  m.code_dim = head->code_mean.size(0);
+  m.reconstruction = pre;
+  m.baseline = current_baseline(ctx);
+  if (pre) m.pretrain_seconds = pre->seconds;
+  if (cls) m.classify_seconds = cls->seconds;
+  m.evaluate_seconds = util::now_seconds() - t0;
+  m.device = ctx.device.str();
+  m.write(folder);
   if (pictures) {
-    viz::write_confusion(ctx.run_dir / kConfusionPng, cm.counts(), test.class_names,
+    viz::write_confusion(folder.confusion_png(), cm.counts(), test.class_names,
                          util::strfmt("test set confusion matrix (%lld images)",
                                       static_cast<long long>(cm.total())));
     if (!drawn_codes.empty() && test.size() > 0)
-      draw_latents(torch::cat(drawn_codes), torch::cat(drawn_labels), test.class_names,
-                   ctx.run_dir / kLatentsPng);
+      viz::draw_latents(torch::cat(drawn_codes), torch::cat(drawn_labels), test.class_names,
+                        folder.latents_png());
   }
   util::log_info(util::strfmt("evaluate: test accuracy %.4f on %lld images", cm.accuracy(),
                               static_cast<long long>(cm.total())));

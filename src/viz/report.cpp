@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "aefx/engine/run_folder.h"
+#include "aefx/metrics/metrics.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/log.h"
 
@@ -81,22 +83,22 @@ pre{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px;over
 
 /// The pictures, in page order: file, heading, caption.
 struct Picture {
-  const char* file;
+  engine::RunFile file;
   const char* heading;
   const char* caption;
 };
 const std::vector<Picture>& pictures() {
   static const std::vector<Picture> p = {
-      {"curves.png", "Training curves",
+      {&engine::RunFolder::curves_png, "Training curves",
        "Per epoch: the pretraining loss, the validation reconstruction error, the head's "
        "training and validation loss, and its validation accuracy."},
-      {"reconstructions.png", "Reconstructions",
+      {&engine::RunFolder::reconstructions_png, "Reconstructions",
        "Validation images (upper rows) and the autoencoder's reconstructions of them (lower "
        "rows)."},
-      {"confusion.png", "Confusion matrix",
+      {&engine::RunFolder::confusion_png, "Confusion matrix",
        "Test set: rows are the true classes, columns the predictions; the right-hand column is "
        "each class's accuracy."},
-      {"latents.png", "Latent codes",
+      {&engine::RunFolder::latents_png, "Latent codes",
        "The frozen encoder's codes of test images (standardised as the head sees them), "
        "projected on their first two principal components and coloured by class."}};
   return p;
@@ -157,17 +159,18 @@ std::string html_escape(const std::string& text) {
 }
 
 fs::path write_report(const fs::path& run_dir) {
-  const fs::path config_file = run_dir / "config.yaml";
+  const engine::RunFolder folder(run_dir);
+  const fs::path config_file = folder.config();
   if (!fs::exists(config_file)) {
     throw std::runtime_error("report: " + run_dir.string() +
                              " is not a run folder (it has no config.yaml)");
   }
   const YAML::Node cfg = load(config_file);
-  const YAML::Node metrics = load(run_dir / "metrics.json");
-  const YAML::Node pre = load(run_dir / "pretrain.json");
-  const YAML::Node cls = load(run_dir / "classify.json");
-  const YAML::Node run = load(run_dir / "run.json");
-  const YAML::Node progress = load(run_dir / "progress.json");
+  const YAML::Node metrics = load(folder.metrics());
+  const YAML::Node pre = load(folder.pretrain_summary());
+  const YAML::Node cls = load(folder.classify_summary());
+  const YAML::Node run = load(folder.run_record());
+  const YAML::Node progress = load(folder.progress());
   const std::string name = str(cfg, "name", run_dir.filename().string());
 
   std::ostringstream h;
@@ -251,15 +254,16 @@ fs::path write_report(const fs::path& run_dir) {
   // Pictures, embedded.
   for (const auto& p : pictures()) {
     h << "<h2>" << p.heading << "</h2>\n";
-    const fs::path file = run_dir / p.file;
+    const fs::path file = (folder.*p.file)();
+    const std::string name = file.filename().string();
     if (!fs::exists(file)) {
-      h << "<p class=\"missing\">" << p.file
+      h << "<p class=\"missing\">" << name
         << " is not there (its stage has not run, report.pictures is false, or aefx was built "
            "without OpenCV).</p>\n";
       continue;
     }
-    h << "<figure><img alt=\"" << p.file << "\" src=\"data:image/png;base64,"
-      << base64(util::read_text(file)) << "\"><figcaption>" << p.file << ": " << p.caption
+    h << "<figure><img alt=\"" << name << "\" src=\"data:image/png;base64,"
+      << base64(util::read_text(file)) << "\"><figcaption>" << name << ": " << p.caption
       << "</figcaption></figure>\n";
   }
 
@@ -286,7 +290,7 @@ fs::path write_report(const fs::path& run_dir) {
   h << "</table>\n";
 
   // Per-epoch figures.
-  const fs::path jsonl = run_dir / "metrics.jsonl";
+  const fs::path jsonl = run_dir / metrics::EpochLog::kJsonlFile;
   if (fs::exists(jsonl)) {
     h << "<h2>Per-epoch figures</h2>\n<details><summary>metrics.jsonl (also metrics.csv)"
          "</summary><table><tr><th class=\"l\">stage</th><th>epoch</th><th>loss</th>"
@@ -338,7 +342,7 @@ fs::path write_report(const fs::path& run_dir) {
        "for(var k=0;k<i.length;k++)if(i[k].complete&&i[k].naturalWidth>0)n++;"
        "document.body.setAttribute('data-images-loaded',n+'/'+i.length);});</script>\n"
     << "</main></body></html>\n";
-  const fs::path out = run_dir / kReportFile;
+  const fs::path out = folder.report();
   util::atomic_write_text(out, h.str());
   return out;
 }

@@ -2,6 +2,8 @@
 // of this process on the loopback address) for every collective aefx uses.
 #include "aefx/dist/dist.h"
 
+#include "aefx/dist/parallel.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <torch/torch.h>
@@ -64,6 +66,47 @@ TEST(DistEnv, AloneWithoutVariablesAndEveryVariableIsChecked) {
             std::string::npos);
   EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", ""}}).find("MASTER_ADDR"),
             std::string::npos);
+}
+
+TEST(DistGroup, TheSingleProcessIsRankZeroOfOneAndItsCollectivesChangeNothing) {
+  Group g;
+  EXPECT_EQ(g.rank(), 0);
+  EXPECT_EQ(g.size(), 1);
+  EXPECT_TRUE(g.is_main());
+  EXPECT_EQ(g.backend(), "none");
+  auto a = torch::tensor({1.5, -2.0}), b = a.clone();
+  g.all_reduce({a}, /*average=*/true);
+  g.broadcast({a});
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_EQ(g.sum(2.5), 2.5);
+  EXPECT_EQ(g.agree(15, true), (std::pair<int, bool>{15, true}));
+  EXPECT_EQ(g.from_main("plan"), "plan");
+  auto full = torch::zeros({2});
+  g.gather_shards(a, full);
+  EXPECT_TRUE(torch::equal(full, a));
+  g.check_same(1.0, "a value");
+  g.check_same(std::vector<torch::Tensor>{a}, "tensors");
+  g.barrier("nothing");
+  EXPECT_TRUE(decided_by_main(g, true));
+  EXPECT_EQ(local_batch_size("pretrain.batch_size", 7, g), 7);
+  // Rows computed in shards are the rows computed at once.
+  int calls = 0;
+  auto rows = sharded_rows(g, 3, 2, [&](int64_t begin, int64_t n) {
+    ++calls;
+    EXPECT_EQ(begin, 0);
+    return torch::arange(2 * n).reshape({2 * n, 1});
+  });
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(rows.size(0), 6);
+}
+
+TEST(DistSampler, RanksTakeDisjointSlicesOfTheSameGlobalBatches) {
+  Group alone;
+  EpochSampler one(12, 4, "pretrain.batch_size", 7, "pretrain", alone, torch::kCPU);
+  EXPECT_EQ(one.steps_per_epoch(), 3);
+  EXPECT_TRUE(torch::equal(one.indices(1, 2),
+                           epoch_order(12, 7, "pretrain", 1, torch::kCPU).narrow(0, 8, 4)));
+  EXPECT_FALSE(torch::equal(one.indices(0, 0), one.indices(1, 0)));
 }
 
 TEST(DistShard, ContiguousCoversAllAndDiffersByAtMostOne) {

@@ -11,7 +11,9 @@
 
 #include "aefx/dist/dist.h"
 #include "aefx/engine/checkpoint.h"
+#include "aefx/engine/runner.h"
 #include "aefx/models/autoencoder.h"
+#include "aefx/models/features.h"
 #include "aefx/stages/stages.h"
 #include "test_util.h"
 
@@ -42,8 +44,10 @@ class Launch : public ::testing::Test {
     auto cfg = config::load_config((run(name) / "config.yaml").string());
     models::Head head(models::code_dim(cfg.model, models::code_spec(cfg.model, cfg.classify)),
                       cfg.classify.hidden, cfg.classify.dropout, 10);
-    engine::load_checkpoint(run(name) / stages::kHeadFile,
-                            {"head", stages::head_architecture(cfg, 10)}, *head, "classify");
+    dist::Group alone;
+    engine::load_checkpoint(engine::RunFolder(run(name)).head(),
+                            {"head", models::head_architecture(cfg, 10)}, *head, "classify",
+                            alone);
     std::vector<torch::Tensor> flat;
     for (const auto& p : head->parameters()) flat.push_back(p.detach().reshape(-1));
     return torch::cat(flat);
@@ -85,7 +89,7 @@ TEST_F(Launch, TwoProcessesMatchOneProcessWithTheSameGlobalBatch) {
   // The head alone, on the one-process run's encoder: the data-parallel head equals the
   // single-process head.
   fs::create_directories(run("two-head") / "checkpoints");
-  fs::copy_file(run("one") / stages::kAutoencoderFile, run("two-head") / stages::kAutoencoderFile);
+  fs::copy_file(engine::RunFolder(run("one")).autoencoder(), engine::RunFolder(run("two-head")).autoencoder());
   ASSERT_EQ(testing::run_command(aefx("launch --nproc 2 " + config_ + kSets +
                                       " --set name=two-head --stages classify --quiet"),
                                  &out),
@@ -126,7 +130,7 @@ TEST_F(Launch, AKilledRankMakesTheOthersExitNonZeroWithinTheTimeout) {
   // Rank 0 recorded the error; its last epoch checkpoint is there to resume from.
   const std::string progress = testing::read_file(run("killed") / "progress.json");
   EXPECT_NE(progress.find("all-reduce failed"), std::string::npos) << progress;
-  EXPECT_TRUE(fs::exists(run("killed") / stages::kPretrainCheckpoint));
+  EXPECT_TRUE(fs::exists(engine::RunFolder(run("killed")).pretrain_state()));
 }
 
 TEST_F(Launch, ARankWithoutItsPeersGivesUpAfterTheTimeout) {
@@ -181,9 +185,9 @@ TEST_F(Launch, InterruptedGroupResumesWithTheSameWorldSizeOnly) {
     testing::Child child(aefx("launch --nproc 2 " + config_ + sets + " --progress lines"));
     ASSERT_TRUE(child.wait_for_line("launch: started")) << child.output();
     // The whole launch gets SIGINT, as a Ctrl-C on a terminal; the launcher passes it on.
-    for (int i = 0; i < 2000 && !fs::exists(run("resumed") / stages::kPretrainCheckpoint); ++i)
+    for (int i = 0; i < 2000 && !fs::exists(engine::RunFolder(run("resumed")).pretrain_state()); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_TRUE(fs::exists(run("resumed") / stages::kPretrainCheckpoint));
+    ASSERT_TRUE(fs::exists(engine::RunFolder(run("resumed")).pretrain_state()));
     child.send(SIGINT);
     // Every rank stops after the same step (they agree on the signal), so no rank sees a
     // broken connection: the launch ends with SIGINT's status.

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include <limits>
 
 #include "aefx/engine/checkpoint.h"
+#include "aefx/engine/hooks.h"
+#include "aefx/engine/optim.h"
 #include "aefx/engine/runner.h"
 #include "aefx/engine/trainer.h"
 #include "aefx/models/autoencoder.h"
@@ -17,6 +20,12 @@
 
 namespace aefx::engine {
 namespace {
+
+/// The single process: what every loop here runs in.
+dist::Group& single() {
+  static dist::Group group;
+  return group;
+}
 using aefx::testing::TempDir;
 
 struct Recorder : Hook {
@@ -33,7 +42,7 @@ struct Recorder : Hook {
 };
 
 TEST(Trainer, CallsHooksInOrderAndAveragesLossByBatchSize) {
-  Trainer t("test", 2, 2);
+  Trainer t("test", 2, 2, single());
   auto rec = std::make_shared<Recorder>();
   t.add_hook(rec);
   auto state = t.run([](TrainState& s) {
@@ -49,7 +58,7 @@ TEST(Trainer, CallsHooksInOrderAndAveragesLossByBatchSize) {
 }
 
 TEST(Trainer, EndsHooksWhenAStepThrows) {
-  Trainer t("test", 3, 2);
+  Trainer t("test", 3, 2, single());
   auto rec = std::make_shared<Recorder>();
   t.add_hook(rec);
   EXPECT_THROW(t.run([](TrainState& s) -> StepOutput {
@@ -58,12 +67,12 @@ TEST(Trainer, EndsHooksWhenAStepThrows) {
   }),
                std::runtime_error);
   EXPECT_EQ(rec->events.back(), "after_train");
-  EXPECT_THROW(Trainer("test", 0, 1), std::invalid_argument);
+  EXPECT_THROW(Trainer("test", 0, 1, single()), std::invalid_argument);
 }
 
 TEST(Trainer, NonFiniteLossNamesEpochAndStepAndSkipsTheEpochHooks) {
   for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
-    Trainer t("pretrain", 3, 4);
+    Trainer t("pretrain", 3, 4, single());
     auto rec = std::make_shared<Recorder>();
     t.add_hook(rec);
     try {
@@ -102,14 +111,14 @@ TEST(Trainer, InterruptSavesThePositionAndResumeContinuesExactly) {
     if (s.global_step == 6) util::set_interrupt_signal(SIGINT);  // arrives during the 7th step
     return StepOutput{torch::tensor(static_cast<double>(s.global_step % 5) + 0.25), 2};
   };
-  Trainer plain("test", 3, 4);
+  Trainer plain("test", 3, 4, single());
   auto all = std::make_shared<Positions>();
   plain.add_hook(all);
   plain.run([](TrainState& s) {
     return StepOutput{torch::tensor(static_cast<double>(s.global_step % 5) + 0.25), 2};
   });
 
-  Trainer first("test", 3, 4);
+  Trainer first("test", 3, 4, single());
   auto before = std::make_shared<Positions>();
   first.add_hook(before);
   try {
@@ -127,10 +136,10 @@ TEST(Trainer, InterruptSavesThePositionAndResumeContinuesExactly) {
   EXPECT_EQ(before->saved.step, 3);
   EXPECT_EQ(before->saved.global_step, 7);
 
-  Trainer second("test", 3, 4);
+  Trainer second("test", 3, 4, single());
   auto after = std::make_shared<Positions>();
   second.add_hook(after);
-  second.run(loss_of, &before->saved);
+  second.run_from(loss_of, &before->saved);
   auto joined = before->steps;
   joined.insert(joined.end(), after->steps.begin(), after->steps.end());
   EXPECT_EQ(joined, all->steps);
@@ -149,7 +158,7 @@ TEST(Trainer, AgreementStopsEveryRankAfterTheSameStep) {
     ++steps_done;
     return StepOutput{torch::tensor(0.5), 1};
   };
-  Trainer t("test", 3, 4);
+  Trainer t("test", 3, 4, single());
   auto pos = std::make_shared<Positions>();
   t.add_hook(pos);
   t.set_agreement([&](int signal, bool bad) { return group(signal, bad, steps_done); });
@@ -163,7 +172,7 @@ TEST(Trainer, AgreementStopsEveryRankAfterTheSameStep) {
   }
   util::set_interrupt_signal(0);
 
-  Trainer u("test", 3, 4);
+  Trainer u("test", 3, 4, single());
   u.set_agreement(
       [&](int signal, bool bad) { return std::make_pair(signal, bad || steps_done == 9); });
   steps_done = 0;
@@ -208,7 +217,7 @@ config::ModelConfig tiny_model(int64_t w0 = 4) {
 std::string load_error(const std::filesystem::path& file, const CheckpointMeta& want,
                        torch::nn::Module& m) {
   try {
-    load_checkpoint(file, want, m, "pretrain");
+    load_checkpoint(file, want, m, "pretrain", single());
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -227,7 +236,7 @@ TEST(Checkpoint, RoundTripWithOptimizer) {
   save_checkpoint(dir / "a.pt", meta, *a, opt.get());
   models::Autoencoder b(tiny_model(), 3, 32);
   auto opt_b = make_optimizer("adamw", b->parameters(), 1e-3, 0);
-  auto got = load_checkpoint(dir / "a.pt", meta, *b, "pretrain", opt_b.get());
+  auto got = load_checkpoint(dir / "a.pt", meta, *b, "pretrain", single(), opt_b.get());
   EXPECT_EQ(got.epoch, 3);
   auto pa = a->named_parameters(), pb = b->named_parameters();
   for (const auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
@@ -280,7 +289,7 @@ TEST(Checkpoint, ResumeStateRestoresPositionAndRandomStream) {
   torch::manual_seed(123);  // what happens in between (a new process seeds afresh)
   TrainState got;
   load_checkpoint(
-      dir / "s.pt", meta, *a, "pretrain", nullptr,
+      dir / "s.pt", meta, *a, "pretrain", single(), nullptr,
       [&](torch::serialize::InputArchive& ar) { got = read_resume_state(ar, torch::kCPU); });
   EXPECT_TRUE(torch::equal(torch::rand({5}), next));
   EXPECT_EQ(got.epoch, 2);
@@ -293,7 +302,7 @@ TEST(Checkpoint, ResumeStateRestoresPositionAndRandomStream) {
   save_checkpoint(dir / "plain.pt", meta, *a);
   try {
     load_checkpoint(
-        dir / "plain.pt", meta, *a, "pretrain", nullptr,
+        dir / "plain.pt", meta, *a, "pretrain", single(), nullptr,
         [&](torch::serialize::InputArchive& ar) { read_resume_state(ar, torch::kCPU); });
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
@@ -307,10 +316,244 @@ TEST(Registry, UnknownStage) {
   int calls = 0;
   r.add("x", [&](RunContext&) { ++calls; });
   EXPECT_TRUE(r.contains("x"));
-  RunContext ctx;
+  RunContext ctx{config::Config{}, RunFolder("unused"), torch::kCPU, single()};
   r.get("x")(ctx);
   EXPECT_EQ(calls, 1);
   EXPECT_THROW(r.get("y"), std::invalid_argument);
+}
+
+/// A registry with the built-in stages' shape (pretrain and classify resumable and distributed).
+StageRegistry shaped_registry() {
+  StageRegistry r;
+  auto none = [](RunContext&) {};
+  r.add("pretrain", none, &RunFolder::pretrain_state, true);
+  r.add("classify", none, &RunFolder::classify_state, true);
+  r.add("evaluate", none);
+  r.add("export", none);
+  return r;
+}
+
+std::vector<std::string> names(const std::vector<PlannedStage>& plan, StageAction action) {
+  std::vector<std::string> out;
+  for (const auto& p : plan)
+    if (p.action == action) out.push_back(p.name);
+  return out;
+}
+
+TEST(Plan, FreshRunsEverythingResumeSkipsDoneAndResumesTheStopped) {
+  const RunFolder folder("/runs/a");
+  const auto registry = shaped_registry();
+  const std::vector<std::string> all{"pretrain", "classify", "evaluate", "export"};
+  auto no_state = [](RunFile) { return false; };
+  Progress none;
+  auto plan = plan_stages(folder, all, none, {}, registry, no_state);
+  EXPECT_EQ(names(plan, StageAction::kRun), all);
+
+  Progress stopped;
+  stopped.exists = true;
+  stopped.completed = {"pretrain"};
+  stopped.unfinished = "classify";
+  stopped.stopped_by = "SIGINT";
+  RunOptions resume;
+  resume.resume = true;
+  plan = plan_stages(folder, all, stopped, resume, registry, no_state);
+  EXPECT_EQ(names(plan, StageAction::kSkip), std::vector<std::string>{"pretrain"});
+  EXPECT_EQ(names(plan, StageAction::kResume), std::vector<std::string>{"classify"});
+  EXPECT_EQ(names(plan, StageAction::kRun), (std::vector<std::string>{"evaluate", "export"}));
+  // Without --resume a finished stage is run again (and no state file: nothing to protect).
+  plan = plan_stages(folder, all, stopped, {}, registry, no_state);
+  EXPECT_EQ(names(plan, StageAction::kRun), all);
+}
+
+TEST(Plan, RefusalsNameTheFolderAndTheWayOut) {
+  const RunFolder folder("/runs/a");
+  const auto registry = shaped_registry();
+  auto error = [&](const std::vector<std::string>& stages, const Progress& p,
+                   const RunOptions& o, bool state) {
+    try {
+      plan_stages(folder, stages, p, o, registry, [&](RunFile) { return state; });
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  Progress stopped;
+  stopped.exists = true;
+  stopped.completed = {"pretrain"};
+  stopped.unfinished = "classify";
+  stopped.stopped_by = "SIGTERM";
+  // Unfinished resumable work is not thrown away silently.
+  EXPECT_EQ(error({"classify"}, stopped, {}, true),
+            "run folder /runs/a holds unfinished 'classify' work (stopped by SIGTERM) saved in "
+            "/runs/a/checkpoints/classify_last.pt: continue it with --resume, or start over with "
+            "--restart");
+  RunOptions restart;
+  restart.restart = true;
+  EXPECT_EQ(error({"classify"}, stopped, restart, true), "");
+  RunOptions both;
+  both.resume = both.restart = true;
+  EXPECT_EQ(error({"classify"}, stopped, both, true), "--resume and --restart exclude each other");
+  RunOptions resume;
+  resume.resume = true;
+  EXPECT_EQ(error({"classify"}, Progress{}, resume, false),
+            "--resume: /runs/a holds no earlier run to resume; run without --resume");
+  RunOptions two = resume;
+  two.dist.world_size = 2;
+  EXPECT_NE(error({"classify"}, stopped, two, true).find("was run by 1 process(es), this run has 2"),
+            std::string::npos);
+  EXPECT_EQ(error({"nope"}, Progress{}, {}, false), "unknown stage 'nope'");
+  // With several processes the distributed stages come first.
+  RunOptions ranks;
+  ranks.dist.world_size = 2;
+  EXPECT_EQ(error({"evaluate", "classify"}, Progress{}, ranks, false),
+            "with several processes, stage classify must come before evaluate (pretrain and "
+            "classify run on every rank, evaluate and export on rank 0 after them)");
+  EXPECT_EQ(error({"evaluate", "classify"}, Progress{}, {}, false), "");
+}
+
+TEST(RunFolder, LockRefusesASecondHolderAndIsFreedWithIt) {
+  TempDir dir;
+  const RunFolder folder(dir.path());
+  {
+    RunLock lock(folder);
+    try {
+      RunLock second(folder);
+      FAIL() << "expected the folder to be in use";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("run folder " + dir.path().string() +
+                                           " is in use by another aefx run (process " +
+                                           std::to_string(::getpid()) + ")"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  RunLock again(folder);  // the first lock was released
+}
+
+TEST(RunFolder, SummariesReadBackWhatTheyWrote) {
+  TempDir dir;
+  const RunFolder folder(dir.path());
+  EXPECT_FALSE(PretrainSummary::read(folder));
+  PretrainSummary p;
+  p.epochs = 2;
+  p.val_mse = 0.125;
+  p.val_psnr = std::numeric_limits<double>::infinity();  // written as null, read as NaN
+  p.history = {{1, 0.5, 0.25, 6.0, 100.0, 1.5}, {2, 0.25, 0.125, 9.0, 110.0, 1.25}};
+  p.write(folder);
+  const auto q = PretrainSummary::read(folder);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->epochs, 2);
+  EXPECT_EQ(q->val_mse, 0.125);
+  EXPECT_TRUE(std::isnan(q->val_psnr));
+  EXPECT_FALSE(q->images_per_second);
+  ASSERT_EQ(q->history.size(), 2u);
+  EXPECT_EQ(q->history[1].val_mse, 0.125);
+  Progress g;
+  g.completed = {"pretrain"};
+  g.unfinished = "classify";
+  g.write(folder);
+  const auto h = Progress::read(folder);
+  EXPECT_TRUE(h.exists);
+  EXPECT_EQ(h.completed, std::vector<std::string>{"pretrain"});
+  EXPECT_EQ(h.unfinished, "classify");
+  EXPECT_EQ(h.stopped_by, "");
+  std::ofstream(folder.classify_summary()) << "{ not json";
+  try {
+    ClassifySummary::read(folder);
+    FAIL() << "expected a parse error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot parse " + folder.classify_summary().string()),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+/// A hook with state of its own: counts epochs, and the count survives a resume.
+struct Counter : Hook {
+  int64_t epochs = 0;
+  void after_epoch(TrainState&) override { ++epochs; }
+  void save_state(torch::serialize::OutputArchive& a) const override {
+    a.write("test_counter", c10::IValue(epochs));
+  }
+  void load_state(torch::serialize::InputArchive& a) override {
+    c10::IValue v;
+    a.read("test_counter", v);
+    epochs = v.toInt();
+  }
+};
+
+TEST(Trainer, CheckpointsResumeTheModelTheOptimizerAndTheHooksExactly) {
+  TempDir dir;
+  auto train = [&](int64_t stop_after, bool resume, torch::nn::Linear& model, Counter& counter) {
+    auto opt = make_optimizer("adamw", model->parameters(), 0.05, 0.01);
+    Trainer t("test", 4, 3, single());
+    auto c = std::shared_ptr<Counter>(&counter, [](Counter*) {});
+    t.add_hook(c);
+    CheckpointSpec spec{dir / "state.pt", "linear", "2x1", model.get(), opt.get(), torch::kCPU};
+    t.enable_checkpoints(spec);
+    int64_t steps = 0;
+    return t.run(
+        [&](TrainState&) {
+          if (++steps > stop_after) util::set_interrupt_signal(SIGINT);
+          auto x = torch::randn({8, 2});
+          auto loss = (model->forward(x) - x.sum(1, true)).pow(2).mean();
+          opt->zero_grad();
+          loss.backward();
+          opt->step();
+          return StepOutput{loss.detach(), 8};
+        },
+        resume);
+  };
+  torch::manual_seed(1);
+  torch::nn::Linear whole(2, 1);
+  Counter whole_count;
+  train(1000, false, whole, whole_count);
+
+  torch::manual_seed(1);
+  torch::nn::Linear part(2, 1);
+  Counter first_count;
+  EXPECT_THROW(train(5, false, part, first_count), util::Interrupted);
+  util::set_interrupt_signal(0);
+  EXPECT_EQ(first_count.epochs, 1);
+  torch::manual_seed(99);  // a new process seeds afresh; the checkpoint restores the stream
+  torch::nn::Linear resumed(2, 1);
+  Counter resumed_count;
+  train(1000, true, resumed, resumed_count);
+  EXPECT_EQ(resumed_count.epochs, 4);
+  EXPECT_TRUE(torch::equal(resumed->weight, whole->weight));
+  EXPECT_TRUE(torch::equal(resumed->bias, whole->bias));
+}
+
+TEST(Hooks, BestStateKeepsTheBestEpochAndHistoryRecordsEach) {
+  torch::nn::Linear model(2, 1);
+  BestStateHook best(*model, "val_accuracy", torch::kCPU);
+  HistoryHook history("classify", [] { return 0.5; });
+  TrainState s;
+  s.epochs = 3;
+  s.epoch_seconds = 1;
+  s.samples_in_epoch = 10;
+  torch::Tensor kept;
+  for (double acc : {0.5, 0.75, 0.625}) {
+    s.metrics = {{"val_accuracy", acc}, {"val_loss", 1 - acc}};
+    {
+      torch::NoGradGuard no_grad;
+      model->weight.fill_(acc);
+    }
+    if (acc == 0.75) kept = model->weight.clone();
+    best.after_epoch(s);
+    history.after_epoch(s);
+    ++s.epoch;
+  }
+  EXPECT_EQ(best.best_epoch(), 2);
+  EXPECT_EQ(best.best(), 0.75);
+  best.restore();
+  EXPECT_TRUE(torch::equal(model->weight, kept));
+  ASSERT_EQ(history.records().size(), 3u);
+  EXPECT_EQ(history.records()[2].epoch, 3);
+  EXPECT_EQ(history.records()[2].val_accuracy, 0.625);
+  EXPECT_EQ(history.records()[2].lr, 0.5);
+  EXPECT_EQ(history.records()[2].images_per_second, 10);
+  EXPECT_TRUE(std::isnan(history.records()[2].val_mse));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "aefx/metrics/metrics.h"
 
+#include "aefx/metrics/pca.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -124,6 +126,30 @@ TEST(EpochLog, DamagedFileIsNamedWithItsLine) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2"), std::string::npos) << e.what();
   }
+}
+
+TEST(Pca, FindsTheDirectionsOfLargestVariance) {
+  // Codes spread 10x more along (1, 1, 0, ...) than along (0, 0, 1, 0, ...), and barely along
+  // the rest: PC1 is the first direction, PC2 the second, their shares 100 : 1.
+  torch::manual_seed(3);
+  const int64_t n = 4000, d = 40;
+  auto a = torch::randn({n, 1}, torch::kDouble) * 10, b = torch::randn({n, 1}, torch::kDouble);
+  auto u = torch::zeros({1, d}, torch::kDouble), v = torch::zeros({1, d}, torch::kDouble);
+  u[0][0] = u[0][1] = 1 / std::sqrt(2.0);
+  v[0][2] = 1;
+  auto codes = a.mm(u) + b.mm(v) + 0.01 * torch::randn({n, d}, torch::kDouble) + 5;
+  auto [proj, share] = pca_2d(codes.to(torch::kFloat));
+  ASSERT_EQ(proj.sizes(), (std::vector<int64_t>{n, 2}));
+  // Each component equals its source up to sign.
+  auto corr = [](const torch::Tensor& x, const torch::Tensor& y) {
+    auto xc = x - x.mean(), yc = y - y.mean();
+    return std::abs((xc * yc).sum().item<double>() /
+                    std::sqrt((xc * xc).sum().item<double>() * (yc * yc).sum().item<double>()));
+  };
+  EXPECT_GT(corr(proj.select(1, 0), a.squeeze(1)), 0.999);
+  EXPECT_GT(corr(proj.select(1, 1), b.squeeze(1)), 0.99);
+  EXPECT_NEAR(share[0] / share[1], 100, 15);
+  EXPECT_GT(share[0] + share[1], 0.99);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "aefx/stages/stages.h"
+#include "aefx/models/features.h"
 #include "test_util.h"
 
 namespace aefx::models {
@@ -30,7 +30,7 @@ Trained make_model(const std::string& pooling = "avgmax") {
                           torch::tensor({0.25f, 0.24f, 0.26f}));
   t.ae->train();
   for (int i = 0; i < 3; ++i) t.ae->forward(torch::randn({8, 3, 16, 16}));
-  stages::freeze(t.ae);
+  models::freeze(t.ae);
   t.head = Head(code_dim(m, t.grids), std::vector<int64_t>{12, 6}, 0.3, 5);
   t.head->set_standardization(torch::rand({code_dim(m, t.grids)}),
                               torch::rand({code_dim(m, t.grids)}) + 0.5);
@@ -106,7 +106,7 @@ TEST(TorchScript, GreyDenseAndSigmoidModelsExportEqualNative) {
     ae->set_normalization(torch::tensor({0.3f}), torch::tensor({0.2f}));
     ae->train();
     for (int i = 0; i < 3; ++i) ae->forward(torch::randn({8, 1, 12, 12}));
-    stages::freeze(ae);
+    models::freeze(ae);
     Head head(code_dim(m, spec), std::vector<int64_t>{7}, 0.0, 4);
     head->eval();
     torch::NoGradGuard no_grad;

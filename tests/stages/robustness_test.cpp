@@ -10,7 +10,10 @@
 #include <regex>
 
 #include "aefx/config/config.h"
+#include "aefx/dist/dist.h"
+#include "aefx/engine/artifacts.h"
 #include "aefx/engine/runner.h"
+#include "aefx/metrics/metrics.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
@@ -42,12 +45,14 @@ int run(const std::string& cmd, std::string* out) { return testing::run_command(
 
 /// Every parameter and buffer of the run folder's autoencoder and head, by name.
 std::map<std::string, torch::Tensor> weights(const fs::path& run_dir) {
-  engine::RunContext ctx{config::load_config((run_dir / "config.yaml").string()), run_dir};
+  const engine::RunFolder folder(run_dir);
+  const auto cfg = config::load_config(folder.config().string());
+  dist::Group alone;
   std::map<std::string, torch::Tensor> all;
-  auto ae = stages::load_autoencoder(ctx);
+  auto ae = engine::load_autoencoder(cfg, folder, torch::kCPU, alone);
   for (const auto& kv : ae->named_parameters()) all["ae." + kv.key()] = kv.value().contiguous();
   for (const auto& kv : ae->named_buffers()) all["ae." + kv.key()] = kv.value().contiguous();
-  auto head = stages::load_head(ctx, 10);
+  auto head = engine::load_head(cfg, folder, 10, torch::kCPU);
   for (const auto& kv : head->named_parameters()) all["head." + kv.key()] = kv.value();
   for (const auto& kv : head->named_buffers()) all["head." + kv.key()] = kv.value();
   return all;
@@ -58,9 +63,10 @@ std::map<std::string, torch::Tensor> weights(const fs::path& run_dir) {
 std::string figures(const fs::path& run_dir) {
   std::string out;
   const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ([^,}]+)");
-  for (const char* f : {stages::kPretrainSummary, stages::kClassifySummary, stages::kMetricsFile,
-                        metrics::EpochLog::kJsonlFile}) {
-    const std::string text = testing::read_file(run_dir / f);
+  const engine::RunFolder folder(run_dir);
+  for (const fs::path& f : {folder.pretrain_summary(), folder.classify_summary(), folder.metrics(),
+                            run_dir / metrics::EpochLog::kJsonlFile}) {
+    const std::string text = testing::read_file(f);
     for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
       out += (*it)[1].str() + "=" + (*it)[2].str() + " ";
   }
@@ -100,7 +106,7 @@ std::string Robustness::config_;
 TEST_F(Robustness, SigintInPretrainSavesProgressAndResumeIsBitIdentical) {
   const std::string name = "--set name=sigint";
   const fs::path run_dir = dir_->path() / "runs/sigint";
-  const fs::path state = run_dir / stages::kPretrainCheckpoint;
+  const fs::path state = engine::RunFolder(run_dir).pretrain_state();
   {
     testing::Child child(command(config_, {name}));
     ASSERT_TRUE(child.wait_for_line("pretrain epoch 1/3")) << child.output();
@@ -159,15 +165,14 @@ TEST_F(Robustness, SigtermInClassifySavesProgressAndResumeIsBitIdentical) {
     EXPECT_NE(child.output().find("interrupted by SIGTERM during classify"), std::string::npos)
         << child.output();
   }
-  EXPECT_NE(
-      testing::read_file(run_dir / engine::kProgressFile).find("\"completed\": [\"pretrain\"]"),
-      std::string::npos);
-  const std::string autoencoder = testing::read_file(run_dir / stages::kAutoencoderFile);
+  EXPECT_EQ(engine::Progress::read(engine::RunFolder(run_dir)).completed,
+            std::vector<std::string>{"pretrain"});
+  const std::string autoencoder = testing::read_file(engine::RunFolder(run_dir).autoencoder());
   std::string out;
   ASSERT_EQ(run(command(config_, {name, "--resume"}), &out), 0) << out;
   EXPECT_NE(out.find("pretrain: completed in an earlier run, skipped"), std::string::npos) << out;
   EXPECT_NE(out.find("classify: resuming from"), std::string::npos) << out;
-  EXPECT_EQ(testing::read_file(run_dir / stages::kAutoencoderFile), autoencoder);
+  EXPECT_EQ(testing::read_file(engine::RunFolder(run_dir).autoencoder()), autoencoder);
   expect_same_run(reference(), run_dir);
 }
 
@@ -197,17 +202,17 @@ TEST_F(Robustness, NanLossStopsNamingEpochAndStepAndKeepsEarlierOutputs) {
   const fs::path run_dir = dir_->path() / "runs/nan";
   std::string out;
   ASSERT_EQ(run(command(config_, {name, "--quiet"}), &out), 0) << out;
-  const std::string autoencoder = testing::read_file(run_dir / stages::kAutoencoderFile);
-  const std::string metrics = testing::read_file(run_dir / stages::kMetricsFile);
+  const std::string autoencoder = testing::read_file(engine::RunFolder(run_dir).autoencoder());
+  const std::string metrics = testing::read_file(engine::RunFolder(run_dir).metrics());
   // A learning rate this large overflows the weights within two steps.
   EXPECT_EQ(run(command(config_, {name, "--set pretrain.lr=1e20"}), &out), 1) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex("pretrain: the training loss is (NaN|infinite) "
                                                 "at epoch 1/3, step [0-9]+/32")))
       << out;
   EXPECT_EQ(out.find("Exception raised from"), std::string::npos) << out;
-  EXPECT_EQ(testing::read_file(run_dir / stages::kAutoencoderFile), autoencoder);
-  EXPECT_EQ(testing::read_file(run_dir / stages::kMetricsFile), metrics);
-  EXPECT_NE(testing::read_file(run_dir / engine::kProgressFile).find("training loss is"),
+  EXPECT_EQ(testing::read_file(engine::RunFolder(run_dir).autoencoder()), autoencoder);
+  EXPECT_EQ(testing::read_file(engine::RunFolder(run_dir).metrics()), metrics);
+  EXPECT_NE(testing::read_file(engine::RunFolder(run_dir).progress()).find("training loss is"),
             std::string::npos);
 }
 
@@ -216,7 +221,7 @@ TEST_F(Robustness, FullDiskIsReportedAndEarlierFilesSurvive) {
   const fs::path run_dir = dir_->path() / "runs/full";
   std::string out;
   ASSERT_EQ(run(command(config_, {name, "--quiet"}), &out), 0) << out;
-  const std::string autoencoder = testing::read_file(run_dir / stages::kAutoencoderFile);
+  const std::string autoencoder = testing::read_file(engine::RunFolder(run_dir).autoencoder());
   // A 40 KiB file-size limit: the config and logs fit, the first checkpoint (or, when aefx
   // draws pictures, the first epoch's curves.png) does not, as on a disk that fills up during
   // training.
@@ -224,10 +229,10 @@ TEST_F(Robustness, FullDiskIsReportedAndEarlierFilesSurvive) {
             1)
       << out;
   EXPECT_TRUE(std::regex_search(out, std::regex("cannot write " + run_dir.string() + "/(" +
-                                                std::string(stages::kPretrainCheckpoint) + "|" +
-                                                stages::kCurvesPng + "): File too large")))
+                                                "checkpoints/pretrain_last.pt|curves.png"
+                                                "): File too large")))
       << out;
-  EXPECT_EQ(testing::read_file(run_dir / stages::kAutoencoderFile), autoencoder);
+  EXPECT_EQ(testing::read_file(engine::RunFolder(run_dir).autoencoder()), autoencoder);
   for (const auto& e : fs::recursive_directory_iterator(run_dir))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
 }
@@ -270,7 +275,7 @@ TEST_F(Robustness, SignalBeforeOrDuringAShortStageKeepsEarlierStages) {
   fs::copy(reference(), copy, fs::copy_options::recursive);
   auto cfg = config::load_config((copy / "config.yaml").string());
   cfg.name = "evalcopy";
-  const std::string metrics = testing::read_file(copy / stages::kMetricsFile);
+  const std::string metrics = testing::read_file(engine::RunFolder(copy).metrics());
   util::set_interrupt_signal(SIGINT);
   try {
     engine::run_stages(cfg, {"evaluate"}, stages::builtin_stages());
@@ -281,7 +286,8 @@ TEST_F(Robustness, SignalBeforeOrDuringAShortStageKeepsEarlierStages) {
               std::string::npos)
         << e.what();
   }
-  engine::RunContext ctx{cfg, copy};
+  dist::Group alone;
+  engine::RunContext ctx{cfg, engine::RunFolder(copy), torch::kCPU, alone};
   try {
     stages::evaluate(ctx);
     FAIL() << "expected Interrupted";
@@ -290,7 +296,7 @@ TEST_F(Robustness, SignalBeforeOrDuringAShortStageKeepsEarlierStages) {
         << e.what();
   }
   util::set_interrupt_signal(0);
-  EXPECT_EQ(testing::read_file(copy / stages::kMetricsFile), metrics);
+  EXPECT_EQ(testing::read_file(engine::RunFolder(copy).metrics()), metrics);
 }
 
 #ifdef AEFX_HAVE_OPENCV
@@ -321,14 +327,14 @@ TEST_F(Robustness, ImageFolderFaultsThroughTheCli) {
             std::string::npos)
       << out;
   const fs::path run_dir = dir_->path() / "runs/folder";
-  const std::string autoencoder = testing::read_file(run_dir / stages::kAutoencoderFile);
+  const std::string autoencoder = testing::read_file(engine::RunFolder(run_dir).autoencoder());
   // A corrupt image: exit 1, the file named, earlier outputs untouched.
   testing::write_bytes(root / "train/bee/broken.png", "\x89PNG but not really");
   EXPECT_EQ(run(command(config_, folder), &out), 1) << out;
   EXPECT_NE(out.find("cannot decode image " + (root / "train/bee/broken.png").string()),
             std::string::npos)
       << out;
-  EXPECT_EQ(testing::read_file(run_dir / stages::kAutoencoderFile), autoencoder);
+  EXPECT_EQ(testing::read_file(engine::RunFolder(run_dir).autoencoder()), autoencoder);
   fs::remove(root / "train/bee/broken.png");
   // A class folder missing from test: named when the test set is read.
   fs::rename(root / "test/bee", root / "bee_aside");

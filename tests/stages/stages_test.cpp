@@ -8,7 +8,10 @@
 #include <filesystem>
 
 #include "aefx/config/config.h"
+#include "aefx/dist/dist.h"
+#include "aefx/engine/artifacts.h"
 #include "aefx/engine/runner.h"
+#include "aefx/metrics/metrics.h"
 #include "aefx/models/torchscript.h"
 #include "aefx/viz/report.h"
 #include "test_util.h"
@@ -41,7 +44,7 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
               "stages=[pretrain, classify, baseline, evaluate, export]"});
     engine::run_stages(cfg, cfg.stages, builtin_stages());
     const fs::path run = dir / "runs" / type;
-    const YAML::Node m = YAML::LoadFile((run / kMetricsFile).string());
+    const YAML::Node m = YAML::LoadFile((engine::RunFolder(run).metrics()).string());
     EXPECT_GT(m["test_accuracy"].as<double>(), 0.3) << "synthetic classes are easy to tell apart";
     EXPECT_EQ(m["class_names"][0].as<std::string>(), "0");
     const auto& rec = m["reconstruction"];
@@ -55,17 +58,17 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
     EXPECT_EQ(m["code_dim"].as<int64_t>(), type == "dense" ? 24 : 8 * 16 + 16 * 4);
     EXPECT_EQ(m["baseline"]["input_dim"].as<int64_t>(), 256);
     EXPECT_GT(m["baseline"]["test_accuracy"].as<double>(), 0.3);
-    const YAML::Node p = YAML::LoadFile((run / kPretrainSummary).string());
+    const YAML::Node p = YAML::LoadFile((engine::RunFolder(run).pretrain_summary()).string());
     EXPECT_EQ(p["test_images"].as<int64_t>(), 100);
-    const YAML::Node model = YAML::LoadFile((run / kModelJson).string());
+    const YAML::Node model = YAML::LoadFile((engine::RunFolder(run).model_json()).string());
     EXPECT_EQ(model["input"]["channels"].as<int64_t>(), 1);
     EXPECT_EQ(model["input"]["color"].as<std::string>(), "grey");
     EXPECT_EQ(model["model_type"].as<std::string>(), type);
     models::ExportedClassifier clf((run / "classifier.pt").string());
     EXPECT_EQ(clf.channels(), 1);
     // The native models read back from the run folder are the grey ones it trained.
-    engine::RunContext ctx{cfg, run, torch::kCPU};
-    auto ae = load_autoencoder(ctx);
+    dist::Group alone;
+    auto ae = engine::load_autoencoder(cfg, engine::RunFolder(run), torch::kCPU, alone);
     EXPECT_EQ(ae->channels(), 1);
     EXPECT_EQ(ae->mean.numel(), 1);
     // report.html shows the compression view and the baseline next to the accuracy.
@@ -83,12 +86,12 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
   // Other head settings: the dense run's baseline.json is stale, and evaluate does not report it.
   const auto changed = sets("dense", "classify.lr=0.01");
   engine::run_stages(changed, {"evaluate"}, builtin_stages());
-  EXPECT_TRUE(YAML::LoadFile((dir / "runs/dense" / kMetricsFile).string())["baseline"].IsNull());
+  EXPECT_TRUE(YAML::LoadFile((engine::RunFolder(dir / "runs/dense").metrics()).string())["baseline"].IsNull());
   // The baseline alone needs no other stage.
   const auto alone = sets("alone", "stages=[baseline]");
   engine::run_stages(alone, alone.stages, builtin_stages());
-  EXPECT_TRUE(fs::exists(dir / "runs/alone" / kBaselineSummary));
-  EXPECT_FALSE(fs::exists(dir / "runs/alone" / kAutoencoderFile));
+  EXPECT_TRUE(fs::exists(engine::RunFolder(dir / "runs/alone").baseline_summary()));
+  EXPECT_FALSE(fs::exists(engine::RunFolder(dir / "runs/alone").autoencoder()));
 }
 
 TEST(EndToEnd, AllStagesOnSyntheticData) {
@@ -98,11 +101,13 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   const auto times = engine::run_stages(cfg, cfg.stages, builtin_stages());
   ASSERT_EQ(times.size(), 4u);
   const fs::path run = dir / "runs/tiny";
-  for (const char* f : {"config.yaml", "log.txt", kAutoencoderFile, kHeadFile, kPretrainSummary,
-                        kClassifySummary, kMetricsFile, kPretrainCheckpoint}) {
-    EXPECT_TRUE(fs::exists(run / f)) << f;
+  const engine::RunFolder folder(run);
+  for (const fs::path& f : {folder.config(), folder.log(), folder.autoencoder(), folder.head(),
+                            folder.pretrain_summary(), folder.classify_summary(), folder.metrics(),
+                            folder.pretrain_state()}) {
+    EXPECT_TRUE(fs::exists(f)) << f;
   }
-  const YAML::Node m = YAML::LoadFile((run / kMetricsFile).string());
+  const YAML::Node m = YAML::LoadFile((engine::RunFolder(run).metrics()).string());
   const double acc = m["test_accuracy"].as<double>();
   EXPECT_GT(acc, 0.3) << "synthetic classes are easy to tell apart";
   EXPECT_LE(acc, 1.0);
@@ -121,7 +126,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
             config::to_yaml(cfg));
 
   // run.json traces the run to its code and machine.
-  const YAML::Node r = YAML::LoadFile((run / engine::kRunFile).string());
+  const YAML::Node r = YAML::LoadFile((engine::RunFolder(run).run_record()).string());
   EXPECT_EQ(r["stages"].size(), 4u);
   EXPECT_GT(r["wall_seconds"].as<double>(), r["stages"]["pretrain"].as<double>());
   EXPECT_FALSE(r["git_commit"].as<std::string>().empty());
@@ -140,7 +145,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   }
   EXPECT_EQ(
       log.of("classify").back().val_accuracy,
-      YAML::LoadFile((run / kClassifySummary).string())["history"][2]["val_accuracy"].as<double>());
+      YAML::LoadFile((engine::RunFolder(run).classify_summary()).string())["history"][2]["val_accuracy"].as<double>());
   const std::string csv = testing::read_file(run / metrics::EpochLog::kCsvFile);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'),
             1 + cfg.pretrain.epochs + cfg.classify.epochs);
@@ -151,17 +156,18 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
     EXPECT_NE(text.find(s), std::string::npos) << s;
   EXPECT_NE(text.find(config::to_yaml(cfg)), std::string::npos);
   // The pictures, when aefx has OpenCV to draw them.
-  for (const char* f : {kReconstructionsPng, kCurvesPng, kConfusionPng, kLatentsPng}) {
+  for (const fs::path& f : {folder.reconstructions_png(), folder.curves_png(),
+                            folder.confusion_png(), folder.latents_png()}) {
 #ifdef AEFX_HAVE_OPENCV
-    EXPECT_GT(fs::file_size(run / f), 1000u) << f;
+    EXPECT_GT(fs::file_size(f), 1000u) << f;
 #else
-    EXPECT_FALSE(fs::exists(run / f)) << f;
+    EXPECT_FALSE(fs::exists(f)) << f;
 #endif
   }
 
   // classify + evaluate alone reuse the pretrained encoder, and give the same result.
   const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
-  EXPECT_EQ(YAML::LoadFile((run / kMetricsFile).string())["test_accuracy"].as<double>(), acc);
+  EXPECT_EQ(YAML::LoadFile((engine::RunFolder(run).metrics()).string())["test_accuracy"].as<double>(), acc);
 
   // A head trained on other codes is refused, even at the same code length (max vs avg).
   try {
@@ -174,30 +180,6 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   }
 }
 
-TEST(Pca, FindsTheDirectionsOfLargestVariance) {
-  // Codes spread 10x more along (1, 1, 0, ...) than along (0, 0, 1, 0, ...), and barely along
-  // the rest: PC1 is the first direction, PC2 the second, their shares 100 : 1.
-  torch::manual_seed(3);
-  const int64_t n = 4000, d = 40;
-  auto a = torch::randn({n, 1}, torch::kDouble) * 10, b = torch::randn({n, 1}, torch::kDouble);
-  auto u = torch::zeros({1, d}, torch::kDouble), v = torch::zeros({1, d}, torch::kDouble);
-  u[0][0] = u[0][1] = 1 / std::sqrt(2.0);
-  v[0][2] = 1;
-  auto codes = a.mm(u) + b.mm(v) + 0.01 * torch::randn({n, d}, torch::kDouble) + 5;
-  auto [proj, share] = pca_2d(codes.to(torch::kFloat));
-  ASSERT_EQ(proj.sizes(), (std::vector<int64_t>{n, 2}));
-  // Each component equals its source up to sign.
-  auto corr = [](const torch::Tensor& x, const torch::Tensor& y) {
-    auto xc = x - x.mean(), yc = y - y.mean();
-    return std::abs((xc * yc).sum().item<double>() /
-                    std::sqrt((xc * xc).sum().item<double>() * (yc * yc).sum().item<double>()));
-  };
-  EXPECT_GT(corr(proj.select(1, 0), a.squeeze(1)), 0.999);
-  EXPECT_GT(corr(proj.select(1, 1), b.squeeze(1)), 0.99);
-  EXPECT_NEAR(share[0] / share[1], 100, 15);
-  EXPECT_GT(share[0] + share[1], 0.99);
-}
-
 TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
   TempDir dir;
   testing::write_cifar_binary(dir / "data", 60, 10);
@@ -207,7 +189,8 @@ TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
                                   cfg.data.image_size);  // the same seed: the same initial weights
   engine::run_stages(cfg, {"pretrain"}, builtin_stages());
   const fs::path run = dir / "runs/random";
-  auto saved = load_autoencoder({cfg, run, torch::kCPU});
+  dist::Group alone;
+  auto saved = engine::load_autoencoder(cfg, engine::RunFolder(run), torch::kCPU, alone);
   const auto a = fresh->named_parameters(), b = saved->named_parameters();
   for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
   // The running statistics are no longer the initial 0 / 1.
@@ -221,7 +204,7 @@ TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
     }
   }
   EXPECT_GT(norms, 0);
-  const YAML::Node p = YAML::LoadFile((run / kPretrainSummary).string());
+  const YAML::Node p = YAML::LoadFile((engine::RunFolder(run).pretrain_summary()).string());
   EXPECT_EQ(p["epochs"].as<int64_t>(), 0);
   EXPECT_GT(p["val_psnr"].as<double>(), 0.0);
 }
@@ -240,58 +223,6 @@ TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {
   }
 }
 
-TEST(Codes, FlippedRowsFollowThePlainOnesAndEmptyInputGivesNoRows) {
-  torch::manual_seed(0);
-  TempDir dir;
-  const auto cfg = tiny(dir);
-  models::Autoencoder ae(cfg.model, 3, cfg.data.image_size);
-  freeze(ae);
-  auto [img, lab] = testing::synthetic_images(10, 10, 32, 3);
-  const auto& grids = cfg.classify.pool_grids;
-  const auto both = compute_codes(ae, img, grids, 4, torch::kCPU, /*with_flips=*/true);
-  const auto plain = compute_codes(ae, img, grids, 3, torch::kCPU);
-  const auto mirrored = compute_codes(ae, img.flip({3}), grids, 10, torch::kCPU);
-  const int64_t d = models::code_dim(cfg.model, grids);
-  ASSERT_EQ(both.sizes(), (std::vector<int64_t>{20, d}));
-  EXPECT_TRUE(torch::allclose(both.narrow(0, 0, 10), plain, 1e-5, 1e-5));
-  EXPECT_TRUE(torch::allclose(both.narrow(0, 10, 10), mirrored, 1e-5, 1e-5));
-  EXPECT_FALSE(torch::allclose(plain, mirrored, 1e-3, 1e-3));
-  const auto none = compute_codes(ae, img.narrow(0, 0, 0), grids, 4, torch::kCPU);
-  EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, d}));
-}
-
-TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
-  torch::manual_seed(0);
-  TempDir dir;
-  const auto cfg = tiny(dir);
-  models::Autoencoder ae(cfg.model, 3, cfg.data.image_size);
-  ae->set_normalization(torch::full({3}, 0.4), torch::full({3}, 0.2));
-  // Give BatchNorm non-trivial running statistics, as after pretraining.
-  ae->train();
-  for (int i = 0; i < 3; ++i) ae->forward(torch::rand({16, 3, 32, 32}));
-  std::vector<std::pair<std::string, torch::Tensor>> before;
-  for (const auto& kv : ae->named_parameters())
-    before.emplace_back(kv.key(), kv.value().detach().clone());
-  for (const auto& kv : ae->named_buffers()) before.emplace_back(kv.key(), kv.value().clone());
-  ASSERT_GT(before.size(), 10u);
-
-  auto [img, lab] = testing::synthetic_images(120, 10, 32, 5);
-  data::Dataset train{img.narrow(0, 0, 100), lab.narrow(0, 0, 100), data::cifar10_class_names()};
-  data::Dataset val{img.narrow(0, 100, 20), lab.narrow(0, 100, 20), data::cifar10_class_names()};
-  auto r = train_head(ae, train, val, cfg.classify, torch::kCPU);
-  EXPECT_EQ(r.history.size(), static_cast<size_t>(cfg.classify.epochs));
-
-  auto params = ae->named_parameters();
-  auto buffers = ae->named_buffers();
-  for (const auto& [name, value] : before) {
-    const auto* now = params.find(name) ? params.find(name) : buffers.find(name);
-    ASSERT_NE(now, nullptr) << name;
-    EXPECT_TRUE(torch::equal(*now, value)) << name << " changed";
-  }
-  for (const auto& p : ae->parameters()) EXPECT_FALSE(p.requires_grad());
-  EXPECT_FALSE(ae->is_training());
-}
-
 TEST(Cuda, EndToEndOnGpu) {
   if (!torch::cuda::is_available())
     GTEST_SKIP() << "no CUDA device: CUDA path runs on the GPU machine";
@@ -299,7 +230,7 @@ TEST(Cuda, EndToEndOnGpu) {
   testing::write_cifar_binary(dir / "data", 80, 100);
   const auto cfg = tiny(dir, "cuda", {"device=cuda"});
   engine::run_stages(cfg, cfg.stages, builtin_stages());
-  const YAML::Node m = YAML::LoadFile((dir / "runs/cuda" / kMetricsFile).string());
+  const YAML::Node m = YAML::LoadFile((engine::RunFolder(dir / "runs/cuda").metrics()).string());
   EXPECT_GT(m["test_accuracy"].as<double>(), 0.3);
   EXPECT_EQ(m["device"].as<std::string>(), "cuda:0");
 }

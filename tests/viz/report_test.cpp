@@ -1,4 +1,5 @@
 // report.html: encoding helpers, and a page from a partial run folder.
+#include "aefx/engine/run_folder.h"
 #include "aefx/viz/report.h"
 
 #include <gtest/gtest.h>
@@ -29,7 +30,7 @@ TEST(Report, PartialRunFolderSaysWhatIsMissing) {
                        "{\"completed\": [\"pretrain\"], \"unfinished\": \"classify\", "
                        "\"stopped_by\": \"SIGINT\"}\n");
   const auto file = write_report(dir.path());
-  EXPECT_EQ(file, dir.path() / kReportFile);
+  EXPECT_EQ(file, engine::RunFolder(dir.path()).report());
   const std::string html = testing::read_file(file);
   EXPECT_NE(html.find("<title>aefx run partial &lt;run&gt;</title>"), std::string::npos);
   EXPECT_NE(html.find("No test metrics yet"), std::string::npos);

@@ -81,6 +81,10 @@ Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed);
 /// Splits off `val_size` images with a seeded permutation: returns {train, val}.
 std::pair<Dataset, Dataset> split_validation(const Dataset& full, int64_t val_size, uint64_t seed);
 
+/// The train/validation split every stage uses: the train split of `cfg.data` with
+/// data.val_size images held out, both drawn from the run's seed (so the same images each time).
+std::pair<Dataset, Dataset> load_train_val(const config::Config& cfg);
+
 /// Per-channel mean and std of uint8 images, in [0, 1] units (float tensors of C).
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images);
 

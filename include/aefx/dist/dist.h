@@ -54,9 +54,13 @@ bool has_nccl();
 
 /// A process group: every rank runs the same sequence of calls (collectives); each call blocks
 /// until all ranks reached it, or throws PeerFailure after `timeout`, at once when a peer's
-/// connection closes (a dead rank).
+/// connection closes (a dead rank). A default-constructed Group is the single process: rank 0 of
+/// 1, and every collective is the identity (nothing is sent, nothing is changed), so code passes
+/// one Group by reference and never asks whether it runs distributed.
 class Group {
  public:
+  /// The single process: rank 0 of 1, collectives are the identity.
+  Group();
   /// Joins the group `env` describes: rank 0 serves the TCPStore at MASTER_ADDR:MASTER_PORT and
   /// waits for the others; `backend` is auto (nccl for a CUDA device, else gloo), gloo or nccl.
   /// Throws PeerFailure when the group is not complete within `timeout`.
@@ -69,6 +73,7 @@ class Group {
   int rank() const { return env_.rank; }
   int size() const { return env_.world_size; }
   bool is_main() const { return env_.rank == 0; }
+  /// "none" for the single process, else the backend in use (gloo, nccl).
   const std::string& backend() const { return backend_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
@@ -101,6 +106,8 @@ class Group {
   /// Throws std::runtime_error naming `what` and the ranks when `value` differs between ranks
   /// (e.g. a fingerprint of the weights, which data parallelism keeps identical).
   void check_same(double value, const std::string& what);
+  /// check_same on the fingerprint of `tensors` (computed only when there are other ranks).
+  void check_same(const std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Waits until every rank got here.
   void barrier(const std::string& what);
 
@@ -108,8 +115,8 @@ class Group {
   struct Impl;
   [[noreturn]] void fail(const std::string& op, const std::exception& e) const;
   Env env_;
-  std::string backend_;
-  torch::Device device_;
+  std::string backend_ = "none";
+  torch::Device device_ = torch::kCPU;
   std::chrono::milliseconds timeout_;
   int64_t seq_ = 0;              ///< numbers the store keys of from_main calls (same on every rank)
   mutable bool failed_ = false;  ///< a collective failed: the group is unusable

@@ -37,12 +37,12 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointMeta& me
 /// Loads into `module` (and optimizer, and `extra` entries, when given). Throws
 /// std::runtime_error naming the file when it is missing (and which stage writes it),
 /// unreadable, of another kind, of another architecture or lacks an entry asked for. Returns
-/// the stored metadata. In a `group`, every rank calls it and gets rank 0's file (the other
-/// ranks need no copy of the run folder).
+/// the stored metadata. Every rank of `group` calls it and gets rank 0's file (the other ranks
+/// need no copy of the run folder).
 CheckpointMeta load_checkpoint(const std::filesystem::path& path, const CheckpointMeta& expected,
                                torch::nn::Module& module, const std::string& written_by,
-                               torch::optim::Optimizer* optimizer = nullptr,
-                               const ArchiveReader& extra = nullptr, dist::Group* group = nullptr);
+                               dist::Group& group, torch::optim::Optimizer* optimizer = nullptr,
+                               const ArchiveReader& extra = nullptr);
 
 /// Writes what resuming a Trainer needs (epoch, step, global step, the epoch's losses so far and
 /// its seconds) and the state of the default CPU (and, when used, CUDA) random generators.

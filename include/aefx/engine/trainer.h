@@ -1,16 +1,22 @@
 #pragma once
-// A small epoch/step train loop. Everything around the step (LR schedule, validation,
-// checkpoints, logging) hangs off it as hooks.
+// The one train loop of aefx (pretraining, head training, the baseline): epochs of steps, with
+// everything around the step (LR schedule, progress, validation, logs, pictures, best state,
+// checkpoints) as small hooks, and resume-or-start owned by the loop (see engine/hooks.h).
+#include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
 #include <torch/types.h>
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "aefx/dist/dist.h"
 #include "aefx/util/progress.h"
 
 namespace aefx::engine {
@@ -42,7 +48,10 @@ inline TrainState next_epoch_start(const TrainState& s) {
   return next;
 }
 
-/// Hooks called around the loop. after_train runs even when a step throws.
+/// Hooks called around the loop. after_train runs even when a step throws. A hook that keeps
+/// state across epochs (a history, the best weights so far) saves it in the loop's resumable
+/// checkpoint (save_state) and gets it back when a run resumes (load_state), so a resumed loop
+/// continues exactly where the stopped one was.
 class Hook {
  public:
   virtual ~Hook() = default;
@@ -54,6 +63,8 @@ class Hook {
   /// checked), before the loop throws util::Interrupted. Save what resuming needs here.
   virtual void on_interrupt(TrainState&) {}
   virtual void after_train(TrainState&) {}
+  virtual void save_state(torch::serialize::OutputArchive&) const {}
+  virtual void load_state(torch::serialize::InputArchive&) {}
 };
 
 /// Thrown when a training loss is NaN or infinite; names the loop, the epoch and the step.
@@ -71,34 +82,66 @@ struct StepOutput {
 };
 using StepFn = std::function<StepOutput(TrainState&)>;
 
+/// Where a loop keeps its resumable state: after every epoch, and when a signal stops it, rank 0
+/// writes `file` with the module, the optimizer, the loop's position, the random generators and
+/// every hook's state; a resumed run reads it back on every rank.
+struct CheckpointSpec {
+  std::filesystem::path file;
+  std::string kind;          ///< e.g. "autoencoder", "head-training"
+  std::string architecture;  ///< the module's architecture line (checked on load)
+  torch::nn::Module* module = nullptr;
+  torch::optim::Optimizer* optimizer = nullptr;
+  torch::Device device = torch::kCPU;
+  int64_t seed = 0;  ///< the run's seed: the other ranks' random streams after a resume
+};
+
 /// Runs `epochs` x `steps_per_epoch` steps. Losses stay on the device; they are checked for
 /// NaN/Inf after every step on the CPU and every kGpuCheckInterval steps on a GPU (always before
 /// after_epoch and on_interrupt), so GPU steps stay asynchronous. After each step it checks for
 /// SIGINT/SIGTERM (util::interrupt_signal): then hooks get on_interrupt and it throws
-/// util::Interrupted.
+/// util::Interrupted. With several ranks in `group`, the ranks agree after every step on any
+/// pending signal and on a non-finite loss on any rank, so all stop after the same step (losses
+/// are then checked every step).
 class Trainer {
  public:
   static constexpr int64_t kGpuCheckInterval = 50;
-  /// `name` (e.g. "pretrain") names the loop in errors.
-  Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch);
+  /// `name` (e.g. "pretrain") names the loop in errors, progress and logs.
+  /// `remedy` is appended to the message of a NaN loss (e.g. "Lower pretrain.lr").
+  Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch, dist::Group& group,
+          std::string remedy = "");
+  /// Hooks run in the order they were added.
   void add_hook(std::shared_ptr<Hook> hook);
-  /// What the ranks of a group agree on after every step: given this rank's pending signal (0
-  /// for none) and whether its step's loss is non-finite, returns the group's signal (the
-  /// largest) and whether any rank's loss is non-finite. With it, every rank stops after the
-  /// same step, for a signal or a NaN loss on any rank; losses are then checked every step.
+  /// What the ranks agree on after every step: given this rank's pending signal (0 for none) and
+  /// whether its step's loss is non-finite, the group's signal (the largest) and whether any
+  /// rank's loss is non-finite. Set from the group when it has several ranks (Group::agree).
   using Agreement = std::function<std::pair<int, bool>(int signal, bool non_finite)>;
   void set_agreement(Agreement agreement) { agreement_ = std::move(agreement); }
+  /// Makes the loop resumable: a checkpoint hook runs after every other hook (so it saves their
+  /// state as of the end of the epoch), and run(step, true) continues from `spec.file`.
+  void enable_checkpoints(CheckpointSpec spec);
+  /// Resume or start: with `resume` and rank 0's checkpoint file present, every rank loads it
+  /// (module, optimizer, position, generators, hooks' state) and continues from there; else the
+  /// loop starts at epoch 0. Throws whatever the step or a hook throws, after calling after_train
+  /// on every hook; a NaN loss says whether a checkpoint was kept.
+  TrainState run(const StepFn& step, bool resume = false);
   /// Runs from the start, or from `resume` (epoch, step, global_step, samples_in_epoch,
-  /// epoch_losses and epoch_seconds of a saved TrainState). Throws whatever the step or a hook
-  /// throws, after calling after_train on every hook.
-  TrainState run(const StepFn& step, const TrainState* resume = nullptr);
+  /// epoch_losses and epoch_seconds of a saved TrainState).
+  TrainState run_from(const StepFn& step, const TrainState* resume);
+  const std::string& name() const { return name_; }
 
  private:
+  class CheckpointHook;
   void check_losses(const TrainState& s, int64_t from) const;
+  TrainState load_checkpoint();
   std::string name_;
   int64_t epochs_, steps_per_epoch_;
+  dist::Group& group_;
+  std::string remedy_;
   std::vector<std::shared_ptr<Hook>> hooks_;
   Agreement agreement_;
+  std::optional<CheckpointSpec> checkpoint_;
+  bool resumed_ = false;
+  int64_t completed_epochs_ = 0;  ///< epochs whose end the checkpoint hook saw (or resumed from)
 };
 
 /// Learning rate at `step` of `total` with linear warmup over `warmup` steps, then cosine
@@ -122,22 +165,6 @@ class LrScheduleHook : public Hook {
   double lr_ = 0;
 };
 
-/// A hook that calls `fn` after every epoch (validation, checkpointing, logging) and, when
-/// given, `on_interrupt` when a signal stops the loop (saving the resumable state).
-class EpochHook : public Hook {
- public:
-  explicit EpochHook(std::function<void(TrainState&)> fn,
-                     std::function<void(TrainState&)> on_interrupt = nullptr)
-      : fn_(std::move(fn)), on_interrupt_(std::move(on_interrupt)) {}
-  void after_epoch(TrainState& s) override { fn_(s); }
-  void on_interrupt(TrainState& s) override {
-    if (on_interrupt_) on_interrupt_(s);
-  }
-
- private:
-  std::function<void(TrainState&)> fn_, on_interrupt_;
-};
-
 /// Shows the loop's progress (util::ProgressDisplay): epoch n/N, a bar, images/s, the epoch's
 /// running loss, the LR `lr` returns and the time left for the whole loop.
 class ProgressHook : public Hook {
@@ -158,10 +185,5 @@ class ProgressHook : public Hook {
   int64_t first_global_step_ = 0;
   bool fresh_ = true;  ///< the next step is the first of this run (maybe mid-epoch on resume)
 };
-
-/// Builds the optimizer named by the config (adamw | adam | sgd with momentum 0.9).
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
-                                                        std::vector<torch::Tensor> params,
-                                                        double lr, double weight_decay);
 
 }  // namespace aefx::engine

@@ -6,8 +6,6 @@
 
 namespace aefx::viz {
 
-inline constexpr const char* kReportFile = "report.html";
-
 /// Writes run_dir/report.html from the files in the run folder: the final metrics
 /// (metrics.json), a per-class table, the pictures, the per-epoch figures (metrics.jsonl), the
 /// timings (run.json and the stage summaries), the environment and the config. Whatever is

@@ -1,0 +1,49 @@
+#pragma once
+// The autoencoder's pretraining step (what the pretrain stage repeats and `aefx bench` times),
+// and its reconstruction error.
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include <memory>
+
+#include "aefx/config/config.h"
+#include "aefx/data/dataset.h"
+#include "aefx/dist/dist.h"
+#include "aefx/models/autoencoder.h"
+
+namespace aefx::engine {
+
+/// The pretraining step on its own: the autoencoder (with the training set's channel
+/// statistics), its optimizer, and the training images held on the device as uint8.
+class Pretrainer {
+ public:
+  /// The weights start as rank 0's, and every step averages the gradients over the ranks of
+  /// `group` before the optimizer step (nothing to do with one process).
+  Pretrainer(const config::Config& cfg, const data::Dataset& train, const torch::Device& device,
+             dist::Group& group);
+  /// One optimisation step on the training images at `indices` (a long tensor on the device):
+  /// gather, augment, corrupt, reconstruct, MSE, backward, optimizer step. Returns the loss,
+  /// detached and not synchronised.
+  torch::Tensor step(const torch::Tensor& indices);
+  /// For `pretrain.epochs: 0` (the untrained control): no optimisation; BatchNorm running
+  /// statistics become the exact average over `images` training images (unaugmented), so the
+  /// random frozen encoder normalises its activations like a trained one would.
+  void calibrate_batch_norm(int64_t images, int64_t batch_size);
+  models::Autoencoder& model() { return ae_; }
+  torch::optim::Optimizer& optimizer() { return *opt_; }
+
+ private:
+  config::PretrainConfig cfg_;
+  models::Autoencoder ae_;
+  torch::Tensor images_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  dist::Group& group_;
+};
+
+/// Reconstruction MSE of uncorrupted uint8 `images`, in [0, 1] pixel units, in batches of
+/// `batch`. Each rank of `group` reconstructs its shard of the images and the squared errors are
+/// summed over the ranks. Leaves the model in training mode.
+double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, int64_t batch,
+                          const torch::Device& device, dist::Group& group);
+
+}  // namespace aefx::engine

@@ -1,0 +1,52 @@
+#pragma once
+// Features: what a frozen autoencoder's encoder gives for images (the latent codes classify,
+// evaluate, export and feature extraction use), and the raw-pixel features of the baseline.
+#include <torch/types.h>
+
+#include <string>
+
+#include "aefx/config/config.h"
+#include "aefx/models/autoencoder.h"
+
+namespace aefx::models {
+
+/// Freezes the autoencoder for feature extraction: no gradients, eval mode (BatchNorm
+/// statistics untouched).
+void freeze(Autoencoder& ae);
+
+/// A frozen autoencoder and how its code is read off (CodeSpec): uint8 images in, codes out.
+/// Construction freezes the autoencoder; encoding runs without gradients and never changes it.
+class FeatureExtractor {
+ public:
+  FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device);
+  /// Latent codes of uint8 images N x C x H x W (any device), N x D float on the extractor's
+  /// device, computed in batches of `batch_size`. With `with_flips`, 2N x D: rows N..2N-1 are the
+  /// codes of the horizontally mirrored images, in the same order (the one place that fixes this
+  /// convention). No images give an empty 0 x D tensor. Stops with util::Interrupted between
+  /// batches when a signal arrived.
+  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size,
+                       bool with_flips = false);
+  /// Codes of a float batch already normalised and on the device (one batch, no flips).
+  torch::Tensor encode_normalized(const torch::Tensor& normalized);
+  int64_t code_dim() const;
+  Autoencoder& autoencoder() { return ae_; }
+  const CodeSpec& spec() const { return spec_; }
+  const torch::Device& device() const { return device_; }
+
+ private:
+  Autoencoder ae_;
+  CodeSpec spec_;
+  torch::Device device_;
+};
+
+/// Raw pixels as features (the baseline): uint8 images N x C x H x W -> float N x CHW in [0, 1]
+/// on `device`; with `with_flips`, 2N rows as FeatureExtractor::encode gives them.
+torch::Tensor pixel_features(const torch::Tensor& images, const torch::Device& device,
+                             bool with_flips);
+
+/// Architecture line of the head a config trains for `classes` classes: the head, its code
+/// spec and the autoencoder it reads (stored in head.pt, so a head trained on other codes of the
+/// same length is refused).
+std::string head_architecture(const config::Config& cfg, int64_t classes);
+
+}  // namespace aefx::models

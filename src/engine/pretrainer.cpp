@@ -1,0 +1,77 @@
+#include "aefx/engine/pretrainer.h"
+
+#include <torch/torch.h>
+
+#include "aefx/dist/parallel.h"
+#include "aefx/engine/optim.h"
+
+namespace aefx::engine {
+
+double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, int64_t batch,
+                          const torch::Device& device, dist::Group& group) {
+  torch::NoGradGuard no_grad;
+  ae->eval();
+  torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  const auto [begin, n] = dist::shard(images.size(0), group.rank(), group.size());
+  for (int64_t i = begin; i < n; i += batch) {
+    auto x = data::to_float(images.narrow(0, i, std::min(batch, n - i)), device);
+    auto recon = ae->denormalize(ae->forward(ae->normalize(x))).clamp(0, 1);
+    sum += (recon - x).pow(2).sum().to(torch::kDouble);
+  }
+  ae->train();
+  return group.sum(sum.item<double>()) / static_cast<double>(images.numel());
+}
+
+Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
+                       const torch::Device& device, dist::Group& group)
+    : cfg_(cfg.pretrain),
+      ae_(cfg.model, train.images.size(1), train.images.size(2)),
+      group_(group) {
+  auto [mean, std] = data::channel_stats(train.images);
+  ae_->set_normalization(mean, std);
+  ae_->to(device);
+  to_channels_last(*ae_);
+  ae_->train();
+  // The whole training set lives on the device as uint8; batches are gathered and augmented
+  // there.
+  images_ = train.images.to(device);
+  opt_ = make_optimizer(cfg_.optimizer, ae_->parameters(), cfg_.lr, cfg_.weight_decay);
+  dist::sync_from_main(*ae_, group_);
+}
+
+torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
+  auto x = data::to_float(images_.index_select(0, indices), images_.device());
+  if (cfg_.augment) x = data::augment_batch(x, cfg_.crop_padding, true);
+  auto target = ae_->normalize(x);
+  auto input = models::corrupt(target, cfg_.mask_ratio, cfg_.mask_patch, cfg_.noise);
+  auto loss = torch::mse_loss(ae_->forward(input), target);
+  opt_->zero_grad();
+  loss.backward();
+  group_.average_gradients(ae_->parameters());
+  opt_->step();
+  return loss.detach();
+}
+
+void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::nn::BatchNorm2dImpl*> norms;
+  for (auto& m : ae_->modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
+  }
+  // Momentum "none" makes the running statistics a cumulative average over the batches seen.
+  std::vector<c10::optional<double>> momentum;
+  for (auto* bn : norms) {
+    momentum.push_back(bn->options.momentum());
+    bn->reset_running_stats();
+    bn->options.momentum(c10::nullopt);
+  }
+  ae_->train();
+  const int64_t n = std::min(images, images_.size(0));
+  for (int64_t i = 0; i < n; i += batch_size) {
+    ae_->forward(ae_->normalize(
+        data::to_float(images_.narrow(0, i, std::min(batch_size, n - i)), images_.device())));
+  }
+  for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
+}
+
+}  // namespace aefx::engine

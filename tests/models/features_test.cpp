@@ -1,0 +1,83 @@
+#include "aefx/models/features.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "aefx/config/config.h"
+#include "aefx/data/dataset.h"
+#include "aefx/dist/dist.h"
+#include "aefx/engine/head_trainer.h"
+#include "test_util.h"
+
+namespace aefx::models {
+namespace {
+using aefx::testing::TempDir;
+
+config::Config tiny(const TempDir& dir) {
+  return config::parse_config(testing::tiny_config_yaml(dir / "data", dir / "runs", "tiny"), {},
+                              "tiny");
+}
+
+TEST(Codes, FlippedRowsFollowThePlainOnesAndEmptyInputGivesNoRows) {
+  torch::manual_seed(0);
+  TempDir dir;
+  const auto cfg = tiny(dir);
+  const auto& grids = cfg.classify.pool_grids;
+  FeatureExtractor features(Autoencoder(cfg.model, 3, cfg.data.image_size), grids, torch::kCPU);
+  auto [img, lab] = testing::synthetic_images(10, 10, 32, 3);
+  const auto both = features.encode(img, 4, /*with_flips=*/true);
+  const auto plain = features.encode(img, 3);
+  const auto mirrored = features.encode(img.flip({3}), 10);
+  const int64_t d = code_dim(cfg.model, grids);
+  EXPECT_EQ(features.code_dim(), d);
+  ASSERT_EQ(both.sizes(), (std::vector<int64_t>{20, d}));
+  EXPECT_TRUE(torch::allclose(both.narrow(0, 0, 10), plain, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(both.narrow(0, 10, 10), mirrored, 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(plain, mirrored, 1e-3, 1e-3));
+  const auto none = features.encode(img.narrow(0, 0, 0), 4);
+  EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, d}));
+}
+
+TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
+  torch::manual_seed(0);
+  TempDir dir;
+  const auto cfg = tiny(dir);
+  Autoencoder ae(cfg.model, 3, cfg.data.image_size);
+  ae->set_normalization(torch::full({3}, 0.4), torch::full({3}, 0.2));
+  // Give BatchNorm non-trivial running statistics, as after pretraining.
+  ae->train();
+  for (int i = 0; i < 3; ++i) ae->forward(torch::rand({16, 3, 32, 32}));
+  std::vector<std::pair<std::string, torch::Tensor>> before;
+  for (const auto& kv : ae->named_parameters())
+    before.emplace_back(kv.key(), kv.value().detach().clone());
+  for (const auto& kv : ae->named_buffers()) before.emplace_back(kv.key(), kv.value().clone());
+  ASSERT_GT(before.size(), 10u);
+
+  auto [img, lab] = testing::synthetic_images(120, 10, 32, 5);
+  data::Dataset train{img.narrow(0, 0, 100), lab.narrow(0, 0, 100), data::cifar10_class_names()};
+  data::Dataset val{img.narrow(0, 100, 20), lab.narrow(0, 100, 20), data::cifar10_class_names()};
+  // What the classify stage does: codes from the frozen encoder, a head trained on them.
+  FeatureExtractor features(ae, code_spec(cfg.model, cfg.classify), torch::kCPU);
+  engine::HeadTrainOptions options;
+  options.classify = cfg.classify;
+  options.classes = 10;
+  dist::Group alone;
+  const bool flips = cfg.classify.flip_codes;
+  auto r = engine::fit_head(features.encode(train.images, 32, flips),
+                            flips ? torch::cat({train.labels, train.labels}) : train.labels,
+                            features.encode(val.images, 32), val.labels, options, alone);
+  EXPECT_EQ(r.history.size(), static_cast<size_t>(cfg.classify.epochs));
+
+  auto params = ae->named_parameters();
+  auto buffers = ae->named_buffers();
+  for (const auto& [name, value] : before) {
+    const auto* now = params.find(name) ? params.find(name) : buffers.find(name);
+    ASSERT_NE(now, nullptr) << name;
+    EXPECT_TRUE(torch::equal(*now, value)) << name << " changed";
+  }
+  for (const auto& p : ae->parameters()) EXPECT_FALSE(p.requires_grad());
+  EXPECT_FALSE(ae->is_training());
+}
+
+}  // namespace
+}  // namespace aefx::models
