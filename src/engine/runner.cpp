@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <ctime>
@@ -58,15 +57,15 @@ Progress read_progress(const fs::path& run_dir) {
   const fs::path file = run_dir / kProgressFile;
   if (!fs::exists(file)) return p;
   try {
-    const YAML::Node node = YAML::LoadFile(file.string());
-    p.completed = node["completed"].as<std::vector<std::string>>();
-    if (node["unfinished"] && !node["unfinished"].IsNull())
-      p.unfinished = node["unfinished"].as<std::string>();
-    if (node["stopped_by"] && !node["stopped_by"].IsNull())
-      p.stopped_by = node["stopped_by"].as<std::string>();
-    if (node["world_size"]) p.world_size = node["world_size"].as<int64_t>();
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cannot read " + file.string() + " (" + e.msg +
+    const util::Json j = util::Json::parse(util::read_text(file));
+    p.completed = j.at("completed").get<std::vector<std::string>>();
+    if (j.contains("unfinished") && !j["unfinished"].is_null())
+      p.unfinished = j["unfinished"].get<std::string>();
+    if (j.contains("stopped_by") && !j["stopped_by"].is_null())
+      p.stopped_by = j["stopped_by"].get<std::string>();
+    if (j.contains("world_size")) p.world_size = j["world_size"].get<int64_t>();
+  } catch (const util::Json::exception& e) {
+    throw std::runtime_error("cannot read " + file.string() + " (" + e.what() +
                              "); move it away to start the run folder afresh");
   }
   p.exists = true;
@@ -74,11 +73,12 @@ Progress read_progress(const fs::path& run_dir) {
 }
 
 void write_progress(const fs::path& run_dir, const Progress& p) {
-  auto j = util::Json::object({{"completed", util::Json::array(p.completed)},
-                               {"unfinished", p.unfinished.empty() ? util::Json() : p.unfinished},
-                               {"stopped_by", p.stopped_by.empty() ? util::Json() : p.stopped_by},
-                               {"world_size", p.world_size}});
-  util::atomic_write_text(run_dir / kProgressFile, j.dump() + "\n");
+  util::write_json_file(
+      run_dir / kProgressFile,
+      util::Json{{"completed", p.completed},
+                 {"unfinished", p.unfinished.empty() ? util::Json() : util::Json(p.unfinished)},
+                 {"stopped_by", p.stopped_by.empty() ? util::Json() : util::Json(p.stopped_by)},
+                 {"world_size", p.world_size}});
 }
 
 /// Drops `stage` and every stage after it in pipeline order: they are to be redone.
@@ -147,11 +147,11 @@ std::vector<RunSummary> list_runs(const std::filesystem::path& dir) {
     }
     try {
       if (fs::exists(e.path() / "metrics.json")) {
-        const YAML::Node m = YAML::LoadFile((e.path() / "metrics.json").string());
-        if (m["test_accuracy"] && !m["test_accuracy"].IsNull())
-          r.test_accuracy = m["test_accuracy"].as<double>();
+        const util::Json m = util::read_json_file(e.path() / "metrics.json");
+        if (m.contains("test_accuracy") && m["test_accuracy"].is_number())
+          r.test_accuracy = m["test_accuracy"].get<double>();
       }
-    } catch (const YAML::Exception&) {
+    } catch (const std::runtime_error&) {
       // Listed without an accuracy.
     }
     runs.push_back(std::move(r));
@@ -418,8 +418,8 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
     return times;
   }
   util::Json stage_times = util::Json::object();
-  for (const auto& [name, seconds] : times) stage_times.set(name, seconds);
-  const auto run = util::Json::object(
+  for (const auto& [name, seconds] : times) stage_times[name] = seconds;
+  const util::Json run = util::Json::object(
       {{"name", cfg.name},
        {"seed", cfg.seed},
        {"resumed", options.resume},
@@ -435,7 +435,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
        {"libtorch_version",
         util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)},
        {"machine", util::machine_info()}});
-  util::atomic_write_text(ctx.run_dir / kRunFile, run.dump() + "\n");
+  util::write_json_file(ctx.run_dir / kRunFile, run);
   return times;
 }
 

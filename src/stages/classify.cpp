@@ -296,7 +296,7 @@ void classify(engine::RunContext& ctx) {
                           {"head", head_architecture(cfg, classes), r.best_epoch}, *r.head);
   util::log_info(util::strfmt("classify: best val_acc %.4f at epoch %lld", r.best_val_accuracy,
                               static_cast<long long>(r.best_epoch)));
-  util::Json history = util::Json::Array{};
+  util::Json history = util::Json::array();
   for (size_t e = 0; e < r.history.size(); ++e) {
     history.push_back(util::Json::object({{"epoch", static_cast<int64_t>(e + 1)},
                                           {"loss", r.history[e].loss},
@@ -304,16 +304,16 @@ void classify(engine::RunContext& ctx) {
                                           {"val_loss", r.history[e].val_loss},
                                           {"seconds", r.history[e].seconds}}));
   }
-  auto summary = util::Json::object({{"stage", "classify"},
-                                     {"code_dim", r.code_dim},
-                                     {"best_epoch", r.best_epoch},
-                                     {"val_accuracy", r.best_val_accuracy},
-                                     {"code_seconds", r.code_seconds},
-                                     {"head_seconds", r.head_seconds},
-                                     {"seconds", util::now_seconds() - t0},
-                                     {"class_names", util::Json::array(train.class_names)},
-                                     {"history", history}});
-  util::atomic_write_text(ctx.run_dir / kClassifySummary, summary.dump() + "\n");
+  const util::Json summary = util::Json::object({{"stage", "classify"},
+                                                 {"code_dim", r.code_dim},
+                                                 {"best_epoch", r.best_epoch},
+                                                 {"val_accuracy", r.best_val_accuracy},
+                                                 {"code_seconds", r.code_seconds},
+                                                 {"head_seconds", r.head_seconds},
+                                                 {"seconds", util::now_seconds() - t0},
+                                                 {"class_names", train.class_names},
+                                                 {"history", history}});
+  util::write_json_file(ctx.run_dir / kClassifySummary, summary);
 }
 
 // The raw-pixel baseline: the classify stage's head, trained the same way on the images' pixels
@@ -370,16 +370,16 @@ void baseline(engine::RunContext& ctx) {
       "baseline: raw pixels, test accuracy %.4f on %lld images (best val_acc %.4f at epoch %lld)",
       accuracy, static_cast<long long>(test.size()), r.best_val_accuracy,
       static_cast<long long>(r.best_epoch)));
-  auto summary = util::Json::object({{"stage", "baseline"},
-                                     {"inputs", baseline_inputs(cfg)},
-                                     {"input", "pixels"},
-                                     {"input_dim", r.code_dim},
-                                     {"test_accuracy", accuracy},
-                                     {"test_images", test.size()},
-                                     {"val_accuracy", r.best_val_accuracy},
-                                     {"best_epoch", r.best_epoch},
-                                     {"seconds", util::now_seconds() - t0}});
-  util::atomic_write_text(ctx.run_dir / kBaselineSummary, summary.dump() + "\n");
+  const util::Json summary = util::Json::object({{"stage", "baseline"},
+                                                 {"inputs", baseline_inputs(cfg)},
+                                                 {"input", "pixels"},
+                                                 {"input_dim", r.code_dim},
+                                                 {"test_accuracy", accuracy},
+                                                 {"test_images", test.size()},
+                                                 {"val_accuracy", r.best_val_accuracy},
+                                                 {"best_epoch", r.best_epoch},
+                                                 {"seconds", util::now_seconds() - t0}});
+  util::write_json_file(ctx.run_dir / kBaselineSummary, summary);
 }
 
 }  // namespace aefx::stages

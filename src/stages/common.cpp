@@ -1,5 +1,4 @@
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <atomic>
 #include <cmath>
@@ -171,13 +170,12 @@ torch::Tensor compute_codes(models::Autoencoder& ae, const torch::Tensor& images
 
 util::Json summary_value(const std::filesystem::path& file, const std::string& key) {
   if (!std::filesystem::exists(file)) return util::Json();
-  try {
-    const YAML::Node node = YAML::LoadFile(file.string());
-    if (node[key]) return util::Json(node[key].as<double>());
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
-  }
-  return util::Json();
+  const util::Json summary = util::read_json_file(file);
+  if (!summary.is_object() || !summary.contains(key)) return util::Json();
+  const util::Json& value = summary[key];
+  if (!value.is_number() && !value.is_null())
+    throw std::runtime_error("cannot parse " + file.string() + ": " + key + " is not a number");
+  return value;
 }
 
 std::string head_architecture(const config::Config& cfg, int64_t classes) {

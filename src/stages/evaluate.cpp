@@ -1,5 +1,4 @@
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 
@@ -22,10 +21,10 @@ bool baseline_current(const engine::RunContext& ctx) {
   if (!std::filesystem::exists(file)) return false;
   std::string inputs;
   try {
-    const YAML::Node b = YAML::LoadFile(file.string());
-    if (b["inputs"]) inputs = b["inputs"].as<std::string>();
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cannot parse " + file.string() + ": " + e.msg);
+    const util::Json b = util::read_json_file(file);
+    if (b.contains("inputs")) inputs = b["inputs"].get<std::string>();
+  } catch (const util::Json::exception& e) {
+    throw std::runtime_error("cannot parse " + file.string() + ": " + e.what());
   }
   if (inputs == baseline_inputs(ctx.config)) return true;
   util::log_warn(file.string() +
@@ -74,22 +73,21 @@ void evaluate(engine::RunContext& ctx) {
       }
     }
   }
-  util::Json confusion = util::Json::Array{};
-  for (const auto& row : cm.counts()) confusion.push_back(util::Json::array(row));
+  util::Json confusion = util::Json::array();
+  for (const auto& row : cm.counts()) confusion.push_back(row);
   const auto per_class = cm.per_class_accuracy();
   util::Json per_class_named = util::Json::object();
-  for (size_t c = 0; c < per_class.size(); ++c)
-    per_class_named.set(test.class_names[c], per_class[c]);
+  for (size_t c = 0; c < per_class.size(); ++c) per_class_named[test.class_names[c]] = per_class[c];
   const double seconds = util::now_seconds() - t0;
   auto pretrain_value = [&](const std::string& key) {
     return summary_value(ctx.run_dir / kPretrainSummary, key);
   };
-  auto m = util::Json::object(
+  const util::Json m = util::Json::object(
       {{"test_accuracy", cm.accuracy()},
        {"test_images", cm.total()},
        {"val_accuracy", summary_value(ctx.run_dir / kClassifySummary, "val_accuracy")},
-       {"class_names", util::Json::array(test.class_names)},
-       {"per_class_accuracy", util::Json::array(per_class)},
+       {"class_names", test.class_names},
+       {"per_class_accuracy", per_class},
        {"per_class_accuracy_by_name", per_class_named},
        {"confusion_matrix", confusion},
        {"val_psnr", summary_value(ctx.run_dir / kPretrainSummary, "val_psnr")},
@@ -118,7 +116,7 @@ void evaluate(engine::RunContext& ctx) {
              {"evaluate_seconds", seconds}})},
        {"device", ctx.device.str()},
        {"aefx_version", AEFX_VERSION}});
-  util::atomic_write_text(ctx.run_dir / kMetricsFile, m.dump() + "\n");
+  util::write_json_file(ctx.run_dir / kMetricsFile, m);
   if (pictures) {
     viz::write_confusion(ctx.run_dir / kConfusionPng, cm.counts(), test.class_names,
                          util::strfmt("test set confusion matrix (%lld images)",

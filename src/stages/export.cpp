@@ -1,5 +1,4 @@
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include "aefx/models/torchscript.h"
 #include "aefx/stages/stages.h"
@@ -13,8 +12,7 @@ namespace {
 
 util::Json float_list(const torch::Tensor& t) {
   const auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
-  return util::Json::array(
-      std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel()));
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
 }  // namespace
@@ -24,11 +22,12 @@ void export_models(engine::RunContext& ctx) {
   util::require_file(ctx.run_dir / kClassifySummary, "classify");
   std::vector<std::string> class_names;
   try {
-    class_names = YAML::LoadFile((ctx.run_dir / kClassifySummary).string())["class_names"]
-                      .as<std::vector<std::string>>();
-  } catch (const YAML::Exception& e) {
+    class_names = util::read_json_file(ctx.run_dir / kClassifySummary)
+                      .at("class_names")
+                      .get<std::vector<std::string>>();
+  } catch (const util::Json::exception& e) {
     throw std::runtime_error("cannot read class names from " +
-                             (ctx.run_dir / kClassifySummary).string() + ": " + e.msg);
+                             (ctx.run_dir / kClassifySummary).string() + ": " + e.what());
   }
   // Export from copies on export.device (CPU by default, so the files load on any machine,
   // whatever trained them).
@@ -42,9 +41,14 @@ void export_models(engine::RunContext& ctx) {
 
   util::Json test_metrics = util::Json::object();
   if (std::filesystem::exists(ctx.run_dir / kMetricsFile)) {
-    const YAML::Node m = YAML::LoadFile((ctx.run_dir / kMetricsFile).string());
-    test_metrics.set("test_accuracy", m["test_accuracy"].as<double>());
-    test_metrics.set("test_images", m["test_images"].as<int64_t>());
+    const util::Json m = util::read_json_file(ctx.run_dir / kMetricsFile);
+    try {
+      test_metrics["test_accuracy"] = m.at("test_accuracy").get<double>();
+      test_metrics["test_images"] = m.at("test_images").get<int64_t>();
+    } catch (const util::Json::exception& e) {
+      throw std::runtime_error("cannot parse " + (ctx.run_dir / kMetricsFile).string() + ": " +
+                               e.what());
+    }
   }
   auto meta_for = [&](const std::string& kind, const std::string& output) {
     const auto size = cfg.data.image_size;
@@ -52,15 +56,14 @@ void export_models(engine::RunContext& ctx) {
         {{"kind", kind},
          {"format", "aefx-torchscript-1"},
          {"output", output},
-         {"class_names", util::Json::array(class_names)},
-         {"input",
-          util::Json::object({{"channels", channels},
-                              {"height", size},
-                              {"width", size},
-                              {"layout", "NCHW"},
-                              {"dtype", "float32"},
-                              {"color", channels == 1 ? "grey" : "RGB"},
-                              {"value_range", util::Json::array(std::vector<double>{0.0, 1.0})}})},
+         {"class_names", class_names},
+         {"input", util::Json::object({{"channels", channels},
+                                       {"height", size},
+                                       {"width", size},
+                                       {"layout", "NCHW"},
+                                       {"dtype", "float32"},
+                                       {"color", channels == 1 ? "grey" : "RGB"},
+                                       {"value_range", std::vector<double>{0.0, 1.0}}})},
          {"mean", float_list(ae->mean)},
          {"std", float_list(ae->std)},
          {"model_type", cfg.model.type},
@@ -93,18 +96,19 @@ void export_models(engine::RunContext& ctx) {
         std::to_string(diff) + " (export.tolerance " + std::to_string(cfg.export_.tolerance) + ")");
   }
   models::save_scripted(encoder, (ctx.run_dir / "encoder.pt").string(),
-                        meta_for("encoder", "latent codes N x code_dim").dump());
-  models::save_scripted(autoencoder, (ctx.run_dir / "autoencoder.pt").string(),
-                        meta_for("autoencoder", "reconstructions N x " + std::to_string(channels) +
-                                                    " x H x W in [0, 1]")
-                            .dump());
+                        util::dump_json(meta_for("encoder", "latent codes N x code_dim")));
+  models::save_scripted(
+      autoencoder, (ctx.run_dir / "autoencoder.pt").string(),
+      util::dump_json(meta_for("autoencoder", "reconstructions N x " + std::to_string(channels) +
+                                                  " x H x W in [0, 1]")));
   const auto meta = meta_for("classifier", "logits N x classes");
-  models::save_scripted(classifier, (ctx.run_dir / "classifier.pt").string(), meta.dump());
+  models::save_scripted(classifier, (ctx.run_dir / "classifier.pt").string(),
+                        util::dump_json(meta));
   auto model_json = meta;
-  model_json.set("files", util::Json::object({{"encoder.pt", "images -> latent codes"},
-                                              {"autoencoder.pt", "images -> reconstructions"},
-                                              {"classifier.pt", "images -> logits"}}));
-  util::atomic_write_text(ctx.run_dir / kModelJson, model_json.dump() + "\n");
+  model_json["files"] = util::Json::object({{"encoder.pt", "images -> latent codes"},
+                                            {"autoencoder.pt", "images -> reconstructions"},
+                                            {"classifier.pt", "images -> logits"}});
+  util::write_json_file(ctx.run_dir / kModelJson, model_json);
   util::log_info(
       util::strfmt("export: encoder.pt, autoencoder.pt, classifier.pt, model.json in %s "
                    "(max |native - exported| = %.2e)",

@@ -313,7 +313,7 @@ void pretrain(engine::RunContext& ctx) {
   int64_t params = 0;
   for (const auto& t : ae->parameters()) params += t.numel();
   const double total = util::now_seconds() - t_start;
-  util::Json history_json = util::Json::Array{};
+  util::Json history_json = util::Json::array();
   for (const auto& e : history) {
     history_json.push_back(util::Json::object({{"epoch", static_cast<int64_t>(e.epoch)},
                                                {"loss", e.loss},
@@ -322,7 +322,7 @@ void pretrain(engine::RunContext& ctx) {
                                                {"images_per_second", e.images_per_second},
                                                {"seconds", e.seconds}}));
   }
-  auto summary = util::Json::object(
+  const util::Json summary = util::Json::object(
       {{"stage", "pretrain"},
        {"epochs", p.epochs},
        {"train_images", n},
@@ -342,7 +342,7 @@ void pretrain(engine::RunContext& ctx) {
                      : util::Json()},
        {"seconds", total},
        {"history", history_json}});
-  util::atomic_write_text(run_dir / kPretrainSummary, summary.dump() + "\n");
+  util::write_json_file(run_dir / kPretrainSummary, summary);
 }
 
 }  // namespace aefx::stages

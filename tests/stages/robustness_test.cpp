@@ -12,6 +12,7 @@
 #include "aefx/config/config.h"
 #include "aefx/engine/runner.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/json.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
 
@@ -57,7 +58,7 @@ std::map<std::string, torch::Tensor> weights(const fs::path& run_dir) {
 /// metrics.jsonl lists them: each epoch once), and the test metrics.
 std::string figures(const fs::path& run_dir) {
   std::string out;
-  const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ([^,}]+)");
+  const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ?([^,}\n]+)");
   for (const char* f : {stages::kPretrainSummary, stages::kClassifySummary, stages::kMetricsFile,
                         metrics::EpochLog::kJsonlFile}) {
     const std::string text = testing::read_file(run_dir / f);
@@ -159,9 +160,8 @@ TEST_F(Robustness, SigtermInClassifySavesProgressAndResumeIsBitIdentical) {
     EXPECT_NE(child.output().find("interrupted by SIGTERM during classify"), std::string::npos)
         << child.output();
   }
-  EXPECT_NE(
-      testing::read_file(run_dir / engine::kProgressFile).find("\"completed\": [\"pretrain\"]"),
-      std::string::npos);
+  EXPECT_EQ(util::read_json_file(run_dir / engine::kProgressFile)["completed"],
+            util::Json::array({"pretrain"}));
   const std::string autoencoder = testing::read_file(run_dir / stages::kAutoencoderFile);
   std::string out;
   ASSERT_EQ(run(command(config_, {name, "--resume"}), &out), 0) << out;
