@@ -425,7 +425,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     return 0;
   }
   const auto cfg = aefx::config::load_config(a.config, a.sets);
-  std::cout << aefx::bench::run_bench(cfg, options).dump() << std::endl;
+  std::cout << aefx::util::dump_json(aefx::bench::run_bench(cfg, options)) << std::endl;
   return 0;
 }
 
@@ -487,7 +487,7 @@ int cmd_predict(const std::vector<std::string>& argv) {
   if (a.images.empty()) throw UsageError("predict needs at least one image file");
   aefx::models::ExportedClassifier clf(a.model);
   const auto k = std::min<int64_t>(a.top_k, static_cast<int64_t>(clf.class_names().size()));
-  aefx::util::Json out = aefx::util::Json::Array{};
+  aefx::util::Json out = aefx::util::Json::array();
   for (const auto& file : a.images) {
     auto x = aefx::data::to_channels(aefx::data::decode_image(file, clf.image_size()).unsqueeze(0),
                                      clf.channels())
@@ -495,7 +495,7 @@ int cmd_predict(const std::vector<std::string>& argv) {
                  .div_(255.0);
     auto probs = torch::softmax(clf.logits(x), 1)[0];
     auto [p, idx] = probs.topk(k);
-    aefx::util::Json top = aefx::util::Json::Array{};
+    aefx::util::Json top = aefx::util::Json::array();
     std::string line = file + ":";
     for (int64_t j = 0; j < k; ++j) {
       const auto& name = clf.class_names()[static_cast<size_t>(idx[j].item<int64_t>())];
@@ -510,7 +510,7 @@ int cmd_predict(const std::vector<std::string>& argv) {
       std::cout << line << "\n";
     }
   }
-  if (a.json) std::cout << out.dump() << "\n";
+  if (a.json) std::cout << aefx::util::dump_json(out) << "\n";
   return 0;
 }
 
@@ -552,9 +552,10 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   }
   const double acc = static_cast<double>(correct) / static_cast<double>(test.size());
   if (a.json) {
-    std::cout
-        << aefx::util::Json::object({{"test_accuracy", acc}, {"test_images", test.size()}}).dump(-1)
-        << "\n";
+    std::cout << aefx::util::dump_json(aefx::util::Json::object(
+                                           {{"test_accuracy", acc}, {"test_images", test.size()}}),
+                                       -1)
+              << "\n";
   } else {
     std::cout << aefx::util::strfmt("test accuracy %.4f on %lld images\n", acc,
                                     static_cast<long long>(test.size()));
@@ -610,19 +611,21 @@ int cmd_runs(const std::vector<std::string>& argv) {
   if (dir.empty()) dir = "models";
   const auto runs = aefx::engine::list_runs(dir);
   if (json) {
-    aefx::util::Json out = aefx::util::Json::Array{};
+    aefx::util::Json out = aefx::util::Json::array();
     for (const auto& r : runs) {
       out.push_back(aefx::util::Json::object(
           {{"name", r.name},
            {"dir", r.dir.string()},
            {"date", r.date},
-           {"completed", aefx::util::Json::array(r.completed)},
-           {"unfinished", r.unfinished.empty() ? aefx::util::Json() : r.unfinished},
-           {"stopped_by", r.stopped_by.empty() ? aefx::util::Json() : r.stopped_by},
+           {"completed", r.completed},
+           {"unfinished",
+            r.unfinished.empty() ? aefx::util::Json() : aefx::util::Json(r.unfinished)},
+           {"stopped_by",
+            r.stopped_by.empty() ? aefx::util::Json() : aefx::util::Json(r.stopped_by)},
            {"test_accuracy",
             r.test_accuracy >= 0 ? aefx::util::Json(r.test_accuracy) : aefx::util::Json()}}));
     }
-    std::cout << out.dump() << "\n";
+    std::cout << aefx::util::dump_json(out) << "\n";
     return 0;
   }
   if (runs.empty()) {
@@ -681,8 +684,8 @@ int cmd_info(const std::vector<std::string>& argv) {
   const auto info = aefx::util::environment_info();
   if (json) {
     aefx::util::Json out = aefx::util::Json::object();
-    for (const auto& [k, v] : info) out.set(k, v);
-    std::cout << out.dump() << "\n";
+    for (const auto& [k, v] : info) out[k] = v;
+    std::cout << aefx::util::dump_json(out) << "\n";
     return 0;
   }
   size_t w = 0;

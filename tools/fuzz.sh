@@ -10,7 +10,7 @@ seconds=${1:-60}
 case "$seconds" in '' | *[!0-9]*) echo "usage: tools/fuzz.sh [SECONDS]" >&2; exit 2 ;; esac
 
 pkgs=(cmake ninja-build ccache clang libclang-rt-14-dev libtorch-dev libopenblas0-pthread
-      libopencv-dev libyaml-cpp-dev zlib1g-dev)
+      libopencv-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev)
 bash tools/ensure_packages.sh "${pkgs[@]}"
 
 start=$SECONDS

@@ -79,15 +79,15 @@ util::Json run_pipeline(const config::Config& cfg) {
   try {
     const double t0 = util::now_seconds();
     const auto times = engine::run_stages(c, c.stages, stages::builtin_stages());
-    out.set("pipeline_seconds", util::now_seconds() - t0);
+    out["pipeline_seconds"] = util::now_seconds() - t0;
     util::Json per_stage = util::Json::object();
-    for (const auto& [name, sec] : times) per_stage.set(name, sec);
-    out.set("stage_seconds", per_stage);
+    for (const auto& [name, sec] : times) per_stage[name] = sec;
+    out["stage_seconds"] = per_stage;
     const engine::RunFolder run(scratch / "bench");
     const auto metrics = engine::Metrics::read(run);
     const auto pre = engine::PretrainSummary::read(run);
-    out.set("test_accuracy", metrics ? util::Json(metrics->test_accuracy) : util::Json());
-    out.set("val_psnr", pre ? util::Json(pre->val_psnr) : util::Json());
+    out["test_accuracy"] = metrics ? util::Json(metrics->test_accuracy) : util::Json();
+    out["val_psnr"] = pre ? util::Json(pre->val_psnr) : util::Json();
   } catch (...) {
     util::remove_tree(scratch);
     throw;
@@ -114,8 +114,8 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
                                                     TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}});
   // The whole pipeline first, in a fresh process, so that its peak RSS is its own.
   if (options.pipeline) {
-    out.set("pipeline", run_pipeline(cfg));
-    out.set("pipeline_peak_rss_bytes", util::peak_rss_bytes());
+    out["pipeline"] = run_pipeline(cfg);
+    out["pipeline_peak_rss_bytes"] = util::peak_rss_bytes();
     torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   }
   const auto train = data::load_train_val(cfg).first;
@@ -138,12 +138,12 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   const double ips = static_cast<double>(batch) / step;
   const int64_t flops =
       models::forward_flops(cfg.model, train.images.size(1), train.images.size(2));
-  out.set("batch_size", batch);
-  out.set("pretrain_images_per_second", ips);
-  out.set("pretrain_step_ms", step * 1e3);
-  out.set("forward_flops_per_image", flops);
-  out.set("train_flops_per_image", 3 * flops);
-  out.set("achieved_gflops", 3.0 * static_cast<double>(flops) * ips / 1e9);
+  out["batch_size"] = batch;
+  out["pretrain_images_per_second"] = ips;
+  out["pretrain_step_ms"] = step * 1e3;
+  out["forward_flops_per_image"] = flops;
+  out["train_flops_per_image"] = 3 * flops;
+  out["achieved_gflops"] = 3.0 * static_cast<double>(flops) * ips / 1e9;
 
   // Codes: the classify stage's extraction, on up to 5,000 training images.
   const auto& c = cfg.classify;
@@ -155,7 +155,7 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   const double t_codes = util::now_seconds();
   auto codes = features.encode(sample, c.code_batch_size);
   sync(device);
-  out.set("code_images_per_second", static_cast<double>(m) / (util::now_seconds() - t_codes));
+  out["code_images_per_second"] = static_cast<double>(m) / (util::now_seconds() - t_codes);
 
   // Head: two epochs on as many rows as classify trains on; the second one is reported.
   const int64_t rows = n * (c.flip_codes ? 2 : 1);
@@ -169,14 +169,14 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   const int64_t v = std::min<int64_t>(rows, 1000);
   const auto r = engine::fit_head(all, labels, all.narrow(0, 0, v).clone(),
                                   labels.narrow(0, 0, v), head, alone);
-  out.set("head_epoch_seconds", r.history.back().seconds);
-  out.set("head_rows", rows);
+  out["head_epoch_seconds"] = r.history.back().seconds;
+  out["head_rows"] = rows;
   codes = all = labels = torch::Tensor();
 
-  out.set("peak_rss_bytes", util::peak_rss_bytes());
+  out["peak_rss_bytes"] = util::peak_rss_bytes();
   const auto [mm, conv] = peaks(device);
-  out.set("matmul_peak_gflops", mm);
-  out.set("conv_peak_gflops", conv);
+  out["matmul_peak_gflops"] = mm;
+  out["conv_peak_gflops"] = conv;
   return out;
 }
 

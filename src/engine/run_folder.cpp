@@ -9,16 +9,16 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "aefx/util/build_info.h"
 #include "aefx/util/fs.h"
+#include "aefx/util/json.h"
 #include "aefx/util/log.h"
 
 namespace aefx::engine {
 namespace fs = std::filesystem;
-using Json = nlohmann::ordered_json;
+using util::Json;
 
 void RunFolder::sweep_temporary_files() const {
   for (const auto& e : fs::recursive_directory_iterator(dir_)) {
@@ -97,11 +97,7 @@ std::string get_string(const Json& j, const char* key) {
 /// when it does not parse.
 std::optional<Json> read_json(const fs::path& file) {
   if (!fs::exists(file)) return std::nullopt;
-  try {
-    return Json::parse(util::read_text(file));
-  } catch (const Json::exception& e) {
-    throw std::runtime_error("cannot parse " + file.string() + ": " + e.what());
-  }
+  return util::read_json_file(file);
 }
 
 /// Reads a typed summary: `from` converts the parsed file; a file of the wrong shape is named.
@@ -117,9 +113,6 @@ std::optional<T> read_summary(const fs::path& file, F from) {
   }
 }
 
-void write_json(const fs::path& file, const Json& j) {
-  util::atomic_write_text(file, j.dump(2) + "\n");
-}
 
 }  // namespace
 
@@ -141,7 +134,7 @@ Progress Progress::read(const RunFolder& folder) {
 }
 
 void Progress::write(const RunFolder& folder) const {
-  write_json(folder.progress(),
+  util::write_json_file(folder.progress(),
              Json{{"completed", completed},
                   {"unfinished", unfinished.empty() ? Json(nullptr) : Json(unfinished)},
                   {"stopped_by", stopped_by.empty() ? Json(nullptr) : Json(stopped_by)},
@@ -185,7 +178,7 @@ void PretrainSummary::write(const RunFolder& folder) const {
                  {"images_per_second", number(e.images_per_second)},
                  {"seconds", number(e.seconds)}});
   }
-  write_json(folder.pretrain_summary(), Json{{"stage", "pretrain"},
+  util::write_json_file(folder.pretrain_summary(), Json{{"stage", "pretrain"},
                                              {"epochs", epochs},
                                              {"train_images", train_images},
                                              {"val_images", val_images},
@@ -232,7 +225,7 @@ void ClassifySummary::write(const RunFolder& folder) const {
                  {"val_loss", number(e.val_loss)},
                  {"seconds", number(e.seconds)}});
   }
-  write_json(folder.classify_summary(), Json{{"stage", "classify"},
+  util::write_json_file(folder.classify_summary(), Json{{"stage", "classify"},
                                              {"code_dim", code_dim},
                                              {"best_epoch", best_epoch},
                                              {"val_accuracy", number(val_accuracy)},
@@ -267,7 +260,7 @@ std::optional<BaselineSummary> BaselineSummary::read(const RunFolder& folder) {
 }
 
 void BaselineSummary::write(const RunFolder& folder) const {
-  write_json(folder.baseline_summary(), Json{{"stage", "baseline"},
+  util::write_json_file(folder.baseline_summary(), Json{{"stage", "baseline"},
                                              {"inputs", inputs},
                                              {"input", "pixels"},
                                              {"input_dim", input_dim},
@@ -335,7 +328,7 @@ void Metrics::write(const RunFolder& folder) const {
             {"test_accuracy", number(baseline->test_accuracy)},
             {"val_accuracy", number(baseline->val_accuracy)}};
   }
-  write_json(folder.metrics(), Json{{"test_accuracy", number(test_accuracy)},
+  util::write_json_file(folder.metrics(), Json{{"test_accuracy", number(test_accuracy)},
                                     {"test_images", test_images},
                                     {"val_accuracy", number(val_accuracy)},
                                     {"class_names", class_names},
@@ -357,7 +350,7 @@ void Metrics::write(const RunFolder& folder) const {
 void RunRecord::write(const RunFolder& folder) const {
   Json stages = Json::object();
   for (const auto& [stage, sec] : stage_seconds) stages[stage] = number(sec);
-  write_json(folder.run_record(),
+  util::write_json_file(folder.run_record(),
              Json{{"name", name},
                   {"seed", seed},
                   {"resumed", resumed},
@@ -372,7 +365,7 @@ void RunRecord::write(const RunFolder& folder) const {
                   {"git_commit", util::git_commit()},
                   {"libtorch_version", util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR,
                                                     TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)},
-                  {"machine", Json::parse(util::machine_info().dump())}});
+                  {"machine", util::machine_info()}});
 }
 
 }  // namespace aefx::engine

@@ -1,7 +1,6 @@
 #include "aefx/metrics/metrics.h"
 
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
@@ -97,17 +96,17 @@ const std::vector<Column>& number_columns() {
 EpochRecord parse_record(const std::string& line, const std::string& where) {
   EpochRecord r;
   try {
-    const YAML::Node n = YAML::Load(line);
-    if (!n.IsMap()) throw std::runtime_error(where + ": expected a JSON object");
-    r.stage = n["stage"].as<std::string>();
-    r.epoch = n["epoch"].as<int64_t>();
-    r.epochs = n["epochs"].as<int64_t>();
+    const util::Json n = util::Json::parse(line);
+    if (!n.is_object()) throw std::runtime_error(where + ": expected a JSON object");
+    r.stage = n.at("stage").get<std::string>();
+    r.epoch = n.at("epoch").get<int64_t>();
+    r.epochs = n.at("epochs").get<int64_t>();
     for (const auto& c : number_columns()) {
-      if (n[c.name] && !n[c.name].IsNull()) r.*c.field = n[c.name].as<double>();
+      if (n.contains(c.name) && !n[c.name].is_null()) r.*c.field = n[c.name].get<double>();
     }
-    if (n["time"]) r.time = n["time"].as<std::string>();
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error(where + ": " + e.msg);
+    if (n.contains("time")) r.time = n["time"].get<std::string>();
+  } catch (const util::Json::exception& e) {
+    throw std::runtime_error(where + ": " + e.what());
   }
   return r;
 }
@@ -161,17 +160,17 @@ void EpochLog::write() const {
   for (const auto& c : number_columns()) csv += std::string(",") + c.name;
   csv += ",time\n";
   for (const auto& r : records_) {
-    auto j = util::Json::object({{"stage", r.stage}, {"epoch", r.epoch}, {"epochs", r.epochs}});
+    util::Json j = {{"stage", r.stage}, {"epoch", r.epoch}, {"epochs", r.epochs}};
     csv += r.stage + "," + std::to_string(r.epoch) + "," + std::to_string(r.epochs);
     for (const auto& c : number_columns()) {
       const double v = r.*c.field;
       csv += ",";
       if (std::isnan(v)) continue;
-      j.set(c.name, v);
+      j[c.name] = v;
       csv += util::strfmt("%.10g", v);
     }
-    j.set("time", r.time);
-    jsonl += j.dump(-1) + "\n";
+    j["time"] = r.time;
+    jsonl += util::dump_json(j, -1) + "\n";
     csv += "," + r.time + "\n";
   }
   util::atomic_write_text(dir_ / kJsonlFile, jsonl);

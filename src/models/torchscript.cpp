@@ -1,12 +1,12 @@
 #include "aefx/models/torchscript.h"
 
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <sstream>
 
 #include "aefx/util/fs.h"
+#include "aefx/util/json.h"
 
 namespace aefx::models {
 namespace {
@@ -262,13 +262,13 @@ ExportedClassifier::ExportedClassifier(const std::string& path) {
                              std::string(kExportMetaName) + " inside)");
   }
   try {
-    const YAML::Node meta = YAML::Load(extra[kExportMetaName]);
-    kind_ = meta["kind"].as<std::string>();
-    class_names_ = meta["class_names"].as<std::vector<std::string>>();
-    image_size_ = meta["input"]["height"].as<int64_t>();
-    channels_ = meta["input"]["channels"].as<int64_t>();
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error(path + ": unreadable aefx metadata: " + e.msg);
+    const auto meta = util::Json::parse(extra[kExportMetaName]);
+    kind_ = meta.at("kind").get<std::string>();
+    class_names_ = meta.at("class_names").get<std::vector<std::string>>();
+    image_size_ = meta.at("input").at("height").get<int64_t>();
+    channels_ = meta.at("input").at("channels").get<int64_t>();
+  } catch (const util::Json::exception& e) {
+    throw std::runtime_error(path + ": unreadable aefx metadata: " + e.what());
   }
   if (kind_ != "classifier") {
     throw std::runtime_error(path + " is an aefx " + kind_ + " export; this needs classifier.pt");

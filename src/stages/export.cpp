@@ -1,21 +1,20 @@
 // export: TorchScript models that load in C++ (LibTorch) and Python (PyTorch) without aefx.
 #include <torch/torch.h>
 
-#include <nlohmann/json.hpp>
-
 #include "aefx/data/dataset.h"
 #include "aefx/engine/artifacts.h"
 #include "aefx/models/features.h"
 #include "aefx/models/torchscript.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/fs.h"
+#include "aefx/util/json.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::stages {
 namespace {
 
-using Json = nlohmann::ordered_json;
+using util::Json;
 
 std::vector<double> float_list(const torch::Tensor& t) {
   const auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
@@ -90,19 +89,19 @@ void export_models(engine::RunContext& ctx) {
         std::to_string(diff) + " (export.tolerance " + std::to_string(cfg.export_.tolerance) + ")");
   }
   models::save_scripted(encoder, folder.encoder_export().string(),
-                        meta_for("encoder", "latent codes N x code_dim").dump(2));
-  models::save_scripted(autoencoder, folder.autoencoder_export().string(),
-                        meta_for("autoencoder", "reconstructions N x " + std::to_string(channels) +
-                                                    " x H x W in [0, 1]")
-                            .dump(2));
+                        util::dump_json(meta_for("encoder", "latent codes N x code_dim")));
+  models::save_scripted(
+      autoencoder, folder.autoencoder_export().string(),
+      util::dump_json(meta_for("autoencoder", "reconstructions N x " + std::to_string(channels) +
+                                                  " x H x W in [0, 1]")));
   const auto meta = meta_for("classifier", "logits N x classes");
-  models::save_scripted(classifier, folder.classifier_export().string(), meta.dump(2));
+  models::save_scripted(classifier, folder.classifier_export().string(), util::dump_json(meta));
   auto name = [](const std::filesystem::path& p) { return p.filename().string(); };
   auto model_json = meta;
   model_json["files"] = {{name(folder.encoder_export()), "images -> latent codes"},
                          {name(folder.autoencoder_export()), "images -> reconstructions"},
                          {name(folder.classifier_export()), "images -> logits"}};
-  util::atomic_write_text(folder.model_json(), model_json.dump(2) + "\n");
+  util::write_json_file(folder.model_json(), model_json);
   util::log_info(util::strfmt(
       "export: %s, %s, %s, %s in %s (max |native - exported| = %.2e)",
       name(folder.encoder_export()).c_str(), name(folder.autoencoder_export()).c_str(),

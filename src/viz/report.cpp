@@ -11,6 +11,7 @@
 #include "aefx/engine/run_folder.h"
 #include "aefx/metrics/metrics.h"
 #include "aefx/util/fs.h"
+#include "aefx/util/json.h"
 #include "aefx/util/log.h"
 
 namespace aefx::viz {
@@ -18,32 +19,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// A JSON (or YAML) file of the run folder; a null node when it does not exist.
-YAML::Node load(const fs::path& file) {
-  if (!fs::exists(file)) return YAML::Node();
+/// A JSON file of the run folder; null when it does not exist.
+util::Json load(const fs::path& file) {
+  if (!fs::exists(file)) return util::Json();
   try {
-    return YAML::LoadFile(file.string());
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("report: cannot parse " + file.string() + ": " + e.msg);
+    return util::read_json_file(file);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("report: ") + e.what());
   }
 }
 
-bool has(const YAML::Node& n, const std::string& key) {
-  return n && n.IsMap() && n[key] && !n[key].IsNull();
+bool has(const util::Json& n, const std::string& key) {
+  return n.is_object() && n.contains(key) && !n[key].is_null();
 }
 
-double num(const YAML::Node& n, const std::string& key) {
-  if (!has(n, key)) return NAN;
-  try {
-    return n[key].as<double>();
-  } catch (const YAML::Exception&) {
-    return NAN;
-  }
+double num(const util::Json& n, const std::string& key) {
+  return has(n, key) && n[key].is_number() ? n[key].get<double>() : NAN;
 }
 
-std::string str(const YAML::Node& n, const std::string& key, const std::string& fallback = "") {
-  if (!has(n, key) || !n[key].IsScalar()) return fallback;
-  return n[key].as<std::string>();
+/// A string, number or boolean as text.
+std::string str(const util::Json& n, const std::string& key, const std::string& fallback = "") {
+  if (!has(n, key) || !n[key].is_primitive()) return fallback;
+  return n[key].is_string() ? n[key].get<std::string>() : util::dump_json(n[key]);
 }
 
 /// A number for the page; "–" when unknown.
@@ -165,13 +162,18 @@ fs::path write_report(const fs::path& run_dir) {
     throw std::runtime_error("report: " + run_dir.string() +
                              " is not a run folder (it has no config.yaml)");
   }
-  const YAML::Node cfg = load(config_file);
-  const YAML::Node metrics = load(folder.metrics());
-  const YAML::Node pre = load(folder.pretrain_summary());
-  const YAML::Node cls = load(folder.classify_summary());
-  const YAML::Node run = load(folder.run_record());
-  const YAML::Node progress = load(folder.progress());
-  const std::string name = str(cfg, "name", run_dir.filename().string());
+  std::string name = run_dir.filename().string();
+  try {
+    const YAML::Node cfg = YAML::LoadFile(config_file.string());
+    if (cfg.IsMap() && cfg["name"] && cfg["name"].IsScalar()) name = cfg["name"].as<std::string>();
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("report: cannot parse " + config_file.string() + ": " + e.msg);
+  }
+  const util::Json metrics = load(folder.metrics());
+  const util::Json pre = load(folder.pretrain_summary());
+  const util::Json cls = load(folder.classify_summary());
+  const util::Json run = load(folder.run_record());
+  const util::Json progress = load(folder.progress());
 
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -184,9 +186,9 @@ fs::path write_report(const fs::path& run_dir) {
 
   // Headline figures.
   std::string stages_done;
-  if (progress && progress["completed"] && progress["completed"].IsSequence()) {
+  if (has(progress, "completed") && progress["completed"].is_array()) {
     for (const auto& s : progress["completed"])
-      stages_done += (stages_done.empty() ? "" : ", ") + s.as<std::string>();
+      if (s.is_string()) stages_done += (stages_done.empty() ? "" : ", ") + s.get<std::string>();
   }
   h << "<div class=\"cards\">";
   auto card = [&](const std::string& value, const std::string& key) {
@@ -206,7 +208,7 @@ fs::path write_report(const fs::path& run_dir) {
   }
   // The baseline as evaluate reported it (null there when it did not run for this config).
   if (has(metrics, "baseline") && has(metrics["baseline"], "test_accuracy")) {
-    const YAML::Node base = metrics["baseline"];
+    const util::Json& base = metrics["baseline"];
     card(pct(num(base, "test_accuracy")), "raw-pixel baseline: the same head on " +
                                               fmt(num(base, "input_dim"), "%.0f") +
                                               " pixels (test)");
@@ -223,8 +225,15 @@ fs::path write_report(const fs::path& run_dir) {
   // Per-class table.
   h << "<h2>Per-class test accuracy</h2>\n";
   if (has(metrics, "class_names") && has(metrics, "confusion_matrix")) {
-    const auto names = metrics["class_names"].as<std::vector<std::string>>();
-    const auto cm = metrics["confusion_matrix"].as<std::vector<std::vector<int64_t>>>();
+    std::vector<std::string> names;
+    std::vector<std::vector<int64_t>> cm;
+    try {
+      names = metrics["class_names"].get<std::vector<std::string>>();
+      cm = metrics["confusion_matrix"].get<std::vector<std::vector<int64_t>>>();
+    } catch (const util::Json::exception& e) {
+      throw std::runtime_error("report: cannot parse " + (run_dir / "metrics.json").string() +
+                               ": " + e.what());
+    }
     h << "<table><tr><th class=\"l\">class</th><th class=\"l\">accuracy</th><th>correct</th>"
          "<th>images</th><th class=\"l\">most often mistaken for</th></tr>\n";
     for (size_t c = 0; c < names.size() && c < cm.size(); ++c) {
@@ -299,12 +308,13 @@ fs::path write_report(const fs::path& run_dir) {
     std::istringstream in(util::read_text(jsonl));
     for (std::string line; std::getline(in, line);) {
       if (line.empty()) continue;
-      YAML::Node r;
-      try {
-        r = YAML::Load(line);
-      } catch (const YAML::Exception& e) {
-        throw std::runtime_error("report: cannot parse " + jsonl.string() + ": " + e.msg);
-      }
+      const util::Json r = [&] {
+        try {
+          return util::parse_json(line, jsonl.string());
+        } catch (const std::runtime_error& e) {
+          throw std::runtime_error(std::string("report: ") + e.what());
+        }
+      }();
       const bool pre_row = str(r, "stage") == "pretrain";
       h << "<tr><td class=\"l\">" << html_escape(str(r, "stage")) << "</td><td>"
         << fmt(num(r, "epoch"), "%.0f") << "/" << fmt(num(r, "epochs"), "%.0f") << "</td><td>"
@@ -330,7 +340,7 @@ fs::path write_report(const fs::path& run_dir) {
   env("device", str(run, "device", str(metrics, "device")));
   env("CPU threads", str(run, "threads"));
   if (has(run, "machine")) {
-    const auto m = run["machine"];
+    const util::Json& m = run["machine"];
     env("CPU", str(m, "cpu"));
     env("logical cores", str(m, "logical_cores"));
     env("memory", fmt(num(m, "memory_gib"), "%.1f GiB"));

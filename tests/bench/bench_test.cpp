@@ -30,7 +30,7 @@ TEST_F(Bench, ReportsEveryPieceAndThePipeline) {
   options.steps = 2;
   options.warmup = 1;
   options.pipeline = true;
-  const std::string json = run_bench(cfg, options).dump();
+  const std::string json = util::dump_json(run_bench(cfg, options));
   for (const char* key :
        {"pretrain_images_per_second", "pretrain_step_ms", "achieved_gflops",
         "code_images_per_second", "head_epoch_seconds", "peak_rss_bytes", "matmul_peak_gflops",

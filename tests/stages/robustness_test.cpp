@@ -15,6 +15,7 @@
 #include "aefx/engine/runner.h"
 #include "aefx/metrics/metrics.h"
 #include "aefx/stages/stages.h"
+#include "aefx/util/json.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
 
@@ -62,7 +63,7 @@ std::map<std::string, torch::Tensor> weights(const fs::path& run_dir) {
 /// metrics.jsonl lists them: each epoch once), and the test metrics.
 std::string figures(const fs::path& run_dir) {
   std::string out;
-  const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ([^,}]+)");
+  const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ?([^,}\n]+)");
   const engine::RunFolder folder(run_dir);
   for (const fs::path& f : {folder.pretrain_summary(), folder.classify_summary(), folder.metrics(),
                             run_dir / metrics::EpochLog::kJsonlFile}) {

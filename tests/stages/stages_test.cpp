@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <filesystem>
@@ -13,6 +12,7 @@
 #include "aefx/engine/runner.h"
 #include "aefx/metrics/metrics.h"
 #include "aefx/models/torchscript.h"
+#include "aefx/util/json.h"
 #include "aefx/viz/report.h"
 #include "test_util.h"
 
@@ -44,26 +44,26 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
               "stages=[pretrain, classify, baseline, evaluate, export]"});
     engine::run_stages(cfg, cfg.stages, builtin_stages());
     const fs::path run = dir / "runs" / type;
-    const YAML::Node m = YAML::LoadFile((engine::RunFolder(run).metrics()).string());
-    EXPECT_GT(m["test_accuracy"].as<double>(), 0.3) << "synthetic classes are easy to tell apart";
-    EXPECT_EQ(m["class_names"][0].as<std::string>(), "0");
+    const util::Json m = util::read_json_file(engine::RunFolder(run).metrics());
+    EXPECT_GT(m["test_accuracy"].get<double>(), 0.3) << "synthetic classes are easy to tell apart";
+    EXPECT_EQ(m["class_names"][0].get<std::string>(), "0");
     const auto& rec = m["reconstruction"];
     const int64_t code_values = type == "dense" ? 24 : 16 * 8 * 8;
-    EXPECT_EQ(rec["input_values"].as<int64_t>(), 16 * 16);
-    EXPECT_EQ(rec["code_values"].as<int64_t>(), code_values);
-    EXPECT_NEAR(rec["compression_ratio"].as<double>(), 256.0 / code_values, 1e-8);
-    EXPECT_GT(rec["test_psnr"].as<double>(), 5.0);
-    EXPECT_NEAR(rec["test_psnr"].as<double>(), -10 * std::log10(rec["test_mse"].as<double>()),
+    EXPECT_EQ(rec["input_values"].get<int64_t>(), 16 * 16);
+    EXPECT_EQ(rec["code_values"].get<int64_t>(), code_values);
+    EXPECT_NEAR(rec["compression_ratio"].get<double>(), 256.0 / code_values, 1e-8);
+    EXPECT_GT(rec["test_psnr"].get<double>(), 5.0);
+    EXPECT_NEAR(rec["test_psnr"].get<double>(), -10 * std::log10(rec["test_mse"].get<double>()),
                 1e-6);
-    EXPECT_EQ(m["code_dim"].as<int64_t>(), type == "dense" ? 24 : 8 * 16 + 16 * 4);
-    EXPECT_EQ(m["baseline"]["input_dim"].as<int64_t>(), 256);
-    EXPECT_GT(m["baseline"]["test_accuracy"].as<double>(), 0.3);
-    const YAML::Node p = YAML::LoadFile((engine::RunFolder(run).pretrain_summary()).string());
-    EXPECT_EQ(p["test_images"].as<int64_t>(), 100);
-    const YAML::Node model = YAML::LoadFile((engine::RunFolder(run).model_json()).string());
-    EXPECT_EQ(model["input"]["channels"].as<int64_t>(), 1);
-    EXPECT_EQ(model["input"]["color"].as<std::string>(), "grey");
-    EXPECT_EQ(model["model_type"].as<std::string>(), type);
+    EXPECT_EQ(m["code_dim"].get<int64_t>(), type == "dense" ? 24 : 8 * 16 + 16 * 4);
+    EXPECT_EQ(m["baseline"]["input_dim"].get<int64_t>(), 256);
+    EXPECT_GT(m["baseline"]["test_accuracy"].get<double>(), 0.3);
+    const util::Json p = util::read_json_file(engine::RunFolder(run).pretrain_summary());
+    EXPECT_EQ(p["test_images"].get<int64_t>(), 100);
+    const util::Json model = util::read_json_file(engine::RunFolder(run).model_json());
+    EXPECT_EQ(model["input"]["channels"].get<int64_t>(), 1);
+    EXPECT_EQ(model["input"]["color"].get<std::string>(), "grey");
+    EXPECT_EQ(model["model_type"].get<std::string>(), type);
     models::ExportedClassifier clf((run / "classifier.pt").string());
     EXPECT_EQ(clf.channels(), 1);
     // The native models read back from the run folder are the grey ones it trained.
@@ -86,7 +86,7 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
   // Other head settings: the dense run's baseline.json is stale, and evaluate does not report it.
   const auto changed = sets("dense", "classify.lr=0.01");
   engine::run_stages(changed, {"evaluate"}, builtin_stages());
-  EXPECT_TRUE(YAML::LoadFile((engine::RunFolder(dir / "runs/dense").metrics()).string())["baseline"].IsNull());
+  EXPECT_TRUE(util::read_json_file(engine::RunFolder(dir / "runs/dense").metrics())["baseline"].is_null());
   // The baseline alone needs no other stage.
   const auto alone = sets("alone", "stages=[baseline]");
   engine::run_stages(alone, alone.stages, builtin_stages());
@@ -107,31 +107,31 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
                             folder.pretrain_state()}) {
     EXPECT_TRUE(fs::exists(f)) << f;
   }
-  const YAML::Node m = YAML::LoadFile((engine::RunFolder(run).metrics()).string());
-  const double acc = m["test_accuracy"].as<double>();
+  const util::Json m = util::read_json_file(engine::RunFolder(run).metrics());
+  const double acc = m["test_accuracy"].get<double>();
   EXPECT_GT(acc, 0.3) << "synthetic classes are easy to tell apart";
   EXPECT_LE(acc, 1.0);
-  EXPECT_EQ(m["test_images"].as<int64_t>(), 100);
+  EXPECT_EQ(m["test_images"].get<int64_t>(), 100);
   EXPECT_EQ(m["class_names"].size(), 10u);
   EXPECT_EQ(m["per_class_accuracy"].size(), 10u);
   EXPECT_EQ(m["confusion_matrix"].size(), 10u);
   int64_t total = 0;
   for (const auto& row : m["confusion_matrix"]) {
-    for (const auto& v : row) total += v.as<int64_t>();
+    for (const auto& v : row) total += v.get<int64_t>();
   }
   EXPECT_EQ(total, 100);
-  EXPECT_GT(m["timings"]["pretrain_seconds"].as<double>(), 0.0);
+  EXPECT_GT(m["timings"]["pretrain_seconds"].get<double>(), 0.0);
   // The resolved config in the run folder reproduces the run's config.
   EXPECT_EQ(config::to_yaml(config::load_config((run / "config.yaml").string())),
             config::to_yaml(cfg));
 
   // run.json traces the run to its code and machine.
-  const YAML::Node r = YAML::LoadFile((engine::RunFolder(run).run_record()).string());
+  const util::Json r = util::read_json_file(engine::RunFolder(run).run_record());
   EXPECT_EQ(r["stages"].size(), 4u);
-  EXPECT_GT(r["wall_seconds"].as<double>(), r["stages"]["pretrain"].as<double>());
-  EXPECT_FALSE(r["git_commit"].as<std::string>().empty());
-  EXPECT_GE(r["machine"]["logical_cores"].as<int64_t>(), 1);
-  EXPECT_EQ(r["seed"].as<int64_t>(), cfg.seed);
+  EXPECT_GT(r["wall_seconds"].get<double>(), r["stages"]["pretrain"].get<double>());
+  EXPECT_FALSE(r["git_commit"].get<std::string>().empty());
+  EXPECT_GE(r["machine"]["logical_cores"].get<int64_t>(), 1);
+  EXPECT_EQ(r["seed"].get<int64_t>(), cfg.seed);
 
   // Per epoch: one metrics.jsonl record per epoch of each stage, the same rows in metrics.csv.
   const metrics::EpochLog log(run);
@@ -145,7 +145,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   }
   EXPECT_EQ(
       log.of("classify").back().val_accuracy,
-      YAML::LoadFile((engine::RunFolder(run).classify_summary()).string())["history"][2]["val_accuracy"].as<double>());
+      util::read_json_file(engine::RunFolder(run).classify_summary())["history"][2]["val_accuracy"].get<double>());
   const std::string csv = testing::read_file(run / metrics::EpochLog::kCsvFile);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'),
             1 + cfg.pretrain.epochs + cfg.classify.epochs);
@@ -167,7 +167,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
 
   // classify + evaluate alone reuse the pretrained encoder, and give the same result.
   const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
-  EXPECT_EQ(YAML::LoadFile((engine::RunFolder(run).metrics()).string())["test_accuracy"].as<double>(), acc);
+  EXPECT_EQ(util::read_json_file(engine::RunFolder(run).metrics())["test_accuracy"].get<double>(), acc);
 
   // A head trained on other codes is refused, even at the same code length (max vs avg).
   try {
@@ -204,9 +204,9 @@ TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
     }
   }
   EXPECT_GT(norms, 0);
-  const YAML::Node p = YAML::LoadFile((engine::RunFolder(run).pretrain_summary()).string());
-  EXPECT_EQ(p["epochs"].as<int64_t>(), 0);
-  EXPECT_GT(p["val_psnr"].as<double>(), 0.0);
+  const util::Json p = util::read_json_file(engine::RunFolder(run).pretrain_summary());
+  EXPECT_EQ(p["epochs"].get<int64_t>(), 0);
+  EXPECT_GT(p["val_psnr"].get<double>(), 0.0);
 }
 
 TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {
@@ -230,9 +230,9 @@ TEST(Cuda, EndToEndOnGpu) {
   testing::write_cifar_binary(dir / "data", 80, 100);
   const auto cfg = tiny(dir, "cuda", {"device=cuda"});
   engine::run_stages(cfg, cfg.stages, builtin_stages());
-  const YAML::Node m = YAML::LoadFile((engine::RunFolder(dir / "runs/cuda").metrics()).string());
-  EXPECT_GT(m["test_accuracy"].as<double>(), 0.3);
-  EXPECT_EQ(m["device"].as<std::string>(), "cuda:0");
+  const util::Json m = util::read_json_file(engine::RunFolder(dir / "runs/cuda").metrics());
+  EXPECT_GT(m["test_accuracy"].get<double>(), 0.3);
+  EXPECT_EQ(m["device"].get<std::string>(), "cuda:0");
 }
 
 }  // namespace

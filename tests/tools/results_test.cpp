@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "aefx/util/json.h"
 #include "test_util.h"
 
 namespace aefx {
@@ -38,18 +39,18 @@ TEST_F(ResultsTool, SeedsRecordEveryRunAndSummarise) {
     for (const char* f : {"metrics.json", "config.yaml", "run.json", "pretrain.json"}) {
       EXPECT_TRUE(fs::exists(res / seed / f)) << seed << "/" << f;
     }
-    sum += YAML::LoadFile((res / seed / "metrics.json").string())["test_accuracy"].as<double>();
+    sum += util::read_json_file(res / seed / "metrics.json")["test_accuracy"].get<double>();
     // The recorded config is the run's: its seed and the --set override.
     const YAML::Node c = YAML::LoadFile((res / seed / "config.yaml").string());
     EXPECT_EQ("seed" + c["seed"].as<std::string>(), seed);
     EXPECT_EQ(c["classify"]["pooling"].as<std::string>(), "avgmax");
   }
-  const YAML::Node s = YAML::LoadFile((res / "summary.json").string());
-  EXPECT_NEAR(s["test_accuracy"]["mean"].as<double>(), sum / 2, 1e-9);
-  EXPECT_EQ(s["test_accuracy"]["n"].as<int>(), 2);
-  EXPECT_LE(s["test_accuracy"]["min"].as<double>(), s["test_accuracy"]["max"].as<double>());
-  EXPECT_FALSE(s["git_commit"].as<std::string>().empty());
-  EXPECT_TRUE(s["machine"]["cpu"].IsDefined());
+  const util::Json s = util::read_json_file(res / "summary.json");
+  EXPECT_NEAR(s["test_accuracy"]["mean"].get<double>(), sum / 2, 1e-9);
+  EXPECT_EQ(s["test_accuracy"]["n"].get<int>(), 2);
+  EXPECT_LE(s["test_accuracy"]["min"].get<double>(), s["test_accuracy"]["max"].get<double>());
+  EXPECT_FALSE(s["git_commit"].get<std::string>().empty());
+  EXPECT_TRUE(s["machine"].contains("cpu"));
 
   ASSERT_EQ(run("table", &out), 0) << out;
   EXPECT_NE(out.find("tiny.yaml"), std::string::npos) << out;
@@ -58,27 +59,27 @@ TEST_F(ResultsTool, SeedsRecordEveryRunAndSummarise) {
 TEST_F(ResultsTool, AblationChangesOneThingPerRowOnValidationOnly) {
   std::string out;
   ASSERT_EQ(run("ablation " + config_, &out), 0) << out;
-  const YAML::Node a = YAML::LoadFile((dir_ / "results/ablation-tiny.json").string());
+  const util::Json a = util::read_json_file(dir_ / "results/ablation-tiny.json");
   ASSERT_EQ(a["rows"].size(), 11u);
   int references = 0;
   for (const auto& r : a["rows"]) {
-    const double acc = r["val_accuracy"].as<double>();
+    const double acc = r["val_accuracy"].get<double>();
     EXPECT_TRUE(acc >= 0 && acc <= 1) << r["label"];
     // tiny.yaml pools grids [2, 1] over widths [8, 16]: 8 * 4 + 16 = 48 values.
-    if (r["label"].as<std::string>() == "MLP (as shipped)") {
-      EXPECT_EQ(r["code_dim"].as<int>(), 48);
+    if (r["label"].get<std::string>() == "MLP (as shipped)") {
+      EXPECT_EQ(r["code_dim"].get<int>(), 48);
       ++references;
     }
   }
   EXPECT_EQ(references, 1);
   // Single-scale keeps the last stage's 16 values; the linear head sees the reference's codes.
   for (const auto& r : a["rows"]) {
-    const auto label = r["label"].as<std::string>();
-    if (label.rfind("single-scale", 0) == 0) EXPECT_EQ(r["code_dim"].as<int>(), 16);
-    if (label == "avgmax pooling of each grid cell") EXPECT_EQ(r["code_dim"].as<int>(), 96);
+    const auto label = r["label"].get<std::string>();
+    if (label.rfind("single-scale", 0) == 0) EXPECT_EQ(r["code_dim"].get<int>(), 16);
+    if (label == "avgmax pooling of each grid cell") EXPECT_EQ(r["code_dim"].get<int>(), 96);
     if (label == "linear") {
-      EXPECT_EQ(r["code_dim"].as<int>(), 48);
-      EXPECT_EQ(r["overrides"][0].as<std::string>(), "classify.hidden=[]");
+      EXPECT_EQ(r["code_dim"].get<int>(), 48);
+      EXPECT_EQ(r["overrides"][0].get<std::string>(), "classify.hidden=[]");
     }
   }
   // Nothing of the test set was used: no ablation run has a metrics.json.

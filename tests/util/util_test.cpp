@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "aefx/util/fs.h"
@@ -17,14 +18,42 @@ namespace aefx::util {
 namespace {
 using aefx::testing::TempDir;
 
-TEST(Json, DumpsNestedValues) {
-  auto j = Json::object({{"a", 1}, {"b", 0.5}, {"s", "q\"x\n"}, {"n", Json()}, {"t", true}});
-  j.set("list", Json::array(std::vector<int64_t>{1, 2}));
-  j.set("a", 2);
-  EXPECT_EQ(j.dump(-1),
-            R"({"a": 2, "b": 0.5, "s": "q\"x\n", "n": null, "t": true, "list": [1, 2]})");
-  EXPECT_EQ(Json(std::nan("")).dump(), "null");
-  EXPECT_EQ(Json::object().dump(), "{}");
+TEST(Json, DumpKeepsOrderIntegersAndTenDigits) {
+  auto j = Json::object({{"z", 1}, {"b", 0.5}, {"s", "q\"x\n"}, {"n", Json()}, {"t", true}});
+  j["list"] = std::vector<int64_t>{1, 2};
+  j["z"] = int64_t{2};
+  j["third"] = 1.0 / 3.0;
+  EXPECT_EQ(dump_json(j, -1),
+            R"({"z":2,"b":0.5,"s":"q\"x\n","n":null,"t":true,"list":[1,2],"third":0.3333333333})");
+  // Non-finite numbers are written as null, at any depth.
+  EXPECT_EQ(dump_json(Json(std::nan(""))), "null");
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(dump_json(Json::array({inf, -inf, 2.5}), -1), "[null,null,2.5]");
+  EXPECT_EQ(dump_json(Json::object()), "{}");
+  EXPECT_EQ(dump_json(Json::object({{"a", 1}})), "{\n  \"a\": 1\n}");
+  // Bytes that are not UTF-8 (a folder name) do not stop the write.
+  EXPECT_EQ(dump_json(Json("a\xff")), "\"a\xef\xbf\xbd\"");
+}
+
+TEST(Json, ReadErrorsNameTheFile) {
+  TempDir dir;
+  write_json_file(dir / "ok.json", Json::object({{"n", 0.1}, {"k", 3}}));
+  const Json ok = read_json_file(dir / "ok.json");
+  EXPECT_EQ(ok["n"].get<double>(), 0.1);
+  EXPECT_TRUE(ok["k"].is_number_integer());
+  EXPECT_EQ(ok.begin().key(), "n");
+  atomic_write_text(dir / "bad.json", "{\"a\": [1,\n");
+  for (const auto& file : {dir / "bad.json", dir / "missing.json"}) {
+    try {
+      read_json_file(file);
+      FAIL() << "expected an error for " << file;
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(file.string()), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
+  }
+  EXPECT_THROW(parse_json("nul", "text"), std::runtime_error);
 }
 
 TEST(AtomicWrite, ReplacesOnlyOnSuccess) {

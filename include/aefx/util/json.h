@@ -1,53 +1,67 @@
 #pragma once
-// A small JSON value for the metrics files aefx writes (metrics.json, stage summaries).
-// Reading JSON back is done with yaml-cpp, since JSON is valid YAML.
-#include <cstdint>
-#include <initializer_list>
+// JSON for the files aefx writes and reads back (metrics.json, stage summaries, progress.json,
+// run.json, model.json, metrics.jsonl): nlohmann-json's ordered_json, so keys keep the order they
+// were written in.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
-#include <utility>
-#include <variant>
-#include <vector>
+
+#include "aefx/util/fs.h"
 
 namespace aefx::util {
 
-/// A JSON value: null, bool, integer, number, string, array or object (keys kept in order).
-class Json {
- public:
-  using Array = std::vector<Json>;
-  using Object = std::vector<std::pair<std::string, Json>>;
+using Json = nlohmann::ordered_json;
 
-  Json() : v_(nullptr) {}
-  Json(bool b) : v_(b) {}
-  Json(int i) : v_(static_cast<int64_t>(i)) {}
-  Json(int64_t i) : v_(i) {}
-  Json(double d) : v_(d) {}
-  Json(const char* s) : v_(std::string(s)) {}
-  Json(std::string s) : v_(std::move(s)) {}
-  Json(Array a) : v_(std::move(a)) {}
-  Json(Object o) : v_(std::move(o)) {}
+namespace detail {
 
-  /// An object from key/value pairs, in the given order.
-  static Json object(std::initializer_list<std::pair<std::string, Json>> items = {});
-  /// An array of numbers or strings from any vector.
-  template <class T>
-  static Json array(const std::vector<T>& values) {
-    Array a;
-    a.reserve(values.size());
-    for (const auto& v : values) a.emplace_back(v);
-    return Json(std::move(a));
+/// Numbers to 10 significant digits, as aefx has always written them: a run's files keep the
+/// same figures (full precision would be a one-line change here, but every number would change).
+inline void round_numbers(Json& j) {
+  if (j.is_number_float()) {
+    const double d = j.get<double>();
+    if (std::isfinite(d)) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.10g", d);
+      j = std::strtod(buf, nullptr);
+    }
+  } else if (j.is_structured()) {
+    for (auto& e : j) round_numbers(e);
   }
+}
 
-  /// Sets (or replaces) `key` on an object.
-  Json& set(const std::string& key, Json value);
-  /// Appends to an array.
-  void push_back(Json value);
+}  // namespace detail
 
-  /// Serialises; indent < 0 gives one line. Non-finite numbers become null.
-  std::string dump(int indent = 2) const;
+/// The text of `value`: `indent` spaces per level, or one line when indent < 0. Integers stay
+/// integers, other numbers get 10 significant digits, non-finite numbers become null (nlohmann's
+/// rule) and bytes that are not UTF-8 in strings become U+FFFD.
+inline std::string dump_json(Json value, int indent = 2) {
+  detail::round_numbers(value);
+  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
 
- private:
-  void dump_to(std::string& out, int indent, int depth) const;
-  std::variant<std::nullptr_t, bool, int64_t, double, std::string, Array, Object> v_;
-};
+/// Writes dump_json(value) and a newline to `file` atomically (util::atomic_write_text).
+inline void write_json_file(const std::filesystem::path& file, const Json& value) {
+  atomic_write_text(file, dump_json(value) + "\n");
+}
+
+/// Parses `text`; a std::runtime_error "cannot parse <where>: <reason>" (one line) when it is not
+/// JSON.
+inline Json parse_json(const std::string& text, const std::string& where) {
+  try {
+    return Json::parse(text);
+  } catch (const Json::exception& e) {
+    throw std::runtime_error("cannot parse " + where + ": " + e.what());
+  }
+}
+
+/// Reads and parses `file`; a std::runtime_error naming the file when it cannot be read or is not
+/// JSON.
+inline Json read_json_file(const std::filesystem::path& file) {
+  return parse_json(read_text(file), file.string());
+}
 
 }  // namespace aefx::util
