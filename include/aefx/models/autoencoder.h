@@ -7,8 +7,8 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstddef>
+#include <iosfwd>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -98,8 +98,9 @@ class AutoencoderImpl : public torch::nn::Module {
   int64_t channels_, image_size_;
 };
 
-/// The autoencoder for model.type (conv | dense); the only place that looks at the type.
-/// Throws std::invalid_argument for another type.
+/// The autoencoder for model.type (conv | dense). Its table of types (autoencoder.cpp) is the
+/// only place that looks at model.type; the free functions below use it too. Throws
+/// std::invalid_argument for another type.
 std::shared_ptr<AutoencoderImpl> make_autoencoder(const config::ModelConfig& cfg, int64_t channels,
                                                   int64_t image_size);
 
