@@ -5,97 +5,12 @@
 #include <filesystem>
 #include <sstream>
 
+#include "aefx/models/script_writer.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
 
 namespace aefx::models {
 namespace {
-
-/// Collects tensors as module attributes and writes TorchScript expressions that use them.
-class ScriptWriter {
- public:
-  explicit ScriptWriter(const std::string& name) : module_(name) {}
-
-  /// Registers a contiguous copy of `t` (on its device) and returns "self.<name>".
-  std::string tensor(const std::string& name, const torch::Tensor& t) {
-    std::string attr = name;
-    for (auto& c : attr) {
-      if (c == '.') c = '_';
-    }
-    module_.register_buffer(attr, t.detach().contiguous().clone());
-    return "self." + attr;
-  }
-
-  /// Emits conv (no bias) -> batch norm -> relu for one block of a Sequential.
-  std::string conv_bn_relu(const std::string& prefix, torch::nn::Conv2dImpl& conv,
-                           torch::nn::BatchNorm2dImpl& bn, const std::string& x) {
-    const auto s = conv.options.stride()->at(0);
-    std::ostringstream e;
-    e << "torch.relu(torch.batch_norm(torch.conv2d(" << x << ", "
-      << tensor(prefix + ".conv.weight", conv.weight) << ", None, [" << s << ", " << s
-      << "], [1, 1], [1, 1], 1), " << tensor(prefix + ".bn.weight", bn.weight) << ", "
-      << tensor(prefix + ".bn.bias", bn.bias) << ", "
-      << tensor(prefix + ".bn.mean", bn.running_mean) << ", "
-      << tensor(prefix + ".bn.var", bn.running_var) << ", False, 0.0, " << bn.options.eps()
-      << ", False))";
-    return e.str();
-  }
-
-  /// Emits every block of a Sequential of [Upsample,] (Conv2d, BatchNorm2d, ReLU)* modules.
-  void sequential(const std::string& prefix, torch::nn::Sequential& seq, std::ostringstream& out) {
-    size_t i = 0;
-    const size_t n = seq->size();
-    int block = 0;
-    while (i < n) {
-      if (auto* up = seq[i]->as<torch::nn::UpsampleImpl>()) {
-        (void)up;
-        out << "        x = torch.upsample_nearest2d(x, None, [2.0, 2.0])\n";
-        ++i;
-        continue;
-      }
-      auto* conv = seq[i]->as<torch::nn::Conv2dImpl>();
-      auto* bn = i + 1 < n ? seq[i + 1]->as<torch::nn::BatchNorm2dImpl>() : nullptr;
-      TORCH_CHECK(conv && bn, "script export: unexpected layer ", seq[i]->name(), " in ", prefix);
-      out << "        x = " << conv_bn_relu(prefix + "." + std::to_string(block++), *conv, *bn, "x")
-          << "\n";
-      i += 3;  // conv, bn, relu
-    }
-  }
-
-  /// Emits the flattened x through the "dense" Sequential (Linear and activation modules) of a
-  /// dense autoencoder's encoder or decoder.
-  void dense(const std::string& prefix, torch::nn::Module& parent, std::ostringstream& out) {
-    auto seq =
-        std::dynamic_pointer_cast<torch::nn::SequentialImpl>(parent.named_children()["dense"]);
-    TORCH_CHECK(seq, "script export: ", prefix, " is not a Sequential");
-    out << "        x = torch.flatten(x, 1)\n";
-    int layer = 0;
-    for (const auto& m : seq->children()) {
-      if (auto* lin = m->as<torch::nn::LinearImpl>()) {
-        const std::string p = prefix + "." + std::to_string(layer++);
-        out << "        x = torch.addmm(" << tensor(p + ".bias", lin->bias) << ", x, "
-            << tensor(p + ".weight", lin->weight) << ".t())\n";
-      } else if (m->as<torch::nn::ReLUImpl>()) {
-        out << "        x = torch.relu(x)\n";
-      } else if (m->as<torch::nn::TanhImpl>()) {
-        out << "        x = torch.tanh(x)\n";
-      } else if (m->as<torch::nn::SigmoidImpl>()) {
-        out << "        x = torch.sigmoid(x)\n";
-      } else {
-        TORCH_CHECK(false, "script export: unexpected layer ", m->name(), " in ", prefix);
-      }
-    }
-  }
-
-  torch::jit::Module finish(const std::string& source) {
-    module_.define(source);
-    module_.eval();
-    return module_;
-  }
-
- private:
-  torch::jit::Module module_;
-};
 
 /// TorchScript for normalise + encoder, as method `features`, returning every stage's map.
 std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
@@ -104,20 +19,7 @@ std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
       << "        x = (images - " << w.tensor("mean", ae->mean.view({1, -1, 1, 1})) << ") / "
       << w.tensor("std", ae->std.view({1, -1, 1, 1})) << "\n"
       << "        feats: List[Tensor] = []\n";
-  if (ae->config().type == "dense") {
-    // One "stage": the code as N x code_size x 1 x 1, as the native encoder returns it.
-    w.dense("enc.dense", *ae->encoder, out);
-    out << "        feats.append(torch.reshape(x, [x.size(0), x.size(1), 1, 1]))\n"
-        << "        return feats\n";
-    return out.str();
-  }
-  for (const auto& child : ae->encoder->named_children()) {
-    auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(child.value());
-    TORCH_CHECK(seq, "script export: unexpected encoder child ", child.key());
-    torch::nn::Sequential s(seq);
-    w.sequential("enc." + child.key(), s, out);
-    out << "        feats.append(x)\n";
-  }
+  ae->script_encoder(w, out);
   out << "        return feats\n";
   return out.str();
 }
@@ -143,22 +45,6 @@ std::string codes_source(const CodeSpec& spec) {
   return out.str();
 }
 
-std::string check_source(Autoencoder& ae) {
-  // A plain assert: the default resolver of define() knows no exception classes. A dense model
-  // also needs the image size it was trained on.
-  if (ae->config().type == "dense") {
-    const auto n = std::to_string(ae->image_size());
-    return "    def check(self, images: Tensor):\n"
-           "        assert images.dim() == 4 and images.size(1) == self.mean.size(1) and "
-           "images.size(2) == " +
-           n + " and images.size(3) == " + n + ", 'expected float images N x C x " + n + " x " + n +
-           " in [0, 1], C as in model.json'\n";
-  }
-  return "    def check(self, images: Tensor):\n"
-         "        assert images.dim() == 4 and images.size(1) == self.mean.size(1), "
-         "'expected float images N x C x H x W in [0, 1], C as in model.json'\n";
-}
-
 std::string autoencoder_forward() {
   return "    def forward(self, images: Tensor) -> Tensor:\n"
          "        self.check(images)\n"
@@ -170,7 +56,7 @@ std::string autoencoder_forward() {
 
 torch::jit::Module script_encoder(Autoencoder& ae, const CodeSpec& spec) {
   ScriptWriter w("aefx_encoder");
-  const std::string src = encoder_source(w, ae) + codes_source(spec) + check_source(ae) +
+  const std::string src = encoder_source(w, ae) + codes_source(spec) + ae->script_check() +
                           "    def forward(self, images: Tensor) -> Tensor:\n"
                           "        self.check(images)\n"
                           "        return self.codes(images)\n";
@@ -185,28 +71,9 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
       ae->config().output_activation == "sigmoid"
           ? "        return torch.sigmoid(x)\n"
           : "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
-  std::shared_ptr<torch::nn::Conv2dImpl> out_conv;
-  if (ae->config().type == "dense") {
-    w.dense("dec.dense", *ae->decoder, dec);
-    const auto n = std::to_string(ae->image_size());
-    dec << "        x = torch.reshape(x, [x.size(0), " << ae->channels() << ", " << n << ", " << n
-        << "])\n"
-        << output;
-    return w.finish(encoder_source(w, ae) + dec.str() + check_source(ae) + autoencoder_forward());
-  }
-  for (const auto& child : ae->decoder->named_children()) {
-    if (auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(child.value())) {
-      torch::nn::Sequential s(seq);
-      w.sequential("dec." + child.key(), s, dec);
-    } else {
-      out_conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(child.value());
-    }
-  }
-  TORCH_CHECK(out_conv, "script export: decoder has no output convolution");
-  dec << "        x = torch.conv2d(x, " << w.tensor("dec.out.weight", out_conv->weight) << ", "
-      << w.tensor("dec.out.bias", out_conv->bias) << ", [1, 1], [1, 1], [1, 1], 1)\n"
-      << output;
-  return w.finish(encoder_source(w, ae) + dec.str() + check_source(ae) + autoencoder_forward());
+  ae->script_decoder(w, dec);
+  dec << output;
+  return w.finish(encoder_source(w, ae) + dec.str() + ae->script_check() + autoencoder_forward());
 }
 
 torch::jit::Module script_classifier(Autoencoder& ae, Head& head, const CodeSpec& spec) {
@@ -228,7 +95,8 @@ torch::jit::Module script_classifier(Autoencoder& ae, Head& head, const CodeSpec
     // Dropout is the identity at inference; ReLU is emitted between linear layers above.
   }
   h << "        return x\n";
-  const std::string src = encoder_source(w, ae) + codes_source(spec) + h.str() + check_source(ae) +
+  const std::string src = encoder_source(w, ae) + codes_source(spec) + h.str() +
+                          ae->script_check() +
                           "    def forward(self, images: Tensor) -> Tensor:\n"
                           "        self.check(images)\n"
                           "        return self.head(self.codes(images))\n";

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include "aefx/data/dataset.h"
+#include "aefx/models/conv_autoencoder.h"
+#include "aefx/models/dense_autoencoder.h"
 
 namespace aefx::models {
 namespace {
@@ -16,7 +18,7 @@ config::ModelConfig small() {
 }
 
 TEST(Encoder, StageShapes) {
-  Encoder enc(small(), 3, 32);
+  ConvEncoder enc(small(), 3);
   auto outs = enc->forward(torch::rand({2, 3, 32, 32}));
   ASSERT_EQ(outs.size(), 3u);
   EXPECT_EQ(outs[0].sizes(), (std::vector<int64_t>{2, 4, 32, 32}));
@@ -80,7 +82,7 @@ TEST(Corrupt, MaskRatioAndNoise) {
 
 TEST(PoolCodes, ConcatenatesGridsAndMatchesCodeDim) {
   auto m = small();
-  Encoder enc(m, 3, 32);
+  ConvEncoder enc(m, 3);
   auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
   const std::vector<int64_t> grids{2, 0, 1};
   auto codes = pool_codes(outs, grids);
@@ -92,7 +94,7 @@ TEST(PoolCodes, ConcatenatesGridsAndMatchesCodeDim) {
 
 TEST(PoolCodes, MaxAndAvgMaxPooling) {
   auto m = small();
-  Encoder enc(m, 3, 32);
+  ConvEncoder enc(m, 3);
   auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
   const CodeSpec max{{2, 0, 1}, "max"}, both{{2, 0, 1}, "avgmax"};
   auto mx = pool_codes(outs, max);
@@ -192,6 +194,189 @@ TEST(Architecture, DescriptionsDiffer) {
   EXPECT_NE(describe_architecture(dense({}, 8), 1, 28), describe_architecture(dense({}, 8), 1, 32));
   EXPECT_NE(describe_architecture(dense({}, 8), 1, 28), describe_architecture(dense({}, 9), 1, 28));
   EXPECT_NE(describe_head(10, {}, 10), describe_head(10, {5}, 10));
+}
+
+TEST(Factory, BuildsEachTypeAndRefusesAnother) {
+  auto conv = make_autoencoder(small(), 3, 16);
+  EXPECT_NE(std::dynamic_pointer_cast<ConvAutoencoderImpl>(conv), nullptr);
+  auto d = make_autoencoder(dense({32}, 8), 1, 12);
+  EXPECT_NE(std::dynamic_pointer_cast<DenseAutoencoderImpl>(d), nullptr);
+  // The holder builds through the factory.
+  Autoencoder held(dense({}, 4), 1, 8);
+  EXPECT_NE(dynamic_cast<DenseAutoencoderImpl*>(held.get()), nullptr);
+  auto bad = small();
+  bad.type = "transformer";
+  try {
+    make_autoencoder(bad, 3, 16);
+    FAIL() << "an unknown model.type was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "config key 'model.type': expected conv or dense, found 'transformer'");
+  }
+  EXPECT_THROW(describe_architecture(bad, 3, 16), std::invalid_argument);
+  EXPECT_THROW(forward_flops(bad, 3, 16), std::invalid_argument);
+}
+
+/// The layouts the single autoencoder class had before each architecture became its own class,
+/// recorded from that code: checkpoints saved by it must load (same names, order and shapes),
+/// and the same seed must give the same initial weights (sum of value x position, in order).
+struct Layout {
+  config::ModelConfig model;
+  int64_t channels, size;
+  std::vector<std::string> parameters, buffers;
+  double weighted_sum;
+  std::string description;
+  int64_t flops, bottleneck, code_dim;
+};
+
+std::vector<std::string> bn_buffers(const std::vector<std::string>& layers) {
+  std::vector<std::string> out{"mean", "std"};
+  for (const auto& l : layers) {
+    for (const char* b : {".running_mean", ".running_var", ".num_batches_tracked"}) {
+      out.push_back(l + b);
+    }
+  }
+  return out;
+}
+
+std::vector<Layout> old_layouts() {
+  std::vector<Layout> out;
+  auto conv = small();
+  out.push_back({conv,
+                 3,
+                 16,
+                 {"encoder.stage0.0.weight [4, 3, 3, 3]",
+                  "encoder.stage0.1.weight [4]",
+                  "encoder.stage0.1.bias [4]",
+                  "encoder.stage1.0.weight [8, 4, 3, 3]",
+                  "encoder.stage1.1.weight [8]",
+                  "encoder.stage1.1.bias [8]",
+                  "encoder.stage1.3.weight [8, 8, 3, 3]",
+                  "encoder.stage1.4.weight [8]",
+                  "encoder.stage1.4.bias [8]",
+                  "encoder.stage2.0.weight [16, 8, 3, 3]",
+                  "encoder.stage2.1.weight [16]",
+                  "encoder.stage2.1.bias [16]",
+                  "decoder.stage0.1.weight [8, 16, 3, 3]",
+                  "decoder.stage0.2.weight [8]",
+                  "decoder.stage0.2.bias [8]",
+                  "decoder.stage1.1.weight [4, 8, 3, 3]",
+                  "decoder.stage1.2.weight [4]",
+                  "decoder.stage1.2.bias [4]",
+                  "decoder.out.weight [3, 4, 3, 3]",
+                  "decoder.out.bias [3]"},
+                 bn_buffers({"encoder.stage0.1", "encoder.stage1.1", "encoder.stage1.4",
+                             "encoder.stage2.1", "decoder.stage0.2", "decoder.stage1.2"}),
+                 1297.4879976391085,
+                 "conv-autoencoder widths=[4,8,16] blocks=[1,2,1] decoder_blocks=1 decoder_width=1",
+                 552960,
+                 256,
+                 136});
+  conv.decoder_blocks = 2;
+  conv.decoder_width = 0.5;
+  conv.output_activation = "sigmoid";
+  out.push_back(
+      {conv,
+       1,
+       12,
+       {"encoder.stage0.0.weight [4, 1, 3, 3]",
+        "encoder.stage0.1.weight [4]",
+        "encoder.stage0.1.bias [4]",
+        "encoder.stage1.0.weight [8, 4, 3, 3]",
+        "encoder.stage1.1.weight [8]",
+        "encoder.stage1.1.bias [8]",
+        "encoder.stage1.3.weight [8, 8, 3, 3]",
+        "encoder.stage1.4.weight [8]",
+        "encoder.stage1.4.bias [8]",
+        "encoder.stage2.0.weight [16, 8, 3, 3]",
+        "encoder.stage2.1.weight [16]",
+        "encoder.stage2.1.bias [16]",
+        "decoder.stage0.1.weight [4, 16, 3, 3]",
+        "decoder.stage0.2.weight [4]",
+        "decoder.stage0.2.bias [4]",
+        "decoder.stage0.4.weight [4, 4, 3, 3]",
+        "decoder.stage0.5.weight [4]",
+        "decoder.stage0.5.bias [4]",
+        "decoder.stage1.1.weight [2, 4, 3, 3]",
+        "decoder.stage1.2.weight [2]",
+        "decoder.stage1.2.bias [2]",
+        "decoder.stage1.4.weight [2, 2, 3, 3]",
+        "decoder.stage1.5.weight [2]",
+        "decoder.stage1.5.bias [2]",
+        "decoder.out.weight [1, 2, 3, 3]",
+        "decoder.out.bias [1]"},
+       bn_buffers({"encoder.stage0.1", "encoder.stage1.1", "encoder.stage1.4", "encoder.stage2.1",
+                   "decoder.stage0.2", "decoder.stage0.5", "decoder.stage1.2", "decoder.stage1.5"}),
+       -326.71897194723078,
+       "grey-conv-autoencoder widths=[4,8,16] blocks=[1,2,1] decoder_blocks=2 decoder_width=0.5 "
+       "output=sigmoid",
+       181440,
+       144,
+       136});
+  auto d = dense({32, 16}, 8);
+  d.activation = "tanh";
+  out.push_back({d,
+                 1,
+                 12,
+                 {"encoder.dense.0.weight [32, 144]", "encoder.dense.0.bias [32]",
+                  "encoder.dense.2.weight [16, 32]", "encoder.dense.2.bias [16]",
+                  "encoder.dense.4.weight [8, 16]", "encoder.dense.4.bias [8]",
+                  "decoder.dense.0.weight [16, 8]", "decoder.dense.0.bias [16]",
+                  "decoder.dense.2.weight [32, 16]", "decoder.dense.2.bias [32]",
+                  "decoder.dense.4.weight [144, 32]", "decoder.dense.4.bias [144]"},
+                 {"mean", "std"},
+                 -8887.4545499609158,
+                 "dense-autoencoder input=1x12x12 hidden=[32,16] code=8 activation=tanh "
+                 "output=sigmoid",
+                 20992,
+                 8,
+                 8});
+  d = dense({}, 8);
+  d.output_activation = "identity";
+  out.push_back({d,
+                 3,
+                 8,
+                 {"encoder.dense.0.weight [8, 192]", "encoder.dense.0.bias [8]",
+                  "decoder.dense.0.weight [192, 8]", "decoder.dense.0.bias [192]"},
+                 {"mean", "std"},
+                 2793.1020244960528,
+                 "dense-autoencoder input=3x8x8 hidden=[] code=8 activation=relu",
+                 6144,
+                 8,
+                 8});
+  return out;
+}
+
+TEST(Architecture, LayoutOfTheSingleClassKept) {
+  config::ClassifyConfig classify;
+  classify.pool_grids = {1, 0, 2};
+  classify.pooling = "avgmax";
+  for (const auto& l : old_layouts()) {
+    SCOPED_TRACE(l.description);
+    torch::manual_seed(7);
+    Autoencoder ae(l.model, l.channels, l.size);
+    std::vector<std::string> params, buffers;
+    double sum = 0;
+    for (const auto& p : ae->named_parameters()) {
+      params.push_back(p.key() + " " + c10::str(p.value().sizes()));
+      auto v = p.value().detach().flatten().to(torch::kDouble);
+      sum += (v * torch::arange(1, v.numel() + 1, torch::kDouble)).sum().item<double>();
+    }
+    for (const auto& b : ae->named_buffers()) buffers.push_back(b.key());
+    EXPECT_EQ(params, l.parameters);
+    EXPECT_EQ(buffers, l.buffers);
+    EXPECT_NEAR(sum, l.weighted_sum, 1e-9 * std::abs(l.weighted_sum));
+    // Descriptions are stored in checkpoints: byte for byte as before.
+    EXPECT_EQ(ae->describe(), l.description);
+    EXPECT_EQ(describe_architecture(l.model, l.channels, l.size), l.description);
+    EXPECT_EQ(ae->forward_flops(), l.flops);
+    EXPECT_EQ(forward_flops(l.model, l.channels, l.size), l.flops);
+    EXPECT_EQ(ae->bottleneck_size(), l.bottleneck);
+    EXPECT_EQ(bottleneck_size(l.model, l.size), l.bottleneck);
+    const auto spec = ae->code_spec(classify);
+    EXPECT_EQ(ae->code_dim(spec), l.code_dim);
+    EXPECT_EQ(code_dim(l.model, code_spec(l.model, classify)), l.code_dim);
+  }
 }
 
 }  // namespace
