@@ -87,6 +87,26 @@ TEST_F(Cli, ConfigErrorsExitTwoWithOneLine) {
   }
 }
 
+// A directory or an empty file as CONFIG is a config error naming it, not a run of defaults.
+TEST_F(Cli, ConfigThatIsNotAYamlMappingExitsTwoNamingTheFile) {
+  const std::string empty = (dir_ / "empty.yaml").string();
+  testing::write_bytes(empty, "");
+  for (const std::string& cmd : {"run ", "config ", "bench ", "launch --nproc 1 "}) {
+    auto r = aefx(cmd + dir_.path().string());
+    EXPECT_EQ(r.code, 2) << cmd << r.out;
+    EXPECT_EQ(lines(r.out), 1u) << r.out;
+    EXPECT_NE(r.out.find("aefx: config file " + dir_.path().string() + " is a directory"),
+              std::string::npos)
+        << r.out;
+    r = aefx(cmd + empty);
+    EXPECT_EQ(r.code, 2) << cmd << r.out;
+    EXPECT_EQ(lines(r.out), 1u) << r.out;
+    EXPECT_NE(r.out.find("aefx: config file " + empty + " holds no config keys"), std::string::npos)
+        << r.out;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "nothing ran";
+}
+
 TEST_F(Cli, RuntimeErrorsExitOneWithOneLine) {
   auto r = aefx("run " + config_ + " --set data.root=" + (dir_ / "nowhere").string());
   EXPECT_EQ(r.code, 1);
