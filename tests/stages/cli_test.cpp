@@ -287,6 +287,13 @@ TEST_F(Cli, ExportPredictEvaluateAndPythonInterop) {
   const auto metrics = testing::read_file(run / "metrics.json");
   const auto stage_acc = testing::json_number(metrics, "test_accuracy");
   EXPECT_NEAR(testing::json_number(r.out, "test_accuracy"), stage_acc, 1e-9) << r.out;
+  // The batch size bounds memory only: the same accuracy in batches of 7.
+  r = aefx("evaluate --model " + model + " --data " + data + " --json --batch 7");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NEAR(testing::json_number(r.out, "test_accuracy"), stage_acc, 1e-9) << r.out;
+  r = aefx("evaluate --model " + model + " --data " + data + " --batch 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "aefx: --batch expects an integer >= 1, found '0'\n");
 
   // predict on images written here: test images 0..3 as PNG (any size: one is resized).
   auto [img, lab] = testing::synthetic_images(20, 10, 32, 17);
