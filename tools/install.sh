@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake ninja-build ccache g++ make pkg-config clang-format libtorch-dev libopenblas0-pthread libopencv-dev
-      libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libgloo-dev libgtest-dev python3-torch python3-pil python3-numpy python3-yaml curl ca-certificates)
+      libyaml-cpp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libgloo-dev libgtest-dev python3-torch python3-pil python3-numpy python3-yaml curl ca-certificates)
 tests=OFF; target=aefx
 if [ "${1:-}" = "--tests" ]; then tests=ON; target=all; pkgs+=(chromium); fi
 bash tools/ensure_packages.sh "${pkgs[@]}"

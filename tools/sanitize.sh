@@ -5,7 +5,7 @@
 #   tools/sanitize.sh [ctest arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(cmake ninja-build ccache g++ libtorch-dev libopenblas0-pthread libopencv-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libgloo-dev
+pkgs=(cmake ninja-build ccache g++ libtorch-dev libopenblas0-pthread libopencv-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libgloo-dev
       libgtest-dev python3-torch python3-pil python3-numpy python3-yaml)
 bash tools/ensure_packages.sh "${pkgs[@]}"
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <sstream>
 #include <stdexcept>
@@ -465,15 +466,21 @@ std::string nearest_key(const std::string& key) {
   return best;
 }
 
-Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
-                    const std::string& source) {
-  YAML::Node root;
+namespace {
+
+/// The YAML document of `yaml_text`; a syntax error names `source`, line and column.
+YAML::Node load_yaml(const std::string& yaml_text, const std::string& source) {
   try {
-    root = YAML::Load(yaml_text);
+    return YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
     throw std::invalid_argument(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                                 std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg);
   }
+}
+
+/// The validated config of a YAML document (empty: every default), `overrides` applied.
+Config config_from(YAML::Node root, const std::vector<std::string>& overrides,
+                   const std::string& source) {
   if (root.IsNull() || !root.IsDefined()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) {
     throw std::invalid_argument(
@@ -490,14 +497,33 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
   return c;
 }
 
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                    const std::string& source) {
+  return config_from(load_yaml(yaml_text, source), overrides, source);
+}
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  // A directory opens and reads as empty text on Linux: refused by name, not run with defaults.
+  if (std::filesystem::is_directory(path)) {
+    throw std::invalid_argument(
+        "config file " + path +
+        " is a directory (expected a YAML file, e.g. configs/cifar10.yaml)");
+  }
   std::string text;
   try {
     text = util::read_text(path);
   } catch (const std::runtime_error& e) {
     throw std::invalid_argument(std::string("config file: ") + e.what());
   }
-  return parse_config(text, overrides, path);
+  const YAML::Node root = load_yaml(text, path);
+  // An empty file (or only comments) is more likely the wrong file than a wish for defaults.
+  if (root.IsNull() || !root.IsDefined()) {
+    throw std::invalid_argument("config file " + path +
+                                " holds no config keys (expected a YAML mapping, e.g. name: x)");
+  }
+  return config_from(root, overrides, path);
 }
 
 std::string to_yaml(const Config& config) {

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "aefx/data/dataset.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
@@ -175,6 +176,29 @@ void EpochLog::write() const {
   }
   util::atomic_write_text(dir_ / kJsonlFile, jsonl);
   util::atomic_write_text(dir_ / kCsvFile, csv);
+}
+
+double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,
+                           const torch::Tensor& labels, const AccuracyOptions& options) {
+  if (options.batch_size < 1) {
+    throw std::invalid_argument("accuracy: batch size must be at least 1, found " +
+                                std::to_string(options.batch_size));
+  }
+  const int64_t n = images.size(0);
+  if (labels.size(0) != n) {
+    throw std::invalid_argument("accuracy: " + std::to_string(n) + " images but " +
+                                std::to_string(labels.size(0)) + " labels");
+  }
+  torch::NoGradGuard no_grad;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; i += options.batch_size) {
+    const int64_t b = std::min(options.batch_size, n - i);
+    const auto x = data::to_float(images.narrow(0, i, b), torch::kCPU);
+    const auto predicted = logits(x).argmax(1).to(torch::kCPU);
+    correct += (predicted == labels.narrow(0, i, b).to(torch::kCPU)).sum().item<int64_t>();
+  }
+  return n == 0 ? std::numeric_limits<double>::quiet_NaN()
+                : static_cast<double>(correct) / static_cast<double>(n);
 }
 
 }  // namespace aefx::metrics

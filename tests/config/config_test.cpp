@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "test_util.h"
+
 namespace aefx::config {
 namespace {
 
@@ -174,6 +176,38 @@ TEST(Config, MissingFileIsAConfigError) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/aefx.yaml"), std::string::npos);
   }
+}
+
+// A path that is not a YAML mapping is refused by name, never run with every default.
+TEST(Config, FileThatIsNotAMappingIsAConfigError) {
+  const aefx::testing::TempDir dir;
+  auto error_of_file = [](const std::filesystem::path& path) -> std::string {
+    try {
+      load_config(path.string());
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error_of_file(dir.path()),
+            "config file " + dir.path().string() +
+                " is a directory (expected a YAML file, e.g. configs/cifar10.yaml)");
+  aefx::testing::write_bytes(dir / "empty.yaml", "");
+  EXPECT_EQ(error_of_file(dir / "empty.yaml"),
+            "config file " + (dir / "empty.yaml").string() +
+                " holds no config keys (expected a YAML mapping, e.g. name: x)");
+  aefx::testing::write_bytes(dir / "comments.yaml", "# only a comment\n");
+  EXPECT_NE(error_of_file(dir / "comments.yaml").find("comments.yaml holds no config keys"),
+            std::string::npos);
+  aefx::testing::write_bytes(dir / "list.yaml", "- name: x\n");
+  EXPECT_EQ(error_of_file(dir / "list.yaml"),
+            (dir / "list.yaml").string() +
+                ": expected a mapping of config keys at the top level, found a list");
+  aefx::testing::write_bytes(dir / "scalar.yaml", "cifar10\n");
+  EXPECT_NE(error_of_file(dir / "scalar.yaml").find("scalar.yaml: expected a mapping"),
+            std::string::npos);
+  aefx::testing::write_bytes(dir / "ok.yaml", "name: x\n");
+  EXPECT_EQ(load_config((dir / "ok.yaml").string()).name, "x");
 }
 
 }  // namespace

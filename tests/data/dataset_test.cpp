@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "aefx/data/preprocess.h"
 #include "test_util.h"
 
 #ifdef AEFX_HAVE_OPENCV
@@ -225,6 +226,38 @@ TEST(ImageFolder, BadInputsAreNamed) {
   }
   EXPECT_EQ(decode_image((dir / "train/cat/a.png").string(), 8).size(0), 3);
 }
+
+// What predict feeds a model: any image file at the model's size and channels, in [0, 1].
+TEST(ModelInput, ResizesAndConvertsToTheModelsChannels) {
+  TempDir dir;
+  write_png(dir / "colour.png", cv::Mat(40, 20, CV_8UC3, cv::Scalar(10, 20, 30)));  // BGR
+  write_png(dir / "grey.png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(100)));
+  const auto colour = load_model_input((dir / "colour.png").string(), {3, 16});
+  EXPECT_EQ(colour.sizes(), (std::vector<int64_t>{1, 3, 16, 16}));
+  EXPECT_EQ(colour.scalar_type(), torch::kFloat);
+  EXPECT_FLOAT_EQ(colour[0][0][3][4].item<float>(), 30.0f / 255.0f);  // R
+  EXPECT_FLOAT_EQ(colour[0][2][3][4].item<float>(), 10.0f / 255.0f);  // B
+  // Colour image, grey model: BT.601 luma of (30, 20, 10) = 21.85, rounded.
+  const auto luma = load_model_input((dir / "colour.png").string(), {1, 16});
+  EXPECT_EQ(luma.sizes(), (std::vector<int64_t>{1, 1, 16, 16}));
+  EXPECT_FLOAT_EQ(luma.max().item<float>(), 22.0f / 255.0f);
+  EXPECT_FLOAT_EQ(luma.min().item<float>(), 22.0f / 255.0f);
+  // Grey image, colour model: the grey value in every channel; grey model: unchanged.
+  const auto rgb = load_model_input((dir / "grey.png").string(), {3, 28});
+  EXPECT_EQ(rgb.sizes(), (std::vector<int64_t>{1, 3, 28, 28}));
+  EXPECT_FLOAT_EQ(rgb.min().item<float>(), 100.0f / 255.0f);
+  EXPECT_FLOAT_EQ(rgb.max().item<float>(), 100.0f / 255.0f);
+  const auto grey = load_model_input((dir / "grey.png").string(), {1, 8});
+  EXPECT_TRUE(torch::equal(
+      grey, to_float(to_channels(decode_image((dir / "grey.png").string(), 8).unsqueeze(0), 1),
+                     torch::kCPU)));
+  try {
+    load_model_input((dir / "missing.png").string(), {3, 16});
+    ADD_FAILURE() << "missing file accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.png"), std::string::npos) << e.what();
+  }
+}
 #else
 TEST(ImageFolder, BuiltWithoutOpenCvSaysSo) {
   try {
@@ -234,6 +267,7 @@ TEST(ImageFolder, BuiltWithoutOpenCvSaysSo) {
     EXPECT_NE(std::string(e.what()).find("built without OpenCV"), std::string::npos) << e.what();
   }
   EXPECT_THROW(decode_image("/tmp/x.png", 32), std::runtime_error);
+  EXPECT_THROW(load_model_input("/tmp/x.png", {3, 32}), std::runtime_error);
 }
 #endif
 

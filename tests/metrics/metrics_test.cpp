@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <stdexcept>
 
 #include "test_util.h"
 
@@ -43,6 +44,36 @@ TEST(Psnr, KnownValues) {
   EXPECT_DOUBLE_EQ(psnr(0.01), 20.0);
   EXPECT_DOUBLE_EQ(psnr(1.0), 0.0);
   EXPECT_TRUE(std::isinf(psnr(0.0)));
+}
+
+// A classifier that predicts the channel holding the largest pixel, on 7 images of which 5 are
+// labelled with that channel.
+TEST(ClassifierAccuracy, CountsTop1InAnyBatchSize) {
+  const auto images =
+      torch::tensor({200, 0, 0, 0, 90, 10, 1, 2, 3, 0, 0, 255, 7, 6, 5, 1, 250, 0, 0, 0, 9},
+                    torch::kUInt8)
+          .view({7, 3, 1, 1});
+  const auto labels = torch::tensor({0, 1, 2, 2, 0, 0, 1}, torch::kLong);
+  std::vector<int64_t> batches;
+  const LogitsFn largest = [&](const torch::Tensor& x) {
+    EXPECT_EQ(x.scalar_type(), torch::kFloat);
+    EXPECT_LE(x.max().item<float>(), 1.0f);
+    EXPECT_FALSE(torch::GradMode::is_enabled());
+    batches.push_back(x.size(0));
+    return x.flatten(1);
+  };
+  EXPECT_DOUBLE_EQ(classifier_accuracy(largest, images, labels), 5.0 / 7.0);
+  EXPECT_EQ(batches, (std::vector<int64_t>{7})) << "default: 500 per batch";
+  for (int64_t b : {1, 2, 3, 7, 100}) {
+    batches.clear();
+    EXPECT_DOUBLE_EQ(classifier_accuracy(largest, images, labels, {b}), 5.0 / 7.0) << b;
+    EXPECT_EQ(static_cast<int64_t>(batches.size()), (7 + b - 1) / b) << b;
+    EXPECT_EQ(batches.back(), 7 - (static_cast<int64_t>(batches.size()) - 1) * b) << b;
+  }
+  EXPECT_THROW(classifier_accuracy(largest, images, labels, {0}), std::invalid_argument);
+  EXPECT_THROW(classifier_accuracy(largest, images, labels.narrow(0, 0, 6)), std::invalid_argument);
+  EXPECT_TRUE(
+      std::isnan(classifier_accuracy(largest, images.narrow(0, 0, 0), labels.narrow(0, 0, 0))));
 }
 
 EpochRecord record(const std::string& stage, int64_t epoch, double loss) {

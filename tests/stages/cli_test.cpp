@@ -87,6 +87,26 @@ TEST_F(Cli, ConfigErrorsExitTwoWithOneLine) {
   }
 }
 
+// A directory or an empty file as CONFIG is a config error naming it, not a run of defaults.
+TEST_F(Cli, ConfigThatIsNotAYamlMappingExitsTwoNamingTheFile) {
+  const std::string empty = (dir_ / "empty.yaml").string();
+  testing::write_bytes(empty, "");
+  for (const std::string& cmd : {"run ", "config ", "bench ", "launch --nproc 1 "}) {
+    auto r = aefx(cmd + dir_.path().string());
+    EXPECT_EQ(r.code, 2) << cmd << r.out;
+    EXPECT_EQ(lines(r.out), 1u) << r.out;
+    EXPECT_NE(r.out.find("aefx: config file " + dir_.path().string() + " is a directory"),
+              std::string::npos)
+        << r.out;
+    r = aefx(cmd + empty);
+    EXPECT_EQ(r.code, 2) << cmd << r.out;
+    EXPECT_EQ(lines(r.out), 1u) << r.out;
+    EXPECT_NE(r.out.find("aefx: config file " + empty + " holds no config keys"), std::string::npos)
+        << r.out;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "nothing ran";
+}
+
 TEST_F(Cli, RuntimeErrorsExitOneWithOneLine) {
   auto r = aefx("run " + config_ + " --set data.root=" + (dir_ / "nowhere").string());
   EXPECT_EQ(r.code, 1);
@@ -267,6 +287,13 @@ TEST_F(Cli, ExportPredictEvaluateAndPythonInterop) {
   const auto metrics = testing::read_file(run / "metrics.json");
   const auto stage_acc = testing::json_number(metrics, "test_accuracy");
   EXPECT_NEAR(testing::json_number(r.out, "test_accuracy"), stage_acc, 1e-9) << r.out;
+  // The batch size bounds memory only: the same accuracy in batches of 7.
+  r = aefx("evaluate --model " + model + " --data " + data + " --json --batch 7");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NEAR(testing::json_number(r.out, "test_accuracy"), stage_acc, 1e-9) << r.out;
+  r = aefx("evaluate --model " + model + " --data " + data + " --batch 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "aefx: --batch expects an integer >= 1, found '0'\n");
 
   // predict on images written here: test images 0..3 as PNG (any size: one is resized).
   auto [img, lab] = testing::synthetic_images(20, 10, 32, 17);

@@ -125,7 +125,9 @@ const std::vector<std::string>& known_stages();
 /// Every valid key path, e.g. "pretrain.epochs", in documentation order.
 std::vector<std::string> known_keys();
 
-/// Loads and validates a YAML file, applying `overrides` ("key=value", as --set) first.
+/// Loads and validates a YAML file, applying `overrides` ("key=value", as --set) first. Throws
+/// std::invalid_argument naming the file when it is missing, unreadable, a directory, empty (no
+/// keys) or not a mapping at the top level, as for any invalid key.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
 /// Parses and validates YAML text; `source` names it in error messages.

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -85,5 +86,22 @@ class EpochLog {
 
 /// Peak signal-to-noise ratio in dB for a mean squared error of images in [0, 1].
 double psnr(double mse);
+
+/// A classifier as classifier_accuracy sees it: float images N x C x H x W in [0, 1] -> logits
+/// N x classes (e.g. an exported classifier.pt's ExportedClassifier::logits).
+using LogitsFn = std::function<torch::Tensor(const torch::Tensor&)>;
+
+/// Options of classifier_accuracy.
+struct AccuracyOptions {
+  /// Images per forward pass: bounds the memory a pass takes, never changes the result.
+  int64_t batch_size = 500;
+};
+
+/// Top-1 accuracy of `logits` on uint8 `images` N x C x H x W with int64 `labels` N, batch by
+/// batch (each converted as data::to_float on the CPU), without gradients; NaN for no images.
+/// Throws std::invalid_argument for a batch size below 1 or images and labels of different
+/// counts.
+double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,
+                           const torch::Tensor& labels, const AccuracyOptions& options = {});
 
 }  // namespace aefx::metrics
