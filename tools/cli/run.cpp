@@ -42,7 +42,7 @@ examples:
   aefx run configs/cifar10-cpu.yaml --progress lines 2>&1 | tee run.log
 )";
 
-/// The --progress choices, in the order the help names them.
+/// The --progress choices by name.
 const std::map<std::string, util::ProgressMode>& progress_modes() {
   static const std::map<std::string, util::ProgressMode> modes{
       {"auto", util::ProgressMode::kAuto},
