@@ -12,10 +12,13 @@ mkdir -p "$dest"
 archive="$dest/cifar-10-binary.tar.gz"
 if [ ! -f "$archive" ] || ! echo "$md5  $archive" | md5sum -c --status; then
   echo "downloading $url"
+  # The progress meter only on a terminal; errors always.
+  quiet=(-sS); [ -t 2 ] && quiet=()
   if command -v curl >/dev/null; then
-    curl -fL --retry 3 --connect-timeout 20 -o "$archive.part" "$url"
+    curl -fL "${quiet[@]}" --retry 3 --connect-timeout 20 -o "$archive.part" "$url" ||
+      { rm -f "$archive.part"; exit 1; }
   else
-    wget -q --tries=3 --timeout=20 -O "$archive.part" "$url"
+    wget -q --tries=3 --timeout=20 -O "$archive.part" "$url" || { rm -f "$archive.part"; exit 1; }
   fi
   mv "$archive.part" "$archive"
 fi
