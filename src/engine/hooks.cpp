@@ -11,7 +11,6 @@
 namespace aefx::engine {
 
 void RankAverageHook::after_epoch(TrainState& s) {
-  if (group_.size() == 1) return;
   s.epoch_loss = group_.sum(s.epoch_loss) / group_.size();
   if (module_) dist::average_batch_norm_statistics(*module_, group_);
 }

@@ -20,6 +20,7 @@ Trainer::Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch, dist
       steps_per_epoch_(steps_per_epoch),
       group_(group),
       remedy_(std::move(remedy)) {
+  // Agreeing costs a collective and a host synchronisation per step: only with other ranks.
   if (group.size() > 1)
     agreement_ = [&group](int sig, bool bad) { return group.agree(sig, bad); };
   if (epochs < 1 || steps_per_epoch < 1) {
