@@ -533,9 +533,9 @@ int cmd_evaluate_model(const std::vector<std::string>& argv) {
   aefx::models::ExportedClassifier clf(a.model);
   aefx::config::DataConfig dc;
   dc.root = a.data;
-  dc.format = a.format;
+  dc.format = aefx::config::from_name<aefx::config::DataFormat>(a.format).value();
   dc.image_size = clf.image_size();
-  if (dc.format == "idx") dc.class_names = clf.class_names();
+  if (dc.format == aefx::config::DataFormat::kIdx) dc.class_names = clf.class_names();
   auto test = aefx::data::load_split(dc, aefx::data::Split::kTest, 0);
   // Colour data for a grey model, or grey data for a colour one: converted as predict does.
   test.images = aefx::data::to_channels(test.images, clf.channels());

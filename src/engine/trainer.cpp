@@ -119,20 +119,20 @@ TrainState Trainer::run(const StepFn& step, const TrainState* resume) {
   return s;
 }
 
-double scheduled_lr(const std::string& schedule, double base_lr, int64_t step, int64_t total,
+double scheduled_lr(config::Schedule schedule, double base_lr, int64_t step, int64_t total,
                     int64_t warmup) {
   if (warmup > 0 && step < warmup)
     return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (schedule == "constant") return base_lr;
+  if (schedule == config::Schedule::kConstant) return base_lr;
   const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
   const double t = std::min(1.0, static_cast<double>(step - warmup) / span);
   return 0.5 * base_lr * (1.0 + std::cos(M_PI * t));
 }
 
-LrScheduleHook::LrScheduleHook(torch::optim::Optimizer& opt, std::string schedule, double base_lr,
-                               int64_t total_steps, int64_t warmup_steps)
+LrScheduleHook::LrScheduleHook(torch::optim::Optimizer& opt, config::Schedule schedule,
+                               double base_lr, int64_t total_steps, int64_t warmup_steps)
     : opt_(opt),
-      schedule_(std::move(schedule)),
+      schedule_(schedule),
       base_lr_(base_lr),
       total_(total_steps),
       warmup_(warmup_steps) {}
@@ -177,23 +177,22 @@ void ProgressHook::after_step(TrainState& s) {
   display_.update(p, now);
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(config::Optimizer name,
                                                         std::vector<torch::Tensor> params,
                                                         double lr, double weight_decay) {
-  if (name == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
-        std::move(params), torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+  switch (name) {
+    case config::Optimizer::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(
+          std::move(params), torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+    case config::Optimizer::kAdam:
+      return std::make_unique<torch::optim::Adam>(
+          std::move(params), torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+    case config::Optimizer::kSgd:
+      return std::make_unique<torch::optim::SGD>(
+          std::move(params),
+          torch::optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(weight_decay));
   }
-  if (name == "adam") {
-    return std::make_unique<torch::optim::Adam>(
-        std::move(params), torch::optim::AdamOptions(lr).weight_decay(weight_decay));
-  }
-  if (name == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        std::move(params),
-        torch::optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(weight_decay));
-  }
-  throw std::invalid_argument("unknown optimizer '" + name + "' (adamw, adam or sgd)");
+  throw std::invalid_argument("unknown optimizer");  // not a value of the enum
 }
 
 }  // namespace aefx::engine

@@ -16,26 +16,27 @@ void add_conv_bn_relu(nn::Sequential& seq, int64_t in, int64_t out, int64_t stri
   seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
 }
 
-bool is_dense(const config::ModelConfig& cfg) { return cfg.type == "dense"; }
+bool is_dense(const config::ModelConfig& cfg) { return cfg.type == config::ModelType::kDense; }
 
-void add_activation(nn::Sequential& seq, const std::string& name) {
-  if (name == "relu") {
-    seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
-  } else if (name == "tanh") {
-    seq->push_back(nn::Tanh());
-  } else if (name == "sigmoid") {
-    seq->push_back(nn::Sigmoid());
-  } else {
-    throw std::invalid_argument(
-        "config key 'model.activation': expected relu, tanh or sigmoid, "
-        "found '" +
-        name + "'");
+void add_activation(nn::Sequential& seq, config::Activation activation) {
+  switch (activation) {
+    case config::Activation::kRelu:
+      seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
+      return;
+    case config::Activation::kTanh:
+      seq->push_back(nn::Tanh());
+      return;
+    case config::Activation::kSigmoid:
+      seq->push_back(nn::Sigmoid());
+      return;
   }
+  throw std::invalid_argument("config key 'model.activation': not one of " +
+                              config::names_of<config::Activation>());
 }
 
 /// Linear layers through `sizes`, starting from `in`, each followed by the activation.
 nn::Sequential dense_stack(int64_t in, const std::vector<int64_t>& sizes,
-                           const std::string& activation) {
+                           config::Activation activation) {
   nn::Sequential seq;
   for (int64_t out : sizes) {
     seq->push_back(nn::Linear(in, out));
@@ -129,7 +130,9 @@ AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channel
 
 torch::Tensor AutoencoderImpl::forward(torch::Tensor normalized) {
   auto out = decoder->forward(encoder->forward(normalized).back());
-  return cfg_.output_activation == "sigmoid" ? normalize(torch::sigmoid(out)) : out;
+  return cfg_.output_activation == config::OutputActivation::kSigmoid
+             ? normalize(torch::sigmoid(out))
+             : out;
 }
 
 torch::Tensor AutoencoderImpl::normalize(const torch::Tensor& images01) const {
@@ -161,7 +164,7 @@ torch::Tensor corrupt(const torch::Tensor& normalized, double mask_ratio, int64_
 }
 
 CodeSpec code_spec(const config::ModelConfig& model, const config::ClassifyConfig& cfg) {
-  if (is_dense(model)) return {{1}, "avg"};
+  if (is_dense(model)) return {{1}, config::Pooling::kAvg};
   return {cfg.pool_grids, cfg.pooling};
 }
 
@@ -169,8 +172,6 @@ torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpe
   const auto& grids = spec.grids;
   TORCH_CHECK(stages.size() == grids.size(), "pool_codes: ", stages.size(), " stages but ",
               grids.size(), " grids");
-  TORCH_CHECK(spec.pooling == "avg" || spec.pooling == "max" || spec.pooling == "avgmax",
-              "pool_codes: pooling must be avg, max or avgmax, found '", spec.pooling, "'");
   std::vector<torch::Tensor> parts;
   for (size_t s = 0; s < stages.size(); ++s) {
     if (grids[s] == 0) continue;
@@ -260,13 +261,14 @@ int64_t bottleneck_size(const config::ModelConfig& model, int64_t image_size) {
 std::string describe_architecture(const config::ModelConfig& cfg, int64_t channels,
                                   int64_t image_size) {
   std::ostringstream ss;
-  const std::string output =
-      cfg.output_activation == "identity" ? "" : " output=" + cfg.output_activation;
+  const std::string output = cfg.output_activation == config::OutputActivation::kIdentity
+                                 ? ""
+                                 : std::string(" output=") + config::name_of(cfg.output_activation);
   if (is_dense(cfg)) {
     ss << "dense-autoencoder input=" << channels << "x" << image_size << "x" << image_size
        << " hidden=[";
     for (size_t i = 0; i < cfg.hidden.size(); ++i) ss << (i ? "," : "") << cfg.hidden[i];
-    ss << "] code=" << cfg.code_size << " activation=" << cfg.activation << output;
+    ss << "] code=" << cfg.code_size << " activation=" << config::name_of(cfg.activation) << output;
     return ss.str();
   }
   // Conv weights do not depend on the image size; RGB models keep the description they had.

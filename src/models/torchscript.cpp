@@ -104,7 +104,7 @@ std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
       << "        x = (images - " << w.tensor("mean", ae->mean.view({1, -1, 1, 1})) << ") / "
       << w.tensor("std", ae->std.view({1, -1, 1, 1})) << "\n"
       << "        feats: List[Tensor] = []\n";
-  if (ae->config().type == "dense") {
+  if (ae->config().type == config::ModelType::kDense) {
     // One "stage": the code as N x code_size x 1 x 1, as the native encoder returns it.
     w.dense("enc.dense", *ae->encoder, out);
     out << "        feats.append(torch.reshape(x, [x.size(0), x.size(1), 1, 1]))\n"
@@ -146,7 +146,7 @@ std::string codes_source(const CodeSpec& spec) {
 std::string check_source(Autoencoder& ae) {
   // A plain assert: the default resolver of define() knows no exception classes. A dense model
   // also needs the image size it was trained on.
-  if (ae->config().type == "dense") {
+  if (ae->config().type == config::ModelType::kDense) {
     const auto n = std::to_string(ae->image_size());
     return "    def check(self, images: Tensor):\n"
            "        assert images.dim() == 4 and images.size(1) == self.mean.size(1) and "
@@ -182,11 +182,11 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
   std::ostringstream dec;
   dec << "    def decode(self, code: Tensor) -> Tensor:\n        x = code\n";
   const std::string output =
-      ae->config().output_activation == "sigmoid"
+      ae->config().output_activation == config::OutputActivation::kSigmoid
           ? "        return torch.sigmoid(x)\n"
           : "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
   std::shared_ptr<torch::nn::Conv2dImpl> out_conv;
-  if (ae->config().type == "dense") {
+  if (ae->config().type == config::ModelType::kDense) {
     w.dense("dec.dense", *ae->decoder, dec);
     const auto n = std::to_string(ae->image_size());
     dec << "        x = torch.reshape(x, [x.size(0), " << ae->channels() << ", " << n << ", " << n

@@ -183,7 +183,7 @@ std::string head_architecture(const config::Config& cfg, int64_t classes) {
   const auto spec = models::code_spec(cfg.model, cfg.classify);
   for (auto g : spec.grids) grids += (grids.empty() ? "" : ",") + std::to_string(g);
   return models::describe_head(models::code_dim(cfg.model, spec), cfg.classify.hidden, classes) +
-         " grids=[" + grids + "] pooling=" + spec.pooling + " on " +
+         " grids=[" + grids + "] pooling=" + config::name_of(spec.pooling) + " on " +
          models::describe_architecture(cfg.model, config::input_channels(cfg.data),
                                        cfg.data.image_size);
 }

@@ -94,7 +94,7 @@ TEST(PoolCodes, MaxAndAvgMaxPooling) {
   auto m = small();
   Encoder enc(m, 3, 32);
   auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
-  const CodeSpec max{{2, 0, 1}, "max"}, both{{2, 0, 1}, "avgmax"};
+  const CodeSpec max{{2, 0, 1}, config::Pooling::kMax}, both{{2, 0, 1}, config::Pooling::kAvgMax};
   auto mx = pool_codes(outs, max);
   EXPECT_EQ(code_dim(m, max), 4 * 4 + 16);
   EXPECT_EQ(mx.size(1), code_dim(m, max));
@@ -109,7 +109,6 @@ TEST(PoolCodes, MaxAndAvgMaxPooling) {
   EXPECT_TRUE(torch::equal(ab.narrow(1, 16, 16), mx.narrow(1, 0, 16)));
   EXPECT_TRUE(torch::equal(ab.narrow(1, 32, 16), avg.narrow(1, 16, 16)));
   EXPECT_TRUE(torch::equal(ab.narrow(1, 48, 16), mx.narrow(1, 16, 16)));
-  EXPECT_THROW(pool_codes(outs, CodeSpec{{2, 0, 1}, "median"}), c10::Error);
 }
 
 TEST(Head, LinearAndMlpShapesAndStandardization) {
@@ -128,10 +127,10 @@ TEST(Head, LinearAndMlpShapesAndStandardization) {
 
 config::ModelConfig dense(std::vector<int64_t> hidden, int64_t code) {
   config::ModelConfig m;
-  m.type = "dense";
+  m.type = config::ModelType::kDense;
   m.hidden = std::move(hidden);
   m.code_size = code;
-  m.output_activation = "sigmoid";
+  m.output_activation = config::OutputActivation::kSigmoid;
   return m;
 }
 
