@@ -32,6 +32,7 @@ std::string describe(const YAML::Node& node) {
 
 template <class T>
 const char* type_name() {
+  if constexpr (std::is_enum_v<T>) return "a string";
   if constexpr (std::is_same_v<T, int64_t>) return "an integer";
   if constexpr (std::is_same_v<T, double>) return "a number";
   if constexpr (std::is_same_v<T, bool>) return "true or false";
@@ -61,6 +62,11 @@ T parse_value(const std::string& key, const YAML::Node& node) {
       out.push_back(scalar_as<typename T::value_type>(key, item, what));
     }
     return out;
+  } else if constexpr (std::is_enum_v<T>) {
+    const auto name = scalar_as<std::string>(key, node, what);
+    const auto value = from_name<T>(name);
+    if (!value) fail(key, "one of " + names_of<T>(), name);
+    return *value;
   } else {
     return scalar_as<T>(key, node, what);
   }
@@ -68,7 +74,9 @@ T parse_value(const std::string& key, const YAML::Node& node) {
 
 template <class T>
 YAML::Node to_node(const T& value) {
-  if constexpr (std::is_same_v<T, double>) {
+  if constexpr (std::is_enum_v<T>) {
+    return YAML::Node(std::string(name_of(value)));
+  } else if constexpr (std::is_same_v<T, double>) {
     if (!std::isfinite(value)) return YAML::Node(value);
     // The shortest text that reads back as the same double: 0.003, not 0.0030000000000000001.
     char buf[40];
@@ -77,15 +85,16 @@ YAML::Node to_node(const T& value) {
       if (std::strtod(buf, nullptr) == value) break;
     }
     return YAML::Node(std::string(buf));
+  } else {
+    YAML::Node n(value);
+    if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
+                  std::is_same_v<T, std::vector<std::string>>) {
+      n = YAML::Node(YAML::NodeType::Sequence);
+      for (const auto& v : value) n.push_back(v);
+      n.SetStyle(YAML::EmitterStyle::Flow);
+    }
+    return n;
   }
-  YAML::Node n(value);
-  if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
-                std::is_same_v<T, std::vector<std::string>>) {
-    n = YAML::Node(YAML::NodeType::Sequence);
-    for (const auto& v : value) n.push_back(v);
-    n.SetStyle(YAML::EmitterStyle::Flow);
-  }
-  return n;
 }
 
 /// A check returns "" when the value is fine, else what was expected.
@@ -105,6 +114,8 @@ std::string show(const T& v) {
     ss << "]";
   } else if constexpr (std::is_same_v<T, bool>) {
     ss << (v ? "true" : "false");
+  } else if constexpr (std::is_enum_v<T>) {
+    ss << name_of(v);
   } else {
     ss << v;
   }
@@ -115,12 +126,18 @@ struct Field {
   std::string key;
   std::function<void(Config&, const YAML::Node&)> read;
   std::function<YAML::Node(const Config&)> write;
+  unsigned marks = 0;                ///< KeyMark bits
+  std::vector<std::string> choices;  ///< the names of an enum key
 };
 
 template <class T, class Get>
-Field make_field(const std::string& key, Get get, Check<T> check) {
+Field make_field(const std::string& key, Get get, Check<T> check, unsigned marks) {
   Field f;
   f.key = key;
+  f.marks = marks;
+  if constexpr (std::is_enum_v<T>) {
+    for (const auto& n : EnumNames<T>::table) f.choices.emplace_back(n.name);
+  }
   f.read = [key, get, check](Config& c, const YAML::Node& node) {
     T value = parse_value<T>(key, node);
     if (check) {
@@ -146,14 +163,6 @@ Check<double> in_range(double lo, double hi_exclusive) {
 }
 Check<double> positive() {
   return [](const double& v) { return v > 0 ? "" : "a value > 0"; };
-}
-Check<std::string> one_of(std::vector<std::string> options) {
-  return [options](const std::string& v) {
-    if (std::find(options.begin(), options.end(), v) != options.end()) return std::string();
-    std::string s = "one of";
-    for (const auto& o : options) s += " " + o;
-    return s;
-  };
 }
 // Free-form strings name files and folders. Control characters are refused: no path needs them,
 // and yaml-cpp 0.7 does not round-trip them (a trailing lone CR is kept when read but emitted
@@ -212,73 +221,74 @@ Check<std::vector<std::string>> stage_list() {
 }
 
 // The field table is the single description of the config: parsing, validation, --set, the
-// resolved config and known_keys() all come from it.
-#define AEFX_FIELD_AS(key, path, check)                             \
+// resolved config, known_keys() and which comparisons of two configs look at a key (its
+// KeyMark bits) all come from it.
+#define AEFX_FIELD_AS(key, path, check, marks)                      \
   make_field<std::decay_t<decltype(std::declval<Config&>().path)>>( \
       key, [](Config & c) -> auto& { return c.path; },              \
-      Check<std::decay_t<decltype(std::declval<Config&>().path)>>(check))
-#define AEFX_FIELD(path, check)                                     \
+      Check<std::decay_t<decltype(std::declval<Config&>().path)>>(check), marks)
+#define AEFX_FIELD(path, check, marks)                              \
   make_field<std::decay_t<decltype(std::declval<Config&>().path)>>( \
       #path, [](Config & c) -> auto& { return c.path; },            \
-      Check<std::decay_t<decltype(std::declval<Config&>().path)>>(check))
+      Check<std::decay_t<decltype(std::declval<Config&>().path)>>(check), marks)
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
-      AEFX_FIELD(name, non_empty()),
-      AEFX_FIELD(device, device_spec()),
-      AEFX_FIELD(seed, at_least<int64_t>(0)),
-      AEFX_FIELD(threads, at_least<int64_t>(0)),
-      AEFX_FIELD(output_dir, non_empty()),
-      AEFX_FIELD(stages, stage_list()),
-      AEFX_FIELD(data.format, one_of({"cifar10-binary", "image-folder", "idx"})),
-      AEFX_FIELD(data.root, non_empty()),
-      AEFX_FIELD(data.val_size, at_least<int64_t>(0)),
-      AEFX_FIELD(data.limit_train, at_least<int64_t>(0)),
-      AEFX_FIELD(data.limit_test, at_least<int64_t>(0)),
-      AEFX_FIELD(data.image_size, at_least<int64_t>(8)),
-      AEFX_FIELD(data.class_names, names()),
-      AEFX_FIELD(model.type, one_of({"conv", "dense"})),
-      AEFX_FIELD(model.widths, list_of_at_least(1, false)),
-      AEFX_FIELD(model.blocks, list_of_at_least(1, false)),
-      AEFX_FIELD(model.decoder_blocks, at_least<int64_t>(0)),
-      AEFX_FIELD(model.decoder_width, positive()),
-      AEFX_FIELD(model.hidden, list_of_at_least(1, true)),
-      AEFX_FIELD(model.code_size, at_least<int64_t>(1)),
-      AEFX_FIELD(model.activation, one_of({"relu", "tanh", "sigmoid"})),
-      AEFX_FIELD(model.output_activation, one_of({"identity", "sigmoid"})),
-      AEFX_FIELD(pretrain.epochs, at_least<int64_t>(0)),
-      AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1)),
-      AEFX_FIELD(pretrain.lr, positive()),
-      AEFX_FIELD(pretrain.optimizer, one_of({"adamw", "adam", "sgd"})),
-      AEFX_FIELD(pretrain.weight_decay, at_least(0.0)),
-      AEFX_FIELD(pretrain.schedule, one_of({"cosine", "constant"})),
-      AEFX_FIELD(pretrain.warmup_epochs, at_least(0.0)),
-      AEFX_FIELD(pretrain.mask_ratio, in_range(0.0, 1.0)),
-      AEFX_FIELD(pretrain.mask_patch, at_least<int64_t>(1)),
-      AEFX_FIELD(pretrain.noise, at_least(0.0)),
-      AEFX_FIELD(pretrain.augment, nullptr),
-      AEFX_FIELD(pretrain.crop_padding, at_least<int64_t>(0)),
-      AEFX_FIELD(classify.epochs, at_least<int64_t>(1)),
-      AEFX_FIELD(classify.batch_size, at_least<int64_t>(1)),
-      AEFX_FIELD(classify.lr, positive()),
-      AEFX_FIELD(classify.optimizer, one_of({"adamw", "adam", "sgd"})),
-      AEFX_FIELD(classify.weight_decay, at_least(0.0)),
-      AEFX_FIELD(classify.schedule, one_of({"cosine", "constant"})),
-      AEFX_FIELD(classify.hidden, list_of_at_least(1, true)),
-      AEFX_FIELD(classify.dropout, in_range(0.0, 1.0)),
-      AEFX_FIELD(classify.label_smoothing, in_range(0.0, 1.0)),
-      AEFX_FIELD(classify.pool_grids, list_of_at_least(0, false)),
-      AEFX_FIELD(classify.pooling, one_of({"avg", "max", "avgmax"})),
-      AEFX_FIELD(classify.flip_codes, nullptr),
-      AEFX_FIELD(classify.code_batch_size, at_least<int64_t>(1)),
-      AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1)),
-      AEFX_FIELD_AS("export.device", export_.device, device_spec()),
-      AEFX_FIELD_AS("export.tolerance", export_.tolerance, positive()),
-      AEFX_FIELD(report.pictures, nullptr),
-      AEFX_FIELD(report.reconstruction_every, at_least<int64_t>(1)),
-      AEFX_FIELD(report.latent_points, at_least<int64_t>(1)),
-      AEFX_FIELD(distributed.backend, one_of({"auto", "gloo", "nccl"})),
-      AEFX_FIELD(distributed.timeout, positive()),
+      AEFX_FIELD(name, non_empty(), 0),
+      AEFX_FIELD(device, device_spec(), kPerMachine),
+      AEFX_FIELD(seed, at_least<int64_t>(0), kBaselineInput),
+      AEFX_FIELD(threads, at_least<int64_t>(0), kNoEffect),
+      AEFX_FIELD(output_dir, non_empty(), kPerMachine),
+      AEFX_FIELD(stages, stage_list(), kNoEffect),
+      AEFX_FIELD(data.format, nullptr, kBaselineInput),
+      AEFX_FIELD(data.root, non_empty(), kBaselineInput | kPerMachine),
+      AEFX_FIELD(data.val_size, at_least<int64_t>(0), kBaselineInput),
+      AEFX_FIELD(data.limit_train, at_least<int64_t>(0), kBaselineInput),
+      AEFX_FIELD(data.limit_test, at_least<int64_t>(0), kBaselineInput),
+      AEFX_FIELD(data.image_size, at_least<int64_t>(8), kBaselineInput),
+      AEFX_FIELD(data.class_names, names(), kBaselineInput),
+      AEFX_FIELD(model.type, nullptr, 0),
+      AEFX_FIELD(model.widths, list_of_at_least(1, false), 0),
+      AEFX_FIELD(model.blocks, list_of_at_least(1, false), 0),
+      AEFX_FIELD(model.decoder_blocks, at_least<int64_t>(0), 0),
+      AEFX_FIELD(model.decoder_width, positive(), 0),
+      AEFX_FIELD(model.hidden, list_of_at_least(1, true), 0),
+      AEFX_FIELD(model.code_size, at_least<int64_t>(1), 0),
+      AEFX_FIELD(model.activation, nullptr, 0),
+      AEFX_FIELD(model.output_activation, nullptr, 0),
+      AEFX_FIELD(pretrain.epochs, at_least<int64_t>(0), 0),
+      AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1), 0),
+      AEFX_FIELD(pretrain.lr, positive(), 0),
+      AEFX_FIELD(pretrain.optimizer, nullptr, 0),
+      AEFX_FIELD(pretrain.weight_decay, at_least(0.0), 0),
+      AEFX_FIELD(pretrain.schedule, nullptr, 0),
+      AEFX_FIELD(pretrain.warmup_epochs, at_least(0.0), 0),
+      AEFX_FIELD(pretrain.mask_ratio, in_range(0.0, 1.0), 0),
+      AEFX_FIELD(pretrain.mask_patch, at_least<int64_t>(1), 0),
+      AEFX_FIELD(pretrain.noise, at_least(0.0), 0),
+      AEFX_FIELD(pretrain.augment, nullptr, 0),
+      AEFX_FIELD(pretrain.crop_padding, at_least<int64_t>(0), 0),
+      AEFX_FIELD(classify.epochs, at_least<int64_t>(1), kBaselineInput),
+      AEFX_FIELD(classify.batch_size, at_least<int64_t>(1), kBaselineInput),
+      AEFX_FIELD(classify.lr, positive(), kBaselineInput),
+      AEFX_FIELD(classify.optimizer, nullptr, kBaselineInput),
+      AEFX_FIELD(classify.weight_decay, at_least(0.0), kBaselineInput),
+      AEFX_FIELD(classify.schedule, nullptr, kBaselineInput),
+      AEFX_FIELD(classify.hidden, list_of_at_least(1, true), kBaselineInput),
+      AEFX_FIELD(classify.dropout, in_range(0.0, 1.0), kBaselineInput),
+      AEFX_FIELD(classify.label_smoothing, in_range(0.0, 1.0), kBaselineInput),
+      AEFX_FIELD(classify.pool_grids, list_of_at_least(0, false), kBaselineInput),
+      AEFX_FIELD(classify.pooling, nullptr, kBaselineInput),
+      AEFX_FIELD(classify.flip_codes, nullptr, kBaselineInput),
+      AEFX_FIELD(classify.code_batch_size, at_least<int64_t>(1), kBaselineInput),
+      AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1), 0),
+      AEFX_FIELD_AS("export.device", export_.device, device_spec(), 0),
+      AEFX_FIELD_AS("export.tolerance", export_.tolerance, positive(), 0),
+      AEFX_FIELD(report.pictures, nullptr, kNoEffect),
+      AEFX_FIELD(report.reconstruction_every, at_least<int64_t>(1), kNoEffect),
+      AEFX_FIELD(report.latent_points, at_least<int64_t>(1), kNoEffect),
+      AEFX_FIELD(distributed.backend, nullptr, kLaunch),
+      AEFX_FIELD(distributed.timeout, positive(), kLaunch),
   };
   return table;
 }
@@ -384,10 +394,10 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 }
 
 void check_consistency(const Config& c) {
-  if (!c.data.class_names.empty() && c.data.format != "idx") {
+  if (!c.data.class_names.empty() && c.data.format != DataFormat::kIdx) {
     throw std::invalid_argument("config key 'data.class_names': only for data.format idx (" +
-                                c.data.format + " names its classes itself), found " +
-                                show(c.data.class_names));
+                                std::string(name_of(c.data.format)) +
+                                " names its classes itself), found " + show(c.data.class_names));
   }
   if (c.pretrain.mask_ratio > 0 && c.pretrain.mask_patch > c.data.image_size) {
     throw std::invalid_argument("config key 'pretrain.mask_patch': expected <= data.image_size (" +
@@ -395,7 +405,7 @@ void check_consistency(const Config& c) {
                                 std::to_string(c.pretrain.mask_patch));
   }
   // A dense autoencoder has one code: the conv keys and classify.pool_grids/pooling do not apply.
-  if (c.model.type == "dense") return;
+  if (c.model.type == ModelType::kDense) return;
   const auto stages = static_cast<int64_t>(c.model.widths.size());
   if (static_cast<int64_t>(c.model.blocks.size()) != stages) {
     throw std::invalid_argument(
@@ -446,12 +456,36 @@ const std::vector<std::string>& known_stages() {
   return stages;
 }
 
-int64_t input_channels(const DataConfig& data) { return data.format == "idx" ? 1 : 3; }
+int64_t input_channels(const DataConfig& data) { return data.format == DataFormat::kIdx ? 1 : 3; }
 
 std::vector<std::string> known_keys() {
   std::vector<std::string> keys;
   for (const auto& f : fields()) keys.push_back(f.key);
   return keys;
+}
+
+std::vector<std::string> known_values(const std::string& key) {
+  const Field* f = find_field(key);
+  if (!f) unknown_key(key);
+  return f->choices;
+}
+
+std::vector<std::string> keys_where(KeyFilter filter) {
+  std::vector<std::string> keys;
+  for (const auto& f : fields()) {
+    if ((f.marks & filter.require) == filter.require && (f.marks & filter.exclude) == 0)
+      keys.push_back(f.key);
+  }
+  return keys;
+}
+
+std::vector<Difference> differences(const Config& a, const Config& b, KeyFilter filter) {
+  std::vector<Difference> out;
+  for (const auto& key : keys_where(filter)) {
+    auto va = get_value(a, key), vb = get_value(b, key);
+    if (va != vb) out.push_back({key, std::move(va), std::move(vb)});
+  }
+  return out;
 }
 
 std::string nearest_key(const std::string& key) {

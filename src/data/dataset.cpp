@@ -129,10 +129,12 @@ Dataset load_cifar10_binary(const std::string& root, Split split) {
 }
 
 Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed) {
-  Dataset ds = cfg.format == "image-folder" ? load_image_folder(cfg.root, split, cfg.image_size)
-               : cfg.format == "idx"        ? load_idx(cfg.root, split, cfg.class_names)
-                                            : load_cifar10_binary(cfg.root, split);
-  if (cfg.format != "image-folder" &&
+  using config::DataFormat;
+  Dataset ds = cfg.format == DataFormat::kImageFolder
+                   ? load_image_folder(cfg.root, split, cfg.image_size)
+               : cfg.format == DataFormat::kIdx ? load_idx(cfg.root, split, cfg.class_names)
+                                                : load_cifar10_binary(cfg.root, split);
+  if (cfg.format != DataFormat::kImageFolder &&
       (cfg.image_size != ds.images.size(2) || cfg.image_size != ds.images.size(3))) {
     namespace F = torch::nn::functional;
     auto resized = F::interpolate(ds.images.to(torch::kFloat),

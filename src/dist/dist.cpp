@@ -112,18 +112,20 @@ struct Group::Impl {
 
 Group::Group() : timeout_(0) {}
 
-Group::Group(const Env& env, const std::string& backend, const torch::Device& device,
+Group::Group(const Env& env, config::Backend backend, const torch::Device& device,
              std::chrono::milliseconds timeout)
     : env_(env), device_(device), timeout_(timeout), impl_(std::make_unique<Impl>()) {
-  backend_ = backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : backend;
-  if (backend_ == "nccl" && !device.is_cuda())
+  using config::Backend;
+  backend_ =
+      backend == Backend::kAuto ? (device.is_cuda() ? Backend::kNccl : Backend::kGloo) : backend;
+  if (backend_ == config::Backend::kNccl && !device.is_cuda())
     throw std::invalid_argument("distributed.backend: nccl needs a CUDA device (device: " +
                                 device.str() + "); use gloo or auto on the CPU");
-  if (backend_ == "nccl" && !has_nccl())
+  if (backend_ == config::Backend::kNccl && !has_nccl())
     throw std::invalid_argument(
         "distributed.backend: this aefx was built without NCCL (it needs a CUDA LibTorch with "
         "NCCL headers); use gloo");
-  if (backend_ == "gloo" && !has_gloo())
+  if (backend_ == config::Backend::kGloo && !has_gloo())
     throw std::invalid_argument(
         "distributed.backend: this aefx was built without Gloo (Debian: libgloo-dev); use "
         "nccl on CUDA");
@@ -152,7 +154,7 @@ Group::Group(const Env& env, const std::string& backend, const torch::Device& de
   auto pg_store = c10::make_intrusive<c10d::PrefixStore>("aefx-pg", impl_->store);
   try {
 #if AEFX_HAVE_GLOO
-    if (backend_ == "gloo") {
+    if (backend_ == config::Backend::kGloo) {
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       // GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch; on one machine the
       // loopback address; else the address this machine's hostname resolves to.
@@ -168,7 +170,7 @@ Group::Group(const Env& env, const std::string& backend, const torch::Device& de
     }
 #endif
 #if AEFX_HAVE_NCCL
-    if (backend_ == "nccl") {
+    if (backend_ == config::Backend::kNccl) {
       // Blocking waits: Work::wait then fails after the timeout instead of leaving a dead
       // peer's collective queued on the GPU stream (unless the user chose otherwise).
 #if TORCH_VERSION_MAJOR >= 2
@@ -183,7 +185,7 @@ Group::Group(const Env& env, const std::string& backend, const torch::Device& de
     }
 #endif
   } catch (const std::exception& e) {
-    fail("joining the " + backend_ + " group", e);
+    fail(std::string("joining the ") + config::name_of(backend_) + " group", e);
   }
   // Every rank has joined once one collective went through.
   barrier("forming the group");
@@ -194,7 +196,7 @@ Group::~Group() {
     (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
   // NCCL 2.x wants its communicators shut down before exit (else it warns of leaks); after a
   // failure they may hang, so they are then left to the process's end.
-  if (backend_ == "nccl" && impl_ && impl_->pg && !failed_) {
+  if (backend_ == config::Backend::kNccl && impl_ && impl_->pg && !failed_) {
     try {
       static_cast<c10d::ProcessGroupNCCL*>(impl_->pg.get())->shutdown();
     } catch (const std::exception&) {
@@ -224,7 +226,7 @@ void Group::fail(const std::string& op, const std::exception& e) const {
   throw PeerFailure(util::strfmt(
       "rank %d of %d: %s failed (%s backend): %s. Another rank stopped (see its output) or did "
       "not answer within distributed.timeout = %.0f s",
-      env_.rank, env_.world_size, op.c_str(), backend_.c_str(), cause.c_str(),
+      env_.rank, env_.world_size, op.c_str(), config::name_of(backend_), cause.c_str(),
       timeout_.count() / 1000.0));
 }
 

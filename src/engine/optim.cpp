@@ -6,23 +6,22 @@
 
 namespace aefx::engine {
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(config::Optimizer name,
                                                         std::vector<torch::Tensor> params,
                                                         double lr, double weight_decay) {
-  if (name == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
-        std::move(params), torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+  switch (name) {
+    case config::Optimizer::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(
+          std::move(params), torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+    case config::Optimizer::kAdam:
+      return std::make_unique<torch::optim::Adam>(
+          std::move(params), torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+    case config::Optimizer::kSgd:
+      return std::make_unique<torch::optim::SGD>(
+          std::move(params),
+          torch::optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(weight_decay));
   }
-  if (name == "adam") {
-    return std::make_unique<torch::optim::Adam>(
-        std::move(params), torch::optim::AdamOptions(lr).weight_decay(weight_decay));
-  }
-  if (name == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        std::move(params),
-        torch::optim::SGDOptions(lr).momentum(0.9).nesterov(true).weight_decay(weight_decay));
-  }
-  throw std::invalid_argument("unknown optimizer '" + name + "' (adamw, adam or sgd)");
+  throw std::invalid_argument("unknown optimizer");  // not a value of the enum
 }
 
 void to_channels_last(torch::nn::Module& module) {

@@ -237,11 +237,9 @@ void ClassifySummary::write(const RunFolder& folder) const {
 }
 
 std::string BaselineSummary::inputs_for(const config::Config& cfg) {
-  std::string line = "seed=" + config::get_value(cfg, "seed");
-  for (const auto& key : config::known_keys()) {
-    if (key.rfind("data.", 0) == 0 || key.rfind("classify.", 0) == 0)
-      line += " " + key + "=" + config::get_value(cfg, key);
-  }
+  std::string line;
+  for (const auto& key : config::keys_where(config::kBaselineKeys))
+    line += (line.empty() ? "" : " ") + key + "=" + config::get_value(cfg, key);
   return line;
 }
 

@@ -119,13 +119,8 @@ void check_same_config(const RunFolder& folder, const config::Config& cfg) {
   }
   const config::Config before = config::load_config(folder.config().string());
   std::string diffs;
-  for (const auto& key : config::known_keys()) {
-    if (key == "stages" || key == "threads" || key.rfind("report.", 0) == 0 ||
-        key.rfind("distributed.", 0) == 0)
-      continue;
-    const auto a = config::get_value(before, key), b = config::get_value(cfg, key);
-    if (a != b) diffs += (diffs.empty() ? "" : ", ") + key + " (" + a + " -> " + b + ")";
-  }
+  for (const auto& d : config::differences(before, cfg, config::kResumeKeys))
+    diffs += (diffs.empty() ? "" : ", ") + d.key + " (" + d.a + " -> " + d.b + ")";
   if (!diffs.empty()) {
     throw std::invalid_argument("--resume: the config differs from the one " +
                                 folder.dir().string() + " was started with: " + diffs +
@@ -137,14 +132,8 @@ void check_same_config(const RunFolder& folder, const config::Config& cfg) {
 /// their machine, threads, device index, pictures) is left out.
 void check_same_as_main(const config::Config& mine, const config::Config& main, int rank) {
   std::string diffs;
-  for (const auto& key : config::known_keys()) {
-    if (key == "threads" || key == "device" || key == "data.root" || key == "output_dir" ||
-        key == "stages" || key.rfind("report.", 0) == 0)
-      continue;
-    const auto a = config::get_value(main, key), b = config::get_value(mine, key);
-    if (a != b)
-      diffs += (diffs.empty() ? "" : ", ") + key + " (rank 0: " + a + ", here: " + b + ")";
-  }
+  for (const auto& d : config::differences(main, mine, config::kRankKeys))
+    diffs += (diffs.empty() ? "" : ", ") + d.key + " (rank 0: " + d.a + ", here: " + d.b + ")";
   if (!diffs.empty())
     throw std::invalid_argument(util::strfmt("rank %d: the config differs from rank 0's: ", rank) +
                                 diffs + "; start every rank with the same config and --set");

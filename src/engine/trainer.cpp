@@ -208,20 +208,20 @@ TrainState Trainer::run_from(const StepFn& step, const TrainState* resume) {
   return s;
 }
 
-double scheduled_lr(const std::string& schedule, double base_lr, int64_t step, int64_t total,
+double scheduled_lr(config::Schedule schedule, double base_lr, int64_t step, int64_t total,
                     int64_t warmup) {
   if (warmup > 0 && step < warmup)
     return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (schedule == "constant") return base_lr;
+  if (schedule == config::Schedule::kConstant) return base_lr;
   const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
   const double t = std::min(1.0, static_cast<double>(step - warmup) / span);
   return 0.5 * base_lr * (1.0 + std::cos(M_PI * t));
 }
 
-LrScheduleHook::LrScheduleHook(torch::optim::Optimizer& opt, std::string schedule, double base_lr,
-                               int64_t total_steps, int64_t warmup_steps)
+LrScheduleHook::LrScheduleHook(torch::optim::Optimizer& opt, config::Schedule schedule,
+                               double base_lr, int64_t total_steps, int64_t warmup_steps)
     : opt_(opt),
-      schedule_(std::move(schedule)),
+      schedule_(schedule),
       base_lr_(base_lr),
       total_(total_steps),
       warmup_(warmup_steps) {}

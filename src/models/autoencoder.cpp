@@ -43,12 +43,12 @@ const ArchitectureType& architecture_type(const config::ModelConfig& cfg) {
   static const ArchitectureType kTypes[] = {entry_for<ConvAutoencoderImpl>(),
                                             entry_for<DenseAutoencoderImpl>()};
   for (const auto& t : kTypes) {
-    if (cfg.type == t.name) return t;
+    if (config::name_of(cfg.type) == std::string(t.name)) return t;
   }
   std::string names;
   for (const auto& t : kTypes) names += std::string(names.empty() ? "" : " or ") + t.name;
   throw std::invalid_argument("config key 'model.type': expected " + names + ", found '" +
-                              cfg.type + "'");
+                              config::name_of(cfg.type) + "'");
 }
 
 }  // namespace
@@ -64,7 +64,9 @@ AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channel
 
 torch::Tensor AutoencoderImpl::forward(torch::Tensor normalized) {
   auto out = decoder->forward(encoder->forward(normalized).back());
-  return cfg_.output_activation == "sigmoid" ? normalize(torch::sigmoid(out)) : out;
+  return cfg_.output_activation == config::OutputActivation::kSigmoid
+             ? normalize(torch::sigmoid(out))
+             : out;
 }
 
 torch::Tensor AutoencoderImpl::normalize(const torch::Tensor& images01) const {
@@ -108,8 +110,6 @@ torch::Tensor pool_codes(const std::vector<torch::Tensor>& stages, const CodeSpe
   const auto& grids = spec.grids;
   TORCH_CHECK(stages.size() == grids.size(), "pool_codes: ", stages.size(), " stages but ",
               grids.size(), " grids");
-  TORCH_CHECK(spec.pooling == "avg" || spec.pooling == "max" || spec.pooling == "avgmax",
-              "pool_codes: pooling must be avg, max or avgmax, found '", spec.pooling, "'");
   std::vector<torch::Tensor> parts;
   for (size_t s = 0; s < stages.size(); ++s) {
     if (grids[s] == 0) continue;

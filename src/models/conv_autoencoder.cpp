@@ -162,7 +162,9 @@ std::string ConvAutoencoderImpl::description(const config::ModelConfig& cfg, int
   ss << "] blocks=[";
   for (size_t i = 0; i < cfg.blocks.size(); ++i) ss << (i ? "," : "") << cfg.blocks[i];
   ss << "] decoder_blocks=" << cfg.decoder_blocks << " decoder_width=" << cfg.decoder_width
-     << (cfg.output_activation == "identity" ? "" : " output=" + cfg.output_activation);
+     << (cfg.output_activation == config::OutputActivation::kIdentity
+             ? std::string()
+             : std::string(" output=") + config::name_of(cfg.output_activation));
   return ss.str();
 }
 

@@ -11,24 +11,25 @@ namespace aefx::models {
 namespace nn = torch::nn;
 namespace {
 
-void add_activation(nn::Sequential& seq, const std::string& name) {
-  if (name == "relu") {
-    seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
-  } else if (name == "tanh") {
-    seq->push_back(nn::Tanh());
-  } else if (name == "sigmoid") {
-    seq->push_back(nn::Sigmoid());
-  } else {
-    throw std::invalid_argument(
-        "config key 'model.activation': expected relu, tanh or sigmoid, "
-        "found '" +
-        name + "'");
+void add_activation(nn::Sequential& seq, config::Activation activation) {
+  switch (activation) {
+    case config::Activation::kRelu:
+      seq->push_back(nn::ReLU(nn::ReLUOptions(true)));
+      return;
+    case config::Activation::kTanh:
+      seq->push_back(nn::Tanh());
+      return;
+    case config::Activation::kSigmoid:
+      seq->push_back(nn::Sigmoid());
+      return;
   }
+  throw std::invalid_argument("config key 'model.activation': not one of " +
+                              config::names_of<config::Activation>());
 }
 
 /// Linear layers through `sizes`, starting from `in`, each followed by the activation.
 nn::Sequential dense_stack(int64_t in, const std::vector<int64_t>& sizes,
-                           const std::string& activation) {
+                           config::Activation activation) {
   nn::Sequential seq;
   for (int64_t out : sizes) {
     seq->push_back(nn::Linear(in, out));
@@ -118,7 +119,7 @@ int64_t DenseAutoencoderImpl::bottleneck(const config::ModelConfig& cfg, int64_t
 }
 
 CodeSpec DenseAutoencoderImpl::spec(const config::ModelConfig&, const config::ClassifyConfig&) {
-  return {{1}, "avg"};
+  return {{1}, config::Pooling::kAvg};
 }
 
 int64_t DenseAutoencoderImpl::dim(const config::ModelConfig& cfg, const CodeSpec&) {
@@ -131,8 +132,10 @@ std::string DenseAutoencoderImpl::description(const config::ModelConfig& cfg, in
   ss << "dense-autoencoder input=" << channels << "x" << image_size << "x" << image_size
      << " hidden=[";
   for (size_t i = 0; i < cfg.hidden.size(); ++i) ss << (i ? "," : "") << cfg.hidden[i];
-  ss << "] code=" << cfg.code_size << " activation=" << cfg.activation
-     << (cfg.output_activation == "identity" ? "" : " output=" + cfg.output_activation);
+  ss << "] code=" << cfg.code_size << " activation=" << config::name_of(cfg.activation)
+     << (cfg.output_activation == config::OutputActivation::kIdentity
+             ? std::string()
+             : std::string(" output=") + config::name_of(cfg.output_activation));
   return ss.str();
 }
 

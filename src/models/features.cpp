@@ -63,7 +63,7 @@ std::string head_architecture(const config::Config& cfg, int64_t classes) {
   const auto spec = code_spec(cfg.model, cfg.classify);
   for (auto g : spec.grids) grids += (grids.empty() ? "" : ",") + std::to_string(g);
   return describe_head(code_dim(cfg.model, spec), cfg.classify.hidden, classes) + " grids=[" +
-         grids + "] pooling=" + spec.pooling + " on " +
+         grids + "] pooling=" + config::name_of(spec.pooling) + " on " +
          describe_architecture(cfg.model, config::input_channels(cfg.data), cfg.data.image_size);
 }
 

@@ -68,7 +68,7 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
   std::ostringstream dec;
   dec << "    def decode(self, code: Tensor) -> Tensor:\n        x = code\n";
   const std::string output =
-      ae->config().output_activation == "sigmoid"
+      ae->config().output_activation == config::OutputActivation::kSigmoid
           ? "        return torch.sigmoid(x)\n"
           : "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
   ae->script_decoder(w, dec);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 
@@ -24,7 +25,7 @@ TEST(Config, EmptyGivesDefaults) {
   EXPECT_EQ(c.device, "auto");
   EXPECT_EQ(c.output_dir, "models");
   EXPECT_EQ(c.stages, (std::vector<std::string>{"pretrain", "classify", "evaluate", "export"}));
-  EXPECT_EQ(c.model.type, "conv");
+  EXPECT_EQ(c.model.type, ModelType::kConv);
   EXPECT_EQ(c.model.widths.size(), c.classify.pool_grids.size());
 }
 
@@ -105,10 +106,10 @@ TEST(Config, DenseModelsAndIdxData) {
       "  output_activation: sigmoid\nclassify:\n  pool_grids: [9]\n"
       "data:\n  format: idx\n  image_size: 28\n  class_names: [a, b]\n",
       {}, "test.yaml");
-  EXPECT_EQ(c.model.type, "dense");
+  EXPECT_EQ(c.model.type, config::ModelType::kDense);
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{64, 32}));
   EXPECT_EQ(c.model.code_size, 16);
-  EXPECT_EQ(c.model.activation, "relu");
+  EXPECT_EQ(c.model.activation, config::Activation::kRelu);
   EXPECT_EQ(c.data.class_names, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(config::input_channels(c.data), 1);
   EXPECT_EQ(config::input_channels(config::DataConfig{}), 3);
@@ -208,6 +209,62 @@ TEST(Config, FileThatIsNotAMappingIsAConfigError) {
             std::string::npos);
   aefx::testing::write_bytes(dir / "ok.yaml", "name: x\n");
   EXPECT_EQ(load_config((dir / "ok.yaml").string()).name, "x");
+}
+
+TEST(Config, ChoicesAreEnumsWithOneNameTable) {
+  EXPECT_EQ(names_of<DataFormat>(", "), "cifar10-binary, image-folder, idx");
+  EXPECT_EQ(from_name<Pooling>("avgmax"), Pooling::kAvgMax);
+  EXPECT_FALSE(from_name<Pooling>("median").has_value());
+  EXPECT_EQ(std::string(name_of(Backend::kNccl)), "nccl");
+  EXPECT_EQ(known_values("classify.pooling"), (std::vector<std::string>{"avg", "max", "avgmax"}));
+  EXPECT_EQ(known_values("pretrain.optimizer"), (std::vector<std::string>{"adamw", "adam", "sgd"}));
+  EXPECT_TRUE(known_values("seed").empty());
+  EXPECT_THROW(known_values("model.kind"), std::invalid_argument);
+  // Every name parses and prints back as itself.
+  for (const auto& [value, name] : EnumNames<Optimizer>::table) {
+    const auto c = parse_config("", {std::string("classify.optimizer=") + name});
+    EXPECT_EQ(c.classify.optimizer, value);
+    EXPECT_EQ(get_value(c, "classify.optimizer"), name);
+  }
+}
+
+bool selects(KeyFilter filter, const std::string& key) {
+  const auto keys = keys_where(filter);
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+TEST(Config, KeyFiltersCompareTheKeysTheyAlwaysDid) {
+  auto starts = [](const std::string& key, const char* prefix) {
+    return key.rfind(prefix, 0) == 0;
+  };
+  for (const auto& key : known_keys()) {
+    const bool report = starts(key, "report."), dist = starts(key, "distributed.");
+    // --resume: all but stages, threads, report.* and distributed.*.
+    EXPECT_EQ(selects(kResumeKeys, key), !(key == "stages" || key == "threads" || report || dist))
+        << key;
+    // The ranks of a run: all but threads, device, data.root, output_dir, stages and report.*.
+    EXPECT_EQ(selects(kRankKeys, key),
+              !(key == "threads" || key == "device" || key == "data.root" || key == "output_dir" ||
+                key == "stages" || report))
+        << key;
+    // The raw-pixel baseline: seed, data.* and classify.*.
+    EXPECT_EQ(selects(kBaselineKeys, key),
+              key == "seed" || starts(key, "data.") || starts(key, "classify."))
+        << key;
+  }
+  Config a, b;
+  b.threads = 3;
+  b.classify.pooling = Pooling::kMax;
+  b.distributed.backend = Backend::kGloo;
+  const auto resume = differences(a, b, kResumeKeys);
+  ASSERT_EQ(resume.size(), 1u);
+  EXPECT_EQ(resume[0].key, "classify.pooling");
+  EXPECT_EQ(resume[0].a, "avg");
+  EXPECT_EQ(resume[0].b, "max");
+  const auto ranks = differences(a, b, kRankKeys);
+  ASSERT_EQ(ranks.size(), 2u);
+  EXPECT_EQ(ranks[1].key, "distributed.backend");
+  EXPECT_TRUE(differences(a, a, KeyFilter{}).empty());
 }
 
 }  // namespace

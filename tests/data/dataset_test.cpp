@@ -307,7 +307,7 @@ TEST(Idx, ReadsPlainAndGzipFilesAsGreyImages) {
 
   // Through the config: format idx, resized to data.image_size, limited.
   config::DataConfig cfg;
-  cfg.format = "idx";
+  cfg.format = config::DataFormat::kIdx;
   cfg.root = dir.path().string();
   cfg.image_size = 16;
   cfg.limit_train = 10;

@@ -137,7 +137,7 @@ void on_two_ranks(const std::function<void(Group&)>& body, double timeout_s = 20
     env.rank = r;
     env.world_size = 2;
     env.master_port = port;
-    Group g(env, "gloo", torch::kCPU,
+    Group g(env, config::Backend::kGloo, torch::kCPU,
             std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
     body(g);
   };
@@ -232,7 +232,7 @@ TEST(DistGroup, ARankThatNeverComesIsReportedWithinTheTimeout) {
   env.master_port = free_port();  // nobody serves it
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    Group g(env, "gloo", torch::kCPU, std::chrono::milliseconds(2000));
+    Group g(env, config::Backend::kGloo, torch::kCPU, std::chrono::milliseconds(2000));
     FAIL() << "joined a group without rank 0";
   } catch (const PeerFailure& e) {
     const std::string what = e.what();
@@ -248,7 +248,7 @@ TEST(DistGroup, BackendsAreCheckedBeforeConnecting) {
   Env env;
   env.enabled = true;
   try {
-    Group g(env, "nccl", torch::kCPU, std::chrono::milliseconds(1000));
+    Group g(env, config::Backend::kNccl, torch::kCPU, std::chrono::milliseconds(1000));
     FAIL() << "nccl on the CPU was accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("nccl needs a CUDA device"), std::string::npos);

@@ -96,7 +96,7 @@ TEST(PoolCodes, MaxAndAvgMaxPooling) {
   auto m = small();
   ConvEncoder enc(m, 3);
   auto outs = enc->forward(torch::rand({3, 3, 32, 32}));
-  const CodeSpec max{{2, 0, 1}, "max"}, both{{2, 0, 1}, "avgmax"};
+  const CodeSpec max{{2, 0, 1}, config::Pooling::kMax}, both{{2, 0, 1}, config::Pooling::kAvgMax};
   auto mx = pool_codes(outs, max);
   EXPECT_EQ(code_dim(m, max), 4 * 4 + 16);
   EXPECT_EQ(mx.size(1), code_dim(m, max));
@@ -111,7 +111,6 @@ TEST(PoolCodes, MaxAndAvgMaxPooling) {
   EXPECT_TRUE(torch::equal(ab.narrow(1, 16, 16), mx.narrow(1, 0, 16)));
   EXPECT_TRUE(torch::equal(ab.narrow(1, 32, 16), avg.narrow(1, 16, 16)));
   EXPECT_TRUE(torch::equal(ab.narrow(1, 48, 16), mx.narrow(1, 16, 16)));
-  EXPECT_THROW(pool_codes(outs, CodeSpec{{2, 0, 1}, "median"}), c10::Error);
 }
 
 TEST(Head, LinearAndMlpShapesAndStandardization) {
@@ -130,10 +129,10 @@ TEST(Head, LinearAndMlpShapesAndStandardization) {
 
 config::ModelConfig dense(std::vector<int64_t> hidden, int64_t code) {
   config::ModelConfig m;
-  m.type = "dense";
+  m.type = config::ModelType::kDense;
   m.hidden = std::move(hidden);
   m.code_size = code;
-  m.output_activation = "sigmoid";
+  m.output_activation = config::OutputActivation::kSigmoid;
   return m;
 }
 
@@ -205,13 +204,13 @@ TEST(Factory, BuildsEachTypeAndRefusesAnother) {
   Autoencoder held(dense({}, 4), 1, 8);
   EXPECT_NE(dynamic_cast<DenseAutoencoderImpl*>(held.get()), nullptr);
   auto bad = small();
-  bad.type = "transformer";
+  bad.type = static_cast<config::ModelType>(99);  // no config parses to it: a value from a bug
   try {
     make_autoencoder(bad, 3, 16);
     FAIL() << "an unknown model.type was accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_EQ(std::string(e.what()),
-              "config key 'model.type': expected conv or dense, found 'transformer'");
+              "config key 'model.type': expected conv or dense, found '?'");
   }
   EXPECT_THROW(describe_architecture(bad, 3, 16), std::invalid_argument);
   EXPECT_THROW(forward_flops(bad, 3, 16), std::invalid_argument);
@@ -274,7 +273,7 @@ std::vector<Layout> old_layouts() {
                  136});
   conv.decoder_blocks = 2;
   conv.decoder_width = 0.5;
-  conv.output_activation = "sigmoid";
+  conv.output_activation = config::OutputActivation::kSigmoid;
   out.push_back(
       {conv,
        1,
@@ -314,7 +313,7 @@ std::vector<Layout> old_layouts() {
        144,
        136});
   auto d = dense({32, 16}, 8);
-  d.activation = "tanh";
+  d.activation = config::Activation::kTanh;
   out.push_back({d,
                  1,
                  12,
@@ -332,7 +331,7 @@ std::vector<Layout> old_layouts() {
                  8,
                  8});
   d = dense({}, 8);
-  d.output_activation = "identity";
+  d.output_activation = config::OutputActivation::kIdentity;
   out.push_back({d,
                  3,
                  8,
@@ -350,7 +349,7 @@ std::vector<Layout> old_layouts() {
 TEST(Architecture, LayoutOfTheSingleClassKept) {
   config::ClassifyConfig classify;
   classify.pool_grids = {1, 0, 2};
-  classify.pooling = "avgmax";
+  classify.pooling = config::Pooling::kAvgMax;
   for (const auto& l : old_layouts()) {
     SCOPED_TRACE(l.description);
     torch::manual_seed(7);

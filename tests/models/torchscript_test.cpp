@@ -13,11 +13,11 @@ using aefx::testing::TempDir;
 struct Trained {
   Autoencoder ae{nullptr};
   Head head{nullptr};
-  CodeSpec grids{{2, 1, 1}, "avgmax"};
+  CodeSpec grids{{2, 1, 1}, config::Pooling::kAvgMax};
 };
 
 /// A small model with non-trivial weights, BatchNorm statistics and normalisation.
-Trained make_model(const std::string& pooling = "avgmax") {
+Trained make_model(config::Pooling pooling = config::Pooling::kAvgMax) {
   torch::manual_seed(3);
   config::ModelConfig m;
   m.widths = {4, 8, 8};
@@ -43,8 +43,8 @@ double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 TEST(TorchScript, ExportsEqualNativeModels) {
-  for (const char* pooling : {"avg", "max", "avgmax"}) {
-    SCOPED_TRACE(pooling);
+  for (const auto& [pooling, name] : config::EnumNames<config::Pooling>::table) {
+    SCOPED_TRACE(name);
     auto t = make_model(pooling);
     torch::NoGradGuard no_grad;
     auto x = torch::rand({6, 3, 16, 16});
@@ -88,8 +88,8 @@ TEST(TorchScript, SavedFileReloadsWithMetadata) {
 /// Grey models: a dense autoencoder (ReLU hidden layer, tanh code, sigmoid output) and a conv one
 /// with a sigmoid output; each exported file equals its native model.
 TEST(TorchScript, GreyDenseAndSigmoidModelsExportEqualNative) {
-  for (const char* type : {"dense", "conv"}) {
-    SCOPED_TRACE(type);
+  for (const auto type : {config::ModelType::kDense, config::ModelType::kConv}) {
+    SCOPED_TRACE(config::name_of(type));
     torch::manual_seed(4);
     config::ModelConfig m;
     m.type = type;
@@ -97,8 +97,9 @@ TEST(TorchScript, GreyDenseAndSigmoidModelsExportEqualNative) {
     m.blocks = {1, 1};
     m.hidden = {20};
     m.code_size = 6;
-    m.activation = std::string(type) == "dense" ? "tanh" : "relu";
-    m.output_activation = "sigmoid";
+    m.activation =
+        type == config::ModelType::kDense ? config::Activation::kTanh : config::Activation::kRelu;
+    m.output_activation = config::OutputActivation::kSigmoid;
     config::ClassifyConfig c;
     c.pool_grids = {2, 1};
     const auto spec = code_spec(m, c);
@@ -112,7 +113,7 @@ TEST(TorchScript, GreyDenseAndSigmoidModelsExportEqualNative) {
     torch::NoGradGuard no_grad;
     auto x = torch::rand({5, 1, 12, 12});
     auto codes = pool_codes(ae->encoder->forward(ae->normalize(x)), spec);
-    EXPECT_EQ(codes.size(1), std::string(type) == "dense" ? 6 : 4 * 4 + 8);
+    EXPECT_EQ(codes.size(1), type == config::ModelType::kDense ? 6 : 4 * 4 + 8);
     EXPECT_LE(max_diff(script_encoder(ae, spec).forward({x}).toTensor(), codes), 1e-5);
     auto recon = ae->denormalize(ae->forward(ae->normalize(x)));
     EXPECT_LE(max_diff(script_autoencoder(ae).forward({x}).toTensor(), recon), 1e-5);
@@ -120,7 +121,7 @@ TEST(TorchScript, GreyDenseAndSigmoidModelsExportEqualNative) {
     EXPECT_LE(max_diff(clf.forward({x}).toTensor(), head->forward(codes)), 1e-5);
     // A colour batch, or (dense) another image size, is refused with the expected input.
     EXPECT_THROW(clf.forward({torch::rand({2, 3, 12, 12})}), std::exception);
-    if (std::string(type) == "dense") {
+    if (type == config::ModelType::kDense) {
       try {
         clf.forward({torch::rand({2, 1, 16, 16})});
         FAIL() << "a dense model takes only its own image size";

@@ -29,9 +29,9 @@ int evaluate(const EvaluateArgs& a) {
   models::ExportedClassifier clf(a.model);
   config::DataConfig dc;
   dc.root = a.data;
-  dc.format = a.format;
+  dc.format = config::from_name<config::DataFormat>(a.format).value();  // checked by --format
   dc.image_size = clf.image_size();
-  if (dc.format == "idx") dc.class_names = clf.class_names();
+  if (dc.format == config::DataFormat::kIdx) dc.class_names = clf.class_names();
   auto test = data::load_split(dc, data::Split::kTest, 0);
   // Colour data for a grey model, or grey data for a colour one: converted as predict does.
   test.images = data::to_channels(test.images, clf.channels());
@@ -71,8 +71,8 @@ Action setup_evaluate(CLI::App& app) {
   app.add_option("--data", a->data, "the data set's root folder")->type_name("DIR");
   app.add_option("--format", a->format, "cifar10-binary (default), image-folder or idx")
       ->type_name("FORMAT")
-      ->check(expects(CLI::IsMember({"cifar10-binary", "image-folder", "idx"}),
-                      "cifar10-binary, image-folder or idx"));
+      ->check(expects(CLI::IsMember(config::known_values("data.format")),
+                      config::names_of<config::DataFormat>(", ")));
   app.add_option("--batch", a->accuracy.batch_size,
                  "images per forward pass (default 500); memory, not the result")
       ->type_name("N")

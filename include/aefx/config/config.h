@@ -3,19 +3,123 @@
 // an unknown key, a wrong type or an out-of-range value throws std::invalid_argument naming
 // the key path. There is no global config; every part of aefx gets what it needs passed in.
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace aefx::config {
 
+// Config choices: each one an enum class with one table of names.
+/// One name of an enum value, as the config spells it.
+template <class E>
+struct EnumName {
+  E value;
+  const char* name;
+};
+
+/// The name table of each config enum (specialised below): parsing, printing, error messages
+/// and the listing of known values all read it.
+template <class E>
+struct EnumNames;
+
+/// data.format: where the images come from.
+enum class DataFormat { kCifar10Binary, kImageFolder, kIdx };
+template <>
+struct EnumNames<DataFormat> {
+  static constexpr EnumName<DataFormat> table[] = {{DataFormat::kCifar10Binary, "cifar10-binary"},
+                                                   {DataFormat::kImageFolder, "image-folder"},
+                                                   {DataFormat::kIdx, "idx"}};
+};
+
+/// model.type: the autoencoder architecture.
+enum class ModelType { kConv, kDense };
+template <>
+struct EnumNames<ModelType> {
+  static constexpr EnumName<ModelType> table[] = {{ModelType::kConv, "conv"},
+                                                  {ModelType::kDense, "dense"}};
+};
+
+/// model.activation: after every hidden and code layer of a dense autoencoder.
+enum class Activation { kRelu, kTanh, kSigmoid };
+template <>
+struct EnumNames<Activation> {
+  static constexpr EnumName<Activation> table[] = {
+      {Activation::kRelu, "relu"}, {Activation::kTanh, "tanh"}, {Activation::kSigmoid, "sigmoid"}};
+};
+
+/// model.output_activation: what the reconstruction goes through.
+enum class OutputActivation { kIdentity, kSigmoid };
+template <>
+struct EnumNames<OutputActivation> {
+  static constexpr EnumName<OutputActivation> table[] = {{OutputActivation::kIdentity, "identity"},
+                                                         {OutputActivation::kSigmoid, "sigmoid"}};
+};
+
+/// pretrain.optimizer and classify.optimizer.
+enum class Optimizer { kAdamW, kAdam, kSgd };
+template <>
+struct EnumNames<Optimizer> {
+  static constexpr EnumName<Optimizer> table[] = {
+      {Optimizer::kAdamW, "adamw"}, {Optimizer::kAdam, "adam"}, {Optimizer::kSgd, "sgd"}};
+};
+
+/// pretrain.schedule and classify.schedule: the learning rate over the steps.
+enum class Schedule { kCosine, kConstant };
+template <>
+struct EnumNames<Schedule> {
+  static constexpr EnumName<Schedule> table[] = {{Schedule::kCosine, "cosine"},
+                                                 {Schedule::kConstant, "constant"}};
+};
+
+/// classify.pooling: what each grid cell of a feature map becomes.
+enum class Pooling { kAvg, kMax, kAvgMax };
+template <>
+struct EnumNames<Pooling> {
+  static constexpr EnumName<Pooling> table[] = {
+      {Pooling::kAvg, "avg"}, {Pooling::kMax, "max"}, {Pooling::kAvgMax, "avgmax"}};
+};
+
+/// distributed.backend.
+enum class Backend { kAuto, kGloo, kNccl };
+template <>
+struct EnumNames<Backend> {
+  static constexpr EnumName<Backend> table[] = {
+      {Backend::kAuto, "auto"}, {Backend::kGloo, "gloo"}, {Backend::kNccl, "nccl"}};
+};
+
+/// The config's name of `value`.
+template <class E>
+constexpr const char* name_of(E value) {
+  for (const auto& n : EnumNames<E>::table)
+    if (n.value == value) return n.name;
+  return "?";
+}
+
+/// The value named `name`, or nullopt when the table has no such name.
+template <class E>
+std::optional<E> from_name(std::string_view name) {
+  for (const auto& n : EnumNames<E>::table)
+    if (name == n.name) return n.value;
+  return std::nullopt;
+}
+
+/// Every name of E in table order, joined by `separator`, e.g. "conv dense".
+template <class E>
+std::string names_of(const std::string& separator = " ") {
+  std::string out;
+  for (const auto& n : EnumNames<E>::table) out += (out.empty() ? "" : separator) + n.name;
+  return out;
+}
+
 /// Where the images come from and how they are split.
 struct DataConfig {
-  std::string format = "cifar10-binary";  ///< cifar10-binary | image-folder | idx
-  std::string root = "data/cifar10";      ///< folder holding the data (see README)
-  int64_t val_size = 5000;                ///< images held out of train for validation
-  int64_t limit_train = 0;                ///< use only this many training images (0 = all)
-  int64_t limit_test = 0;                 ///< use only this many test images (0 = all)
-  int64_t image_size = 32;                ///< images are resized to image_size x image_size
+  DataFormat format = DataFormat::kCifar10Binary;
+  std::string root = "data/cifar10";  ///< folder holding the data (see README)
+  int64_t val_size = 5000;            ///< images held out of train for validation
+  int64_t limit_train = 0;            ///< use only this many training images (0 = all)
+  int64_t limit_test = 0;             ///< use only this many test images (0 = all)
+  int64_t image_size = 32;            ///< images are resized to image_size x image_size
   /// idx only: the names of labels 0, 1, ... (empty = "0".."9"; a label without a name is an
   /// error).
   std::vector<std::string> class_names{};
@@ -27,7 +131,7 @@ int64_t input_channels(const DataConfig& data);
 /// Autoencoder architecture: convolutional (widths, blocks, decoder_*) or dense (hidden,
 /// code_size, activation); output_activation applies to both.
 struct ModelConfig {
-  std::string type = "conv";                 ///< conv | dense
+  ModelType type = ModelType::kConv;
   std::vector<int64_t> widths{32, 64, 128};  ///< conv: channels per encoder stage
   std::vector<int64_t> blocks{1, 1, 1};      ///< conv-BN-ReLU blocks per stage
   int64_t decoder_blocks = 1;                ///< conv blocks per decoder stage
@@ -35,11 +139,10 @@ struct ModelConfig {
   /// dense: encoder hidden layer sizes between the input and the code (the decoder mirrors
   /// them); empty = input -> code -> input.
   std::vector<int64_t> hidden{};
-  int64_t code_size = 128;  ///< dense: values in the code (the bottleneck)
-  std::string activation =
-      "relu";  ///< dense: after every hidden and the code layer: relu | tanh | sigmoid
-  std::string output_activation =
-      "identity";  ///< reconstruction in pixel units: identity | sigmoid
+  int64_t code_size = 128;                    ///< dense: values in the code (the bottleneck)
+  Activation activation = Activation::kRelu;  ///< dense: after every hidden and the code layer
+  /// The reconstruction in pixel units.
+  OutputActivation output_activation = OutputActivation::kIdentity;
 };
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).
@@ -47,9 +150,9 @@ struct PretrainConfig {
   int64_t epochs = 10;  ///< 0 = no training: the random encoder, as a control (see README)
   int64_t batch_size = 128;
   double lr = 2e-3;
-  std::string optimizer = "adamw";  ///< adamw | adam | sgd
+  Optimizer optimizer = Optimizer::kAdamW;
   double weight_decay = 1e-4;
-  std::string schedule = "cosine";  ///< cosine | constant
+  Schedule schedule = Schedule::kCosine;
   double warmup_epochs = 0.0;
   double mask_ratio = 0.0;  ///< fraction of input patches zeroed (masked autoencoder)
   int64_t mask_patch = 4;   ///< patch side in pixels
@@ -63,17 +166,17 @@ struct ClassifyConfig {
   int64_t epochs = 20;
   int64_t batch_size = 256;
   double lr = 1e-3;
-  std::string optimizer = "adamw";
+  Optimizer optimizer = Optimizer::kAdamW;
   double weight_decay = 1e-4;
-  std::string schedule = "cosine";
+  Schedule schedule = Schedule::kCosine;
   std::vector<int64_t> hidden{};  ///< hidden layer sizes; empty = linear head
   double dropout = 0.0;
   double label_smoothing = 0.0;
   /// Per encoder stage: g -> the map is pooled to a g x g grid of cells; 0 = stage unused.
   std::vector<int64_t> pool_grids{4, 2, 1};
-  std::string pooling = "avg";    ///< each grid cell: avg | max | avgmax (both, concatenated)
-  bool flip_codes = true;         ///< also cache codes of horizontally flipped train images
-  int64_t code_batch_size = 500;  ///< batch size for computing codes
+  Pooling pooling = Pooling::kAvg;  ///< each grid cell: avg, max or avgmax (both, concatenated)
+  bool flip_codes = true;           ///< also cache codes of horizontally flipped train images
+  int64_t code_batch_size = 500;    ///< batch size for computing codes
 };
 
 /// Test-set evaluation.
@@ -97,8 +200,8 @@ struct ReportConfig {
 /// Data-parallel training over several processes (see README, "Several processes and machines").
 /// Used only when aefx runs under torchrun's variables (RANK, WORLD_SIZE, ...) or `aefx launch`.
 struct DistributedConfig {
-  std::string backend = "auto";  ///< auto (nccl on CUDA, else gloo) | gloo | nccl
-  double timeout = 300;          ///< seconds a rank waits for the others before it gives up
+  Backend backend = Backend::kAuto;  ///< auto: nccl on CUDA, else gloo
+  double timeout = 300;              ///< seconds a rank waits for the others before it gives up
 };
 
 /// A whole run.
@@ -124,6 +227,46 @@ const std::vector<std::string>& known_stages();
 
 /// Every valid key path, e.g. "pretrain.epochs", in documentation order.
 std::vector<std::string> known_keys();
+
+/// The names a choice key accepts (e.g. "model.type": conv, dense); empty for other keys.
+std::vector<std::string> known_values(const std::string& key);
+
+/// Marks on config keys, for comparing two configs (see KeyFilter).
+enum KeyMark : unsigned {
+  /// What runs and how fast or what is drawn, not what is computed: stages, threads, report.*.
+  kNoEffect = 1u << 0,
+  /// How the processes of a run find each other: distributed.*.
+  kLaunch = 1u << 1,
+  /// May differ between the machines (ranks) of one run: device, data.root, output_dir.
+  kPerMachine = 1u << 2,
+  /// What the raw-pixel baseline depends on: seed, data.*, classify.*.
+  kBaselineInput = 1u << 3,
+};
+
+/// The keys with every mark of `require` and none of `exclude`.
+struct KeyFilter {
+  unsigned require = 0;
+  unsigned exclude = 0;
+};
+/// --resume continues only under the config that started the run.
+inline constexpr KeyFilter kResumeKeys{0, kNoEffect | kLaunch};
+/// Every rank of a run trains the same model the same way.
+inline constexpr KeyFilter kRankKeys{0, kNoEffect | kPerMachine};
+/// baseline.json holds for a config when these are the same.
+inline constexpr KeyFilter kBaselineKeys{kBaselineInput, 0};
+
+/// The keys `filter` selects, in documentation order.
+std::vector<std::string> keys_where(KeyFilter filter);
+
+/// A key whose value differs between two configs, with both values as get_value gives them.
+struct Difference {
+  std::string key;
+  std::string a;
+  std::string b;
+};
+
+/// The keys `filter` selects whose values differ between `a` and `b`, in documentation order.
+std::vector<Difference> differences(const Config& a, const Config& b, KeyFilter filter);
 
 /// Loads and validates a YAML file, applying `overrides` ("key=value", as --set) first. Throws
 /// std::invalid_argument naming the file when it is missing, unreadable, a directory, empty (no

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "aefx/config/config.h"
+
 namespace aefx::dist {
 
 /// Where this process stands in the group, as torchrun describes it.
@@ -64,7 +66,7 @@ class Group {
   /// Joins the group `env` describes: rank 0 serves the TCPStore at MASTER_ADDR:MASTER_PORT and
   /// waits for the others; `backend` is auto (nccl for a CUDA device, else gloo), gloo or nccl.
   /// Throws PeerFailure when the group is not complete within `timeout`.
-  Group(const Env& env, const std::string& backend, const torch::Device& device,
+  Group(const Env& env, config::Backend backend, const torch::Device& device,
         std::chrono::milliseconds timeout);
   ~Group();
   Group(const Group&) = delete;
@@ -74,7 +76,7 @@ class Group {
   int size() const { return env_.world_size; }
   bool is_main() const { return env_.rank == 0; }
   /// "none" for the single process, else the backend in use (gloo, nccl).
-  const std::string& backend() const { return backend_; }
+  std::string backend() const { return impl_ ? config::name_of(backend_) : "none"; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   /// Sums each tensor over all ranks, in place; with `average`, divides by the world size.
@@ -115,7 +117,7 @@ class Group {
   struct Impl;
   [[noreturn]] void fail(const std::string& op, const std::exception& e) const;
   Env env_;
-  std::string backend_ = "none";
+  config::Backend backend_ = config::Backend::kAuto;
   torch::Device device_ = torch::kCPU;
   std::chrono::milliseconds timeout_;
   int64_t seq_ = 0;              ///< numbers the store keys of from_main calls (same on every rank)

@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "aefx/config/config.h"
+
 namespace aefx::engine {
 
-/// Builds the optimizer named by the config (adamw | adam | sgd with momentum 0.9, Nesterov).
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
+/// Builds the optimizer the config chose (adamw, adam, or sgd with Nesterov momentum 0.9).
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(config::Optimizer name,
                                                         std::vector<torch::Tensor> params,
                                                         double lr, double weight_decay);
 

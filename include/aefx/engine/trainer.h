@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "aefx/dist/dist.h"
+#include "aefx/config/config.h"
 #include "aefx/util/progress.h"
 
 namespace aefx::engine {
@@ -145,21 +146,21 @@ class Trainer {
 };
 
 /// Learning rate at `step` of `total` with linear warmup over `warmup` steps, then cosine
-/// decay to 0 (schedule "cosine") or constant (schedule "constant").
-double scheduled_lr(const std::string& schedule, double base_lr, int64_t step, int64_t total,
+/// decay to 0 (cosine) or constant.
+double scheduled_lr(config::Schedule schedule, double base_lr, int64_t step, int64_t total,
                     int64_t warmup);
 
 /// A hook that sets the optimizer's learning rate before every step.
 class LrScheduleHook : public Hook {
  public:
-  LrScheduleHook(torch::optim::Optimizer& opt, std::string schedule, double base_lr,
+  LrScheduleHook(torch::optim::Optimizer& opt, config::Schedule schedule, double base_lr,
                  int64_t total_steps, int64_t warmup_steps);
   void before_step(TrainState& s) override;
   double current_lr() const { return lr_; }
 
  private:
   torch::optim::Optimizer& opt_;
-  std::string schedule_;
+  config::Schedule schedule_;
   double base_lr_;
   int64_t total_, warmup_;
   double lr_ = 0;

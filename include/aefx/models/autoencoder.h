@@ -19,15 +19,16 @@ namespace aefx::models {
 class ScriptWriter;
 
 /// How the latent code is read off the encoder's stages: stage s is pooled to a
-/// grids[s] x grids[s] grid of cells (0 = stage unused), each cell by `pooling`: "avg", "max",
-/// or "avgmax" (both; the average first). Converts from a grid list, with average pooling.
+/// grids[s] x grids[s] grid of cells (0 = stage unused), each cell by `pooling`: avg, max, or
+/// avgmax (both; the average first). Converts from a grid list, with average pooling.
 struct CodeSpec {
-  CodeSpec(std::vector<int64_t> grids_, std::string pooling_ = "avg")  // NOLINT: implicit
-      : grids(std::move(grids_)), pooling(std::move(pooling_)) {}
-  bool uses_avg() const { return pooling != "max"; }
-  bool uses_max() const { return pooling != "avg"; }
+  CodeSpec(std::vector<int64_t> grids_,
+           config::Pooling pooling_ = config::Pooling::kAvg)  // NOLINT: implicit
+      : grids(std::move(grids_)), pooling(pooling_) {}
+  bool uses_avg() const { return pooling != config::Pooling::kMax; }
+  bool uses_max() const { return pooling != config::Pooling::kAvg; }
   std::vector<int64_t> grids;
-  std::string pooling;
+  config::Pooling pooling;
 };
 
 /// Encoder: normalised images -> the feature map of each stage (B x C x H x W each), from which
