@@ -167,8 +167,8 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   head.classes = static_cast<int64_t>(train.class_names.size());
   head.device = device;
   const int64_t v = std::min<int64_t>(rows, 1000);
-  const auto r = engine::fit_head(all, labels, all.narrow(0, 0, v).clone(),
-                                  labels.narrow(0, 0, v), head, alone);
+  const auto r = engine::fit_head(all, labels, all.narrow(0, 0, v).clone(), labels.narrow(0, 0, v),
+                                  head, alone);
   out["head_epoch_seconds"] = r.history.back().seconds;
   out["head_rows"] = rows;
   codes = all = labels = torch::Tensor();

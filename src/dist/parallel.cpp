@@ -62,9 +62,7 @@ void average_batch_norm_statistics(torch::nn::Module& module, Group& group) {
   group.all_reduce(stats, true);
 }
 
-bool decided_by_main(Group& group, bool value) {
-  return group.from_main(value ? "1" : "0") == "1";
-}
+bool decided_by_main(Group& group, bool value) { return group.from_main(value ? "1" : "0") == "1"; }
 
 void reseed_after_resume(const Group& group, int64_t seed, int64_t global_step) {
   if (group.is_main()) return;

@@ -14,8 +14,8 @@ models::Autoencoder load_autoencoder(const config::Config& cfg, const RunFolder&
   models::Autoencoder ae(cfg.model, channels, cfg.data.image_size);
   load_checkpoint(
       folder.autoencoder(),
-      {"autoencoder", models::describe_architecture(cfg.model, channels, cfg.data.image_size)},
-      *ae, "pretrain", group);
+      {"autoencoder", models::describe_architecture(cfg.model, channels, cfg.data.image_size)}, *ae,
+      "pretrain", group);
   ae->to(device);
   to_channels_last(*ae);
   return ae;

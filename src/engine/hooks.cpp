@@ -48,12 +48,15 @@ void HistoryHook::after_epoch(TrainState& s) {
 
 namespace {
 // The numeric fields of an EpochRecord, in the order a checkpoint stores them.
-constexpr double metrics::EpochRecord::*kFields[] = {
-    &metrics::EpochRecord::loss,         &metrics::EpochRecord::lr,
-    &metrics::EpochRecord::images_per_second, &metrics::EpochRecord::val_loss,
-    &metrics::EpochRecord::val_accuracy, &metrics::EpochRecord::val_mse,
-    &metrics::EpochRecord::val_psnr,     &metrics::EpochRecord::seconds,
-    &metrics::EpochRecord::wall_seconds};
+constexpr double metrics::EpochRecord::*kFields[] = {&metrics::EpochRecord::loss,
+                                                     &metrics::EpochRecord::lr,
+                                                     &metrics::EpochRecord::images_per_second,
+                                                     &metrics::EpochRecord::val_loss,
+                                                     &metrics::EpochRecord::val_accuracy,
+                                                     &metrics::EpochRecord::val_mse,
+                                                     &metrics::EpochRecord::val_psnr,
+                                                     &metrics::EpochRecord::seconds,
+                                                     &metrics::EpochRecord::wall_seconds};
 constexpr int64_t kColumns = 2 + static_cast<int64_t>(std::size(kFields));
 }  // namespace
 

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <unistd.h>
 #include <torch/version.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
@@ -113,7 +113,6 @@ std::optional<T> read_summary(const fs::path& file, F from) {
   }
 }
 
-
 }  // namespace
 
 Progress Progress::read(const RunFolder& folder) {
@@ -135,10 +134,10 @@ Progress Progress::read(const RunFolder& folder) {
 
 void Progress::write(const RunFolder& folder) const {
   util::write_json_file(folder.progress(),
-             Json{{"completed", completed},
-                  {"unfinished", unfinished.empty() ? Json(nullptr) : Json(unfinished)},
-                  {"stopped_by", stopped_by.empty() ? Json(nullptr) : Json(stopped_by)},
-                  {"world_size", world_size}});
+                        Json{{"completed", completed},
+                             {"unfinished", unfinished.empty() ? Json(nullptr) : Json(unfinished)},
+                             {"stopped_by", stopped_by.empty() ? Json(nullptr) : Json(stopped_by)},
+                             {"world_size", world_size}});
 }
 
 std::optional<PretrainSummary> PretrainSummary::read(const RunFolder& folder) {
@@ -178,23 +177,24 @@ void PretrainSummary::write(const RunFolder& folder) const {
                  {"images_per_second", number(e.images_per_second)},
                  {"seconds", number(e.seconds)}});
   }
-  util::write_json_file(folder.pretrain_summary(), Json{{"stage", "pretrain"},
-                                             {"epochs", epochs},
-                                             {"train_images", train_images},
-                                             {"val_images", val_images},
-                                             {"parameters", parameters},
-                                             {"val_mse", number(val_mse)},
-                                             {"val_psnr", number(val_psnr)},
-                                             {"test_images", test_images},
-                                             {"test_mse", number(test_mse)},
-                                             {"test_psnr", number(test_psnr)},
-                                             {"input_values", input_values},
-                                             {"code_values", code_values},
-                                             {"compression_ratio", number(compression_ratio)},
-                                             {"train_seconds", number(train_seconds)},
-                                             {"images_per_second", number(images_per_second)},
-                                             {"seconds", number(seconds)},
-                                             {"history", h}});
+  util::write_json_file(folder.pretrain_summary(),
+                        Json{{"stage", "pretrain"},
+                             {"epochs", epochs},
+                             {"train_images", train_images},
+                             {"val_images", val_images},
+                             {"parameters", parameters},
+                             {"val_mse", number(val_mse)},
+                             {"val_psnr", number(val_psnr)},
+                             {"test_images", test_images},
+                             {"test_mse", number(test_mse)},
+                             {"test_psnr", number(test_psnr)},
+                             {"input_values", input_values},
+                             {"code_values", code_values},
+                             {"compression_ratio", number(compression_ratio)},
+                             {"train_seconds", number(train_seconds)},
+                             {"images_per_second", number(images_per_second)},
+                             {"seconds", number(seconds)},
+                             {"history", h}});
 }
 
 std::optional<ClassifySummary> ClassifySummary::read(const RunFolder& folder) {
@@ -226,14 +226,14 @@ void ClassifySummary::write(const RunFolder& folder) const {
                  {"seconds", number(e.seconds)}});
   }
   util::write_json_file(folder.classify_summary(), Json{{"stage", "classify"},
-                                             {"code_dim", code_dim},
-                                             {"best_epoch", best_epoch},
-                                             {"val_accuracy", number(val_accuracy)},
-                                             {"code_seconds", number(code_seconds)},
-                                             {"head_seconds", number(head_seconds)},
-                                             {"seconds", number(seconds)},
-                                             {"class_names", class_names},
-                                             {"history", h}});
+                                                        {"code_dim", code_dim},
+                                                        {"best_epoch", best_epoch},
+                                                        {"val_accuracy", number(val_accuracy)},
+                                                        {"code_seconds", number(code_seconds)},
+                                                        {"head_seconds", number(head_seconds)},
+                                                        {"seconds", number(seconds)},
+                                                        {"class_names", class_names},
+                                                        {"history", h}});
 }
 
 std::string BaselineSummary::inputs_for(const config::Config& cfg) {
@@ -259,14 +259,14 @@ std::optional<BaselineSummary> BaselineSummary::read(const RunFolder& folder) {
 
 void BaselineSummary::write(const RunFolder& folder) const {
   util::write_json_file(folder.baseline_summary(), Json{{"stage", "baseline"},
-                                             {"inputs", inputs},
-                                             {"input", "pixels"},
-                                             {"input_dim", input_dim},
-                                             {"test_accuracy", number(test_accuracy)},
-                                             {"test_images", test_images},
-                                             {"val_accuracy", number(val_accuracy)},
-                                             {"best_epoch", best_epoch},
-                                             {"seconds", number(seconds)}});
+                                                        {"inputs", inputs},
+                                                        {"input", "pixels"},
+                                                        {"input_dim", input_dim},
+                                                        {"test_accuracy", number(test_accuracy)},
+                                                        {"test_images", test_images},
+                                                        {"val_accuracy", number(val_accuracy)},
+                                                        {"best_epoch", best_epoch},
+                                                        {"seconds", number(seconds)}});
 }
 
 std::optional<Metrics> Metrics::read(const RunFolder& folder) {
@@ -327,43 +327,44 @@ void Metrics::write(const RunFolder& folder) const {
             {"val_accuracy", number(baseline->val_accuracy)}};
   }
   util::write_json_file(folder.metrics(), Json{{"test_accuracy", number(test_accuracy)},
-                                    {"test_images", test_images},
-                                    {"val_accuracy", number(val_accuracy)},
-                                    {"class_names", class_names},
-                                    {"per_class_accuracy", per_class},
-                                    {"per_class_accuracy_by_name", per_class_named},
-                                    {"confusion_matrix", confusion_matrix},
-                                    {"val_psnr", number(val_psnr)},
-                                    {"code_dim", code_dim},
-                                    {"reconstruction", recon},
-                                    {"baseline", base},
-                                    {"timings",
-                                     {{"pretrain_seconds", number(pretrain_seconds)},
-                                      {"classify_seconds", number(classify_seconds)},
-                                      {"evaluate_seconds", number(evaluate_seconds)}}},
-                                    {"device", device},
-                                    {"aefx_version", AEFX_VERSION}});
+                                               {"test_images", test_images},
+                                               {"val_accuracy", number(val_accuracy)},
+                                               {"class_names", class_names},
+                                               {"per_class_accuracy", per_class},
+                                               {"per_class_accuracy_by_name", per_class_named},
+                                               {"confusion_matrix", confusion_matrix},
+                                               {"val_psnr", number(val_psnr)},
+                                               {"code_dim", code_dim},
+                                               {"reconstruction", recon},
+                                               {"baseline", base},
+                                               {"timings",
+                                                {{"pretrain_seconds", number(pretrain_seconds)},
+                                                 {"classify_seconds", number(classify_seconds)},
+                                                 {"evaluate_seconds", number(evaluate_seconds)}}},
+                                               {"device", device},
+                                               {"aefx_version", AEFX_VERSION}});
 }
 
 void RunRecord::write(const RunFolder& folder) const {
   Json stages = Json::object();
   for (const auto& [stage, sec] : stage_seconds) stages[stage] = number(sec);
-  util::write_json_file(folder.run_record(),
-             Json{{"name", name},
-                  {"seed", seed},
-                  {"resumed", resumed},
-                  {"stages", stages},
-                  {"wall_seconds", number(wall_seconds)},
-                  {"peak_rss_bytes", peak_rss_bytes},
-                  {"device", device},
-                  {"threads", threads},
-                  {"world_size", world_size},
-                  {"backend", backend.empty() ? Json(nullptr) : Json(backend)},
-                  {"aefx_version", AEFX_VERSION},
-                  {"git_commit", util::git_commit()},
-                  {"libtorch_version", util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR,
-                                                    TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)},
-                  {"machine", util::machine_info()}});
+  util::write_json_file(
+      folder.run_record(),
+      Json{{"name", name},
+           {"seed", seed},
+           {"resumed", resumed},
+           {"stages", stages},
+           {"wall_seconds", number(wall_seconds)},
+           {"peak_rss_bytes", peak_rss_bytes},
+           {"device", device},
+           {"threads", threads},
+           {"world_size", world_size},
+           {"backend", backend.empty() ? Json(nullptr) : Json(backend)},
+           {"aefx_version", AEFX_VERSION},
+           {"git_commit", util::git_commit()},
+           {"libtorch_version", util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
+                                             TORCH_VERSION_PATCH)},
+           {"machine", util::machine_info()}});
 }
 
 }  // namespace aefx::engine

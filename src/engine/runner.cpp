@@ -17,8 +17,7 @@
 namespace aefx::engine {
 namespace fs = std::filesystem;
 
-void StageRegistry::add(const std::string& name, StageFn fn, RunFile state_file,
-                        bool distributed) {
+void StageRegistry::add(const std::string& name, StageFn fn, RunFile state_file, bool distributed) {
   stages_[name] = Entry{std::move(fn), state_file, distributed};
 }
 
@@ -32,13 +31,9 @@ const StageRegistry::Entry& StageRegistry::entry(const std::string& name) const 
 
 const StageFn& StageRegistry::get(const std::string& name) const { return entry(name).fn; }
 
-RunFile StageRegistry::state_file(const std::string& name) const {
-  return entry(name).state_file;
-}
+RunFile StageRegistry::state_file(const std::string& name) const { return entry(name).state_file; }
 
-bool StageRegistry::distributed(const std::string& name) const {
-  return entry(name).distributed;
-}
+bool StageRegistry::distributed(const std::string& name) const { return entry(name).distributed; }
 
 std::vector<PlannedStage> plan_stages(const RunFolder& folder,
                                       const std::vector<std::string>& requested,
@@ -62,24 +57,25 @@ std::vector<PlannedStage> plan_stages(const RunFolder& folder,
       throw std::invalid_argument(util::strfmt(
           "--resume: %s was run by %lld process(es), this run has %d; resume it with the "
           "same number (aefx launch --nproc N, or WORLD_SIZE)",
-          folder.dir().string().c_str(), static_cast<long long>(progress.world_size),
-          world_size));
+          folder.dir().string().c_str(), static_cast<long long>(progress.world_size), world_size));
     }
   } else if (resumable && has_state(resumable) && !options.restart) {
     throw std::invalid_argument(
         "run folder " + folder.dir().string() + " holds unfinished '" + progress.unfinished +
         "' work (stopped by " +
         (progress.stopped_by.empty() ? "an unknown cause" : progress.stopped_by) + ") saved in " +
-        (folder.*resumable)().string() + ": continue it with --resume, or start over with --restart");
+        (folder.*resumable)().string() +
+        ": continue it with --resume, or start over with --restart");
   }
   std::vector<PlannedStage> plan;
   for (const auto& name : requested) {
-    const bool done = options.resume && std::find(progress.completed.begin(),
-                                                  progress.completed.end(),
-                                                  name) != progress.completed.end();
+    const bool done =
+        options.resume && std::find(progress.completed.begin(), progress.completed.end(), name) !=
+                              progress.completed.end();
     const bool resume = options.resume && name == progress.unfinished;
-    plan.push_back(
-        {name, done ? StageAction::kSkip : resume ? StageAction::kResume : StageAction::kRun});
+    plan.push_back({name, done     ? StageAction::kSkip
+                          : resume ? StageAction::kResume
+                                   : StageAction::kRun});
   }
   // The other ranks wait for the distributed stages; rank 0 runs the rest alone at the end.
   if (world_size > 1) {
@@ -232,13 +228,10 @@ void begin_log(const RunFolder& folder, const config::Config& cfg, const Compute
 
 /// Rank 0: runs the plan, keeping progress.json up to date; a signal or an error is recorded
 /// there (and in the log) before it propagates.
-std::vector<std::pair<std::string, double>> execute(const config::Config& cfg,
-                                                    const RunFolder& folder,
-                                                    const std::vector<PlannedStage>& plan,
-                                                    Progress& progress, const Compute& compute,
-                                                    dist::Group& group,
-                                                    const StageRegistry& registry,
-                                                    const RunOptions& options) {
+std::vector<std::pair<std::string, double>> execute(
+    const config::Config& cfg, const RunFolder& folder, const std::vector<PlannedStage>& plan,
+    Progress& progress, const Compute& compute, dist::Group& group, const StageRegistry& registry,
+    const RunOptions& options) {
   std::vector<std::pair<std::string, double>> times;
   dist::Group alone;  // the stages of rank 0 alone (the other ranks are done)
   std::string current;
@@ -326,7 +319,8 @@ std::vector<RunSummary> list_runs(const std::filesystem::path& dir) {
     RunSummary r;
     r.name = e.path().filename().string();
     r.dir = e.path();
-    for (const auto& f : {folder.config(), folder.progress(), folder.metrics(), folder.run_record()}) {
+    for (const auto& f :
+         {folder.config(), folder.progress(), folder.metrics(), folder.run_record()}) {
       struct stat st {};
       if (::stat(f.c_str(), &st) == 0) r.mtime = std::max<int64_t>(r.mtime, st.st_mtime);
     }
@@ -370,12 +364,12 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
   if (options.resume && options.restart)
     throw std::invalid_argument("--resume and --restart exclude each other");
   const Compute compute = setup_compute(cfg, options.dist);
-  auto group = options.dist.enabled
-                   ? std::make_unique<dist::Group>(
-                         options.dist, cfg.distributed.backend, compute.device,
-                         std::chrono::milliseconds(
-                             static_cast<int64_t>(cfg.distributed.timeout * 1000)))
-                   : std::make_unique<dist::Group>();
+  auto group =
+      options.dist.enabled
+          ? std::make_unique<dist::Group>(
+                options.dist, cfg.distributed.backend, compute.device,
+                std::chrono::milliseconds(static_cast<int64_t>(cfg.distributed.timeout * 1000)))
+          : std::make_unique<dist::Group>();
   if (!group->is_main()) return run_as_worker(cfg, compute, *group, registry);
 
   const RunFolder folder(run_dir_for(cfg));
@@ -398,8 +392,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
   progress.world_size = options.dist.world_size;
   begin_log(folder, cfg, compute, *group, options);
   const double t_start = util::now_seconds();
-  const auto times =
-      execute(cfg, folder, plan, progress, compute, *group, registry, options);
+  const auto times = execute(cfg, folder, plan, progress, compute, *group, registry, options);
   if (times.empty()) {
     util::log_info("nothing to do: every requested stage completed in an earlier run");
     return times;

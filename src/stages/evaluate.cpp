@@ -34,9 +34,8 @@ void evaluate(engine::RunContext& ctx) {
   const auto& folder = ctx.folder;
   const double t0 = util::now_seconds();
   util::require_file(folder.head(), "classify");
-  models::FeatureExtractor features(
-      engine::load_autoencoder(cfg, folder, ctx.device, ctx.group),
-      models::code_spec(cfg.model, cfg.classify), ctx.device);
+  models::FeatureExtractor features(engine::load_autoencoder(cfg, folder, ctx.device, ctx.group),
+                                    models::code_spec(cfg.model, cfg.classify), ctx.device);
   auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   const auto classes = static_cast<int64_t>(test.class_names.size());
   auto head = engine::load_head(cfg, folder, classes, ctx.device);

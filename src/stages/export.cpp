@@ -102,11 +102,11 @@ void export_models(engine::RunContext& ctx) {
                          {name(folder.autoencoder_export()), "images -> reconstructions"},
                          {name(folder.classifier_export()), "images -> logits"}};
   util::write_json_file(folder.model_json(), model_json);
-  util::log_info(util::strfmt(
-      "export: %s, %s, %s, %s in %s (max |native - exported| = %.2e)",
-      name(folder.encoder_export()).c_str(), name(folder.autoencoder_export()).c_str(),
-      name(folder.classifier_export()).c_str(), name(folder.model_json()).c_str(),
-      folder.dir().string().c_str(), diff));
+  util::log_info(
+      util::strfmt("export: %s, %s, %s, %s in %s (max |native - exported| = %.2e)",
+                   name(folder.encoder_export()).c_str(), name(folder.autoencoder_export()).c_str(),
+                   name(folder.classifier_export()).c_str(), name(folder.model_json()).c_str(),
+                   folder.dir().string().c_str(), diff));
 }
 
 }  // namespace aefx::stages

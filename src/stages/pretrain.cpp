@@ -47,11 +47,11 @@ void pretrain(engine::RunContext& ctx) {
   util::log_info(util::strfmt(
       "pretrain: %lld train / %lld val images, batch %lld%s, %lld steps/epoch",
       static_cast<long long>(n), static_cast<long long>(val.size()), static_cast<long long>(batch),
-      ctx.group.size() > 1 ? util::strfmt(" (%lld per rank x %d ranks)",
-                                          static_cast<long long>(sampler.local_batch()),
-                                          ctx.group.size())
-                                 .c_str()
-                           : "",
+      ctx.group.size() > 1
+          ? util::strfmt(" (%lld per rank x %d ranks)",
+                         static_cast<long long>(sampler.local_batch()), ctx.group.size())
+                .c_str()
+          : "",
       static_cast<long long>(steps)));
 
   engine::Pretrainer pt(cfg, train, ctx.device, ctx.group);
@@ -75,9 +75,9 @@ void pretrain(engine::RunContext& ctx) {
   if (p.epochs > 0) {
     engine::Trainer trainer("pretrain", p.epochs, steps, ctx.group,
                             "Lower pretrain.lr (or check the data)");
-    auto lr = std::make_shared<engine::LrScheduleHook>(
-        pt.optimizer(), p.schedule, p.lr, p.epochs * steps,
-        static_cast<int64_t>(p.warmup_epochs * steps));
+    auto lr =
+        std::make_shared<engine::LrScheduleHook>(pt.optimizer(), p.schedule, p.lr, p.epochs * steps,
+                                                 static_cast<int64_t>(p.warmup_epochs * steps));
     auto lr_now = [lr] { return lr->current_lr(); };
     trainer.add_hook(lr);
     trainer.add_hook(std::make_shared<engine::ProgressHook>("pretrain", lr_now));
@@ -91,8 +91,7 @@ void pretrain(engine::RunContext& ctx) {
     auto recorded = std::make_shared<engine::HistoryHook>("pretrain", lr_now);
     trainer.add_hook(recorded);
     trainer.add_hook(std::make_shared<engine::EpochLogHook>(
-        *recorded, main ? &*epoch_log : nullptr, std::vector<std::string>{"classify"},
-        epoch_line));
+        *recorded, main ? &*epoch_log : nullptr, std::vector<std::string>{"classify"}, epoch_line));
     if (pictures) {
       trainer.add_hook(std::make_shared<viz::CurvesHook>(*epoch_log, folder.curves_png()));
       trainer.add_hook(std::make_shared<viz::ReconstructionsHook>(

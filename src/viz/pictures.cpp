@@ -115,20 +115,19 @@ void draw_latents(const torch::Tensor& codes, const torch::Tensor& labels,
     points.push_back({p[i][0].item<double>(), p[i][1].item<double>()});
     point_labels.push_back(l[i].item<int64_t>());
   }
-  write_scatter(
-      file, points, point_labels, class_names,
-      util::strfmt("latent codes of %lld test images: first two principal components",
-                   static_cast<long long>(points.size())),
-      util::strfmt("PC1 (%.1f%% of variance)", 100 * share[0]),
-      util::strfmt("PC2 (%.1f%% of variance)", 100 * share[1]));
+  write_scatter(file, points, point_labels, class_names,
+                util::strfmt("latent codes of %lld test images: first two principal components",
+                             static_cast<long long>(points.size())),
+                util::strfmt("PC1 (%.1f%% of variance)", 100 * share[0]),
+                util::strfmt("PC2 (%.1f%% of variance)", 100 * share[1]));
 }
 
 void ReconstructionsHook::after_epoch(engine::TrainState& s) {
   if ((s.epoch + 1) % every_ != 0 || s.epoch + 1 >= s.epochs) return;
-  draw_reconstructions(ae_, shown_, device_, file_,
-                       util::strfmt("reconstructions after epoch %lld/%lld",
-                                    static_cast<long long>(s.epoch + 1),
-                                    static_cast<long long>(s.epochs)));
+  draw_reconstructions(
+      ae_, shown_, device_, file_,
+      util::strfmt("reconstructions after epoch %lld/%lld", static_cast<long long>(s.epoch + 1),
+                   static_cast<long long>(s.epochs)));
 }
 
 }  // namespace aefx::viz

@@ -2,8 +2,6 @@
 // of this process on the loopback address) for every collective aefx uses.
 #include "aefx/dist/dist.h"
 
-#include "aefx/dist/parallel.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <torch/torch.h>
@@ -12,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "aefx/dist/parallel.h"
 #include "test_util.h"
 
 namespace aefx::dist {

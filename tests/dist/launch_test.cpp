@@ -46,8 +46,7 @@ class Launch : public ::testing::Test {
                       cfg.classify.hidden, cfg.classify.dropout, 10);
     dist::Group alone;
     engine::load_checkpoint(engine::RunFolder(run(name)).head(),
-                            {"head", models::head_architecture(cfg, 10)}, *head, "classify",
-                            alone);
+                            {"head", models::head_architecture(cfg, 10)}, *head, "classify", alone);
     std::vector<torch::Tensor> flat;
     for (const auto& p : head->parameters()) flat.push_back(p.detach().reshape(-1));
     return torch::cat(flat);
@@ -89,7 +88,8 @@ TEST_F(Launch, TwoProcessesMatchOneProcessWithTheSameGlobalBatch) {
   // The head alone, on the one-process run's encoder: the data-parallel head equals the
   // single-process head.
   fs::create_directories(run("two-head") / "checkpoints");
-  fs::copy_file(engine::RunFolder(run("one")).autoencoder(), engine::RunFolder(run("two-head")).autoencoder());
+  fs::copy_file(engine::RunFolder(run("one")).autoencoder(),
+                engine::RunFolder(run("two-head")).autoencoder());
   ASSERT_EQ(testing::run_command(aefx("launch --nproc 2 " + config_ + kSets +
                                       " --set name=two-head --stages classify --quiet"),
                                  &out),
@@ -185,7 +185,8 @@ TEST_F(Launch, InterruptedGroupResumesWithTheSameWorldSizeOnly) {
     testing::Child child(aefx("launch --nproc 2 " + config_ + sets + " --progress lines"));
     ASSERT_TRUE(child.wait_for_line("launch: started")) << child.output();
     // The whole launch gets SIGINT, as a Ctrl-C on a terminal; the launcher passes it on.
-    for (int i = 0; i < 2000 && !fs::exists(engine::RunFolder(run("resumed")).pretrain_state()); ++i)
+    for (int i = 0; i < 2000 && !fs::exists(engine::RunFolder(run("resumed")).pretrain_state());
+         ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_TRUE(fs::exists(engine::RunFolder(run("resumed")).pretrain_state()));
     child.send(SIGINT);

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -368,8 +368,8 @@ TEST(Plan, FreshRunsEverythingResumeSkipsDoneAndResumesTheStopped) {
 TEST(Plan, RefusalsNameTheFolderAndTheWayOut) {
   const RunFolder folder("/runs/a");
   const auto registry = shaped_registry();
-  auto error = [&](const std::vector<std::string>& stages, const Progress& p,
-                   const RunOptions& o, bool state) {
+  auto error = [&](const std::vector<std::string>& stages, const Progress& p, const RunOptions& o,
+                   bool state) {
     try {
       plan_stages(folder, stages, p, o, registry, [&](RunFile) { return state; });
     } catch (const std::invalid_argument& e) {
@@ -399,8 +399,9 @@ TEST(Plan, RefusalsNameTheFolderAndTheWayOut) {
             "--resume: /runs/a holds no earlier run to resume; run without --resume");
   RunOptions two = resume;
   two.dist.world_size = 2;
-  EXPECT_NE(error({"classify"}, stopped, two, true).find("was run by 1 process(es), this run has 2"),
-            std::string::npos);
+  EXPECT_NE(
+      error({"classify"}, stopped, two, true).find("was run by 1 process(es), this run has 2"),
+      std::string::npos);
   EXPECT_EQ(error({"nope"}, Progress{}, {}, false), "unknown stage 'nope'");
   // With several processes the distributed stages come first.
   RunOptions ranks;

@@ -1,7 +1,5 @@
 #include "aefx/metrics/metrics.h"
 
-#include "aefx/metrics/pca.h"
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,6 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "aefx/metrics/pca.h"
 #include "test_util.h"
 
 namespace aefx::metrics {

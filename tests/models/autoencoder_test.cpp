@@ -209,8 +209,7 @@ TEST(Factory, BuildsEachTypeAndRefusesAnother) {
     make_autoencoder(bad, 3, 16);
     FAIL() << "an unknown model.type was accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "config key 'model.type': expected conv or dense, found '?'");
+    EXPECT_EQ(std::string(e.what()), "config key 'model.type': expected conv or dense, found '?'");
   }
   EXPECT_THROW(describe_architecture(bad, 3, 16), std::invalid_argument);
   EXPECT_THROW(forward_flops(bad, 3, 16), std::invalid_argument);

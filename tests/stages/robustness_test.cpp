@@ -155,6 +155,24 @@ TEST_F(Robustness, SigintInPretrainSavesProgressAndResumeIsBitIdentical) {
   EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
 }
 
+// Two runs on one folder would overwrite each other's files: the second is refused (exit 2)
+// naming the folder and the process holding it, and the first finishes undisturbed.
+TEST_F(Robustness, ASecondRunOnAFolderInUseIsRefused) {
+  const std::string name = "--set name=locked";
+  const fs::path run_dir = dir_->path() / "runs/locked";
+  testing::Child first(command(config_, {name}));
+  ASSERT_TRUE(first.wait_for_line("pretrain epoch 1/")) << first.output();
+  std::string out;
+  EXPECT_EQ(run(command(config_, {name}), &out), 2) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("run folder " + run_dir.string() +
+                                                " is in use by another aefx run \\(process "
+                                                "[0-9]+\\)")))
+      << out;
+  EXPECT_EQ(first.wait(), 0) << first.output();
+  // Free again once the first run ended.
+  EXPECT_EQ(run(command(config_, {name, "--stages evaluate", "--quiet"}), &out), 0) << out;
+}
+
 TEST_F(Robustness, SigtermInClassifySavesProgressAndResumeIsBitIdentical) {
   const std::string name = "--set name=sigterm";
   const fs::path run_dir = dir_->path() / "runs/sigterm";

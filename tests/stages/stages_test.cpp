@@ -86,7 +86,8 @@ TEST(EndToEnd, GreyIdxDataWithDenseAndConvModelsAndTheBaseline) {
   // Other head settings: the dense run's baseline.json is stale, and evaluate does not report it.
   const auto changed = sets("dense", "classify.lr=0.01");
   engine::run_stages(changed, {"evaluate"}, builtin_stages());
-  EXPECT_TRUE(util::read_json_file(engine::RunFolder(dir / "runs/dense").metrics())["baseline"].is_null());
+  EXPECT_TRUE(
+      util::read_json_file(engine::RunFolder(dir / "runs/dense").metrics())["baseline"].is_null());
   // The baseline alone needs no other stage.
   const auto alone = sets("alone", "stages=[baseline]");
   engine::run_stages(alone, alone.stages, builtin_stages());
@@ -145,7 +146,8 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   }
   EXPECT_EQ(
       log.of("classify").back().val_accuracy,
-      util::read_json_file(engine::RunFolder(run).classify_summary())["history"][2]["val_accuracy"].get<double>());
+      util::read_json_file(engine::RunFolder(run).classify_summary())["history"][2]["val_accuracy"]
+          .get<double>());
   const std::string csv = testing::read_file(run / metrics::EpochLog::kCsvFile);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'),
             1 + cfg.pretrain.epochs + cfg.classify.epochs);
@@ -167,7 +169,8 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
 
   // classify + evaluate alone reuse the pretrained encoder, and give the same result.
   const auto again = engine::run_stages(cfg, {"classify", "evaluate"}, builtin_stages());
-  EXPECT_EQ(util::read_json_file(engine::RunFolder(run).metrics())["test_accuracy"].get<double>(), acc);
+  EXPECT_EQ(util::read_json_file(engine::RunFolder(run).metrics())["test_accuracy"].get<double>(),
+            acc);
 
   // A head trained on other codes is refused, even at the same code length (max vs avg).
   try {

@@ -1,11 +1,11 @@
 // report.html: encoding helpers, and a page from a partial run folder.
-#include "aefx/engine/run_folder.h"
 #include "aefx/viz/report.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "aefx/engine/run_folder.h"
 #include "test_util.h"
 
 namespace aefx::viz {

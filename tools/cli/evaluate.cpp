@@ -45,8 +45,7 @@ int evaluate(const EvaluateArgs& a) {
                                    test.images, test.labels, a.accuracy);
   if (a.json) {
     std::cout << util::dump_json(
-                     util::Json::object({{"test_accuracy", acc}, {"test_images", test.size()}}),
-                     -1)
+                     util::Json::object({{"test_accuracy", acc}, {"test_images", test.size()}}), -1)
               << "\n";
   } else {
     std::cout << util::strfmt("test accuracy %.4f on %lld images\n", acc,

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "aefx/dist/dist.h"
 #include "aefx/config/config.h"
+#include "aefx/dist/dist.h"
 #include "aefx/util/progress.h"
 
 namespace aefx::engine {
@@ -141,7 +141,6 @@ class Trainer {
   std::vector<std::shared_ptr<Hook>> hooks_;
   Agreement agreement_;
   std::optional<CheckpointSpec> checkpoint_;
-  bool resumed_ = false;
   int64_t completed_epochs_ = 0;  ///< epochs whose end the checkpoint hook saw (or resumed from)
 };
 

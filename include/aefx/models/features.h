@@ -24,8 +24,7 @@ class FeatureExtractor {
   /// codes of the horizontally mirrored images, in the same order (the one place that fixes this
   /// convention). No images give an empty 0 x D tensor. Stops with util::Interrupted between
   /// batches when a signal arrived.
-  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size,
-                       bool with_flips = false);
+  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size, bool with_flips = false);
   /// Codes of a float batch already normalised and on the device (one batch, no flips).
   torch::Tensor encode_normalized(const torch::Tensor& normalized);
   int64_t code_dim() const;
