@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reported accuracy runs: seeds of a shipped config, the ablation table, the README tables.
+"""Reported accuracy runs: seeds of a shipped config, the ablation table, the tables of docs/results.md.
 
 Standard library only (any python3). Every figure comes from the run folders aefx writes.
 
@@ -18,7 +18,7 @@ Standard library only (any python3). Every figure comes from the run folders aef
       `classify` on a copy of the reference encoder. Writes results/ablation-<config name>.json.
 
   tools/results.py table
-      Prints the README's Results tables (Markdown) from what is under results/.
+      Prints the Results tables of docs/results.md (Markdown) from what is under results/.
 
 Common options: --aefx PATH (default build/aefx), --runs DIR (run folders, default
 models/results), --results DIR (default results).

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "aefx/util/log.h"
+#include "aefx/util/runtime.h"
 
 namespace aefx::dist {
 
@@ -70,14 +71,22 @@ void reseed_after_resume(const Group& group, int64_t seed, int64_t global_step) 
 }
 
 torch::Tensor sharded_rows(Group& group, int64_t n, int64_t blocks,
-                           const std::function<torch::Tensor(int64_t, int64_t)>& compute) {
+                           const std::function<torch::Tensor(int64_t, int64_t)>& compute,
+                           const std::string& stage) {
   if (group.size() == 1) return compute(0, n);
   const auto [begin, end] = shard(n, group.rank(), group.size());
   const int64_t m = end - begin;
+  const double t0 = util::now_seconds();
   auto local = compute(begin, m);
+  const double t1 = util::now_seconds();
   auto full = torch::empty({blocks * n, local.size(1)}, local.options());
   for (int64_t b = 0; b < blocks; ++b)
     group.gather_shards(local.narrow(0, b * m, m), full.narrow(0, b * n, n));
+  util::log_info(util::strfmt("%s: %lld of %lld rows computed on this rank in %.1f s, the rows of "
+                              "%d ranks gathered in %.1f s",
+                              stage.c_str(), static_cast<long long>(m), static_cast<long long>(n),
+                              t1 - t0,
+                              group.size(), util::now_seconds() - t1));
   return full;
 }
 

@@ -82,7 +82,7 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
                                  : head_accuracy(r.head, codes, labels, 4096);
     return {{"val_accuracy", acc}, {"val_loss", loss}};
   }));
-  auto history = std::make_shared<HistoryHook>(stage, lr_now);
+  auto history = std::make_shared<HistoryHook>(stage, lr_now, t0);
   trainer.add_hook(history);
   trainer.add_hook(std::make_shared<EpochLogHook>(
       *history, options.epoch_log, std::vector<std::string>{},

@@ -37,10 +37,8 @@ metrics::EpochRecord epoch_record(const std::string& stage, const TrainState& s,
   return r;
 }
 
-HistoryHook::HistoryHook(std::string stage, std::function<double()> lr)
-    : stage_(std::move(stage)), lr_(std::move(lr)) {}
-
-void HistoryHook::before_train(TrainState&) { start_ = util::now_seconds(); }
+HistoryHook::HistoryHook(std::string stage, std::function<double()> lr, double stage_start)
+    : stage_(std::move(stage)), lr_(std::move(lr)), start_(stage_start) {}
 
 void HistoryHook::after_epoch(TrainState& s) {
   records_.push_back(epoch_record(stage_, s, lr_ ? lr_() : metrics::EpochRecord::kNone, start_));
@@ -76,7 +74,10 @@ void HistoryHook::save_state(torch::serialize::OutputArchive& archive) const {
 
 void HistoryHook::load_state(torch::serialize::InputArchive& archive) {
   torch::Tensor t;
-  archive.read("aefx_history", t);
+  // A stage stopped by an aefx before the hooks kept their own state saved no such entry.
+  if (!archive.try_read("aefx_history", t))
+    throw std::runtime_error("its resume state is from an earlier aefx (no epoch history); "
+                             "start the stage over with --restart");
   if (t.dim() != 2 || t.size(1) != kColumns)
     throw std::runtime_error("its epoch history has another layout");
   auto a = t.to(torch::kDouble).contiguous();

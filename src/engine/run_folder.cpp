@@ -303,6 +303,7 @@ std::optional<Metrics> Metrics::read(const RunFolder& folder) {
     m.classify_seconds = get_optional(t, "classify_seconds");
     m.evaluate_seconds = get_double(t, "evaluate_seconds");
     m.device = get_string(j, "device");
+    m.aefx_version = get_string(j, "aefx_version");
     return m;
   });
 }
@@ -343,6 +344,29 @@ void Metrics::write(const RunFolder& folder) const {
                                                  {"evaluate_seconds", number(evaluate_seconds)}}},
                                                {"device", device},
                                                {"aefx_version", AEFX_VERSION}});
+}
+
+std::optional<RunRecord> RunRecord::read(const RunFolder& folder) {
+  return read_summary<RunRecord>(folder.run_record(), [](const Json& j) {
+    RunRecord r;
+    r.name = get_string(j, "name");
+    r.seed = get_int(j, "seed");
+    r.resumed = j.value("resumed", false);
+    const Json stages = j.value("stages", Json::object());
+    for (const auto& [stage, sec] : stages.items())
+      r.stage_seconds.emplace_back(stage, sec.is_number() ? sec.get<double>() : NAN);
+    r.wall_seconds = get_double(j, "wall_seconds");
+    r.peak_rss_bytes = get_int(j, "peak_rss_bytes");
+    r.device = get_string(j, "device");
+    r.threads = static_cast<int>(get_int(j, "threads"));
+    r.world_size = static_cast<int>(get_int(j, "world_size"));
+    r.backend = get_string(j, "backend");
+    r.aefx_version = get_string(j, "aefx_version");
+    r.git_commit = get_string(j, "git_commit");
+    r.libtorch_version = get_string(j, "libtorch_version");
+    r.machine = j.value("machine", Json::object());
+    return r;
+  });
 }
 
 void RunRecord::write(const RunFolder& folder) const {

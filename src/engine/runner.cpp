@@ -360,7 +360,9 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
                                                        const std::vector<std::string>& stages,
                                                        const StageRegistry& registry,
                                                        const RunOptions& options) {
-  for (const auto& s : stages) registry.get(s);  // unknown names fail before any work
+  // As plan_stages would say, but before a group forms (a rank that stops then leaves the others
+  // waiting for it until distributed.timeout).
+  for (const auto& s : stages) registry.get(s);
   if (options.resume && options.restart)
     throw std::invalid_argument("--resume and --restart exclude each other");
   const Compute compute = setup_compute(cfg, options.dist);
@@ -395,6 +397,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
   const auto times = execute(cfg, folder, plan, progress, compute, *group, registry, options);
   if (times.empty()) {
     util::log_info("nothing to do: every requested stage completed in an earlier run");
+    if (options.finish) options.finish(folder, times);
     return times;
   }
   RunRecord record;
@@ -409,6 +412,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
   record.world_size = options.dist.world_size;
   if (options.dist.enabled) record.backend = group->backend();
   record.write(folder);
+  if (options.finish) options.finish(folder, times);
   return times;
 }
 

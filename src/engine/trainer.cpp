@@ -21,7 +21,7 @@ Trainer::Trainer(std::string name, int64_t epochs, int64_t steps_per_epoch, dist
       group_(group),
       remedy_(std::move(remedy)) {
   // Agreeing costs a collective and a host synchronisation per step: only with other ranks.
-  if (group.size() > 1) agreement_ = [&group](int sig, bool bad) { return group.agree(sig, bad); };
+  if (group.size() > 1) agreement_ = [this](int sig, bool bad) { return group_.agree(sig, bad); };
   if (epochs < 1 || steps_per_epoch < 1) {
     throw std::invalid_argument(name_ + ": needs at least one epoch and one step per epoch (got " +
                                 std::to_string(epochs) + " epochs of " +
@@ -94,7 +94,7 @@ TrainState Trainer::run(const StepFn& step, bool resume) {
   try {
     return run_from(step, resumed ? &start : nullptr);
   } catch (const NonFiniteLoss& e) {
-    const bool kept = checkpoint_ && (completed_epochs_ > 0 || resumed);
+    const bool kept = checkpoint_ && completed_epochs_ > 0;
     std::string msg =
         std::string(e.what()) +
         (kept ? util::strfmt("; the last good checkpoint, %s (after epoch %lld), is kept",

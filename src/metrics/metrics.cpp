@@ -114,8 +114,9 @@ EpochRecord parse_record(const std::string& line, const std::string& where) {
 
 }  // namespace
 
-EpochLog::EpochLog(std::filesystem::path run_dir) : dir_(std::move(run_dir)) {
-  const auto file = dir_ / kJsonlFile;
+EpochLog::EpochLog(std::filesystem::path jsonl, std::filesystem::path csv)
+    : jsonl_(std::move(jsonl)), csv_(std::move(csv)) {
+  const auto& file = jsonl_;
   if (!std::filesystem::exists(file)) return;
   std::istringstream in(util::read_text(file));
   std::string line;
@@ -174,8 +175,8 @@ void EpochLog::write() const {
     jsonl += util::dump_json(j, -1) + "\n";
     csv += "," + r.time + "\n";
   }
-  util::atomic_write_text(dir_ / kJsonlFile, jsonl);
-  util::atomic_write_text(dir_ / kCsvFile, csv);
+  util::atomic_write_text(jsonl_, jsonl);
+  util::atomic_write_text(csv_, csv);
 }
 
 double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,

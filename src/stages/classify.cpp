@@ -26,14 +26,17 @@ void classify(engine::RunContext& ctx) {
   util::throw_if_interrupted("during classify while loading the data");
   const bool main = ctx.is_main();
   std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
-  if (main) epoch_log.emplace(ctx.folder.dir());
+  if (main) epoch_log.emplace(ctx.folder.metrics_jsonl(), ctx.folder.metrics_csv());
 
   // Each rank encodes its shard of the images, and every rank gets all codes (train codes with
   // the mirrored images' codes after them).
   auto encode = [&](const data::Dataset& d, bool flips) {
-    return dist::sharded_rows(ctx.group, d.size(), flips ? 2 : 1, [&](int64_t begin, int64_t n) {
-      return features.encode(d.images.narrow(0, begin, n), c.code_batch_size, flips);
-    });
+    return dist::sharded_rows(
+        ctx.group, d.size(), flips ? 2 : 1,
+        [&](int64_t begin, int64_t n) {
+          return features.encode(d.images.narrow(0, begin, n), c.code_batch_size, flips);
+        },
+        "classify");
   };
   const double t_codes = util::now_seconds();
   auto codes = encode(train, c.flip_codes);

@@ -29,6 +29,95 @@ std::string epoch_line(const metrics::EpochRecord& e) {
       metrics::psnr(mse), e.lr, e.images_per_second, e.seconds);
 }
 
+/// What pretraining needs besides the Pretrainer: the sampler, the validation and pictured
+/// images, the run's epoch log (rank 0) and the checkpoint's architecture line.
+struct PretrainLoop {
+  engine::RunContext& ctx;
+  engine::Pretrainer& pt;
+  dist::EpochSampler& sampler;
+  const data::Dataset& val;
+  const data::Dataset& shown;
+  metrics::EpochLog* epoch_log;  ///< rank 0 only
+  bool pictures;
+  std::string architecture;
+  double stage_start;  ///< util::now_seconds() when the stage started
+};
+
+/// Trains the autoencoder for pretrain.epochs epochs (resuming when asked): the loop, its hooks
+/// and its checkpoint. Returns one record per epoch.
+std::vector<metrics::EpochRecord> train_autoencoder(const PretrainLoop& l) {
+  const auto& cfg = l.ctx.config;
+  const auto& p = cfg.pretrain;
+  const auto& folder = l.ctx.folder;
+  auto& ae = l.pt.model();
+  const int64_t steps = l.sampler.steps_per_epoch();
+  engine::Trainer trainer("pretrain", p.epochs, steps, l.ctx.group,
+                          "Lower pretrain.lr (or check the data)");
+  auto lr =
+      std::make_shared<engine::LrScheduleHook>(l.pt.optimizer(), p.schedule, p.lr, p.epochs * steps,
+                                               static_cast<int64_t>(p.warmup_epochs * steps));
+  auto lr_now = [lr] { return lr->current_lr(); };
+  trainer.add_hook(lr);
+  trainer.add_hook(std::make_shared<engine::ProgressHook>("pretrain", lr_now));
+  trainer.add_hook(std::make_shared<engine::RankAverageHook>(l.ctx.group, ae.ptr().get()));
+  if (l.val.size() > 0) {
+    trainer.add_hook(
+        std::make_shared<engine::ValidationHook>([&]() -> std::map<std::string, double> {
+          return {{"val_mse", engine::reconstruction_mse(ae, l.val.images, cfg.evaluate.batch_size,
+                                                         l.ctx.device, l.ctx.group)}};
+        }));
+  }
+  auto history = std::make_shared<engine::HistoryHook>("pretrain", lr_now, l.stage_start);
+  trainer.add_hook(history);
+  trainer.add_hook(std::make_shared<engine::EpochLogHook>(
+      *history, l.epoch_log, std::vector<std::string>{"classify"}, epoch_line));
+  if (l.pictures) {
+    trainer.add_hook(std::make_shared<viz::CurvesHook>(*l.epoch_log, folder.curves_png()));
+    trainer.add_hook(std::make_shared<viz::ReconstructionsHook>(
+        ae, l.shown, l.ctx.device, folder.reconstructions_png(), cfg.report.reconstruction_every));
+  }
+  engine::CheckpointSpec spec;
+  spec.file = folder.pretrain_state();
+  spec.kind = "autoencoder";
+  spec.architecture = l.architecture;
+  spec.module = ae.ptr().get();
+  spec.optimizer = &l.pt.optimizer();
+  spec.device = l.ctx.device;
+  spec.seed = cfg.seed;
+  trainer.enable_checkpoints(spec);
+  const int64_t batch = l.sampler.global_batch();
+  trainer.run(
+      [&](engine::TrainState& s) {
+        return engine::StepOutput{l.pt.step(l.sampler.indices(s.epoch, s.step)), batch};
+      },
+      l.ctx.resume);
+  return history->records();
+}
+
+/// The compression view, on rank 0 alone after the model is saved (the other ranks need no test
+/// data): how well the trained autoencoder reconstructs unseen (test) images from its bottleneck,
+/// and how much smaller that bottleneck is than the image. Reported, never used for a choice.
+void measure_compression(models::Autoencoder& ae, const config::Config& cfg,
+                         const torch::Device& device, engine::PretrainSummary& summary) {
+  const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
+  dist::Group alone;
+  summary.test_images = test.size();
+  summary.test_mse =
+      engine::reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, device, alone);
+  summary.test_psnr = metrics::psnr(summary.test_mse);
+  const int64_t side = ae->image_size();
+  summary.input_values = ae->channels() * side * side;
+  summary.code_values = models::bottleneck_size(cfg.model, side);
+  summary.compression_ratio =
+      static_cast<double>(summary.input_values) / static_cast<double>(summary.code_values);
+  util::log_info(util::strfmt(
+      "pretrain: test reconstruction MSE %.5f, PSNR %.2f dB on %lld images; %lld values -> "
+      "%lld at the bottleneck (compression ratio %.2f)",
+      summary.test_mse, summary.test_psnr, static_cast<long long>(test.size()),
+      static_cast<long long>(summary.input_values), static_cast<long long>(summary.code_values),
+      summary.compression_ratio));
+}
+
 }  // namespace
 
 void pretrain(engine::RunContext& ctx) {
@@ -61,61 +150,21 @@ void pretrain(engine::RunContext& ctx) {
   const int64_t channels = train.images.size(1), side = train.images.size(2);
   const std::string architecture = models::describe_architecture(cfg.model, channels, side);
   std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
-  if (main) epoch_log.emplace(folder.dir());
+  if (main) epoch_log.emplace(folder.metrics_jsonl(), folder.metrics_csv());
   const bool pictures = main && viz::pictures_enabled(cfg);
   // The pictured images: validation images when there are some, else training images.
   const data::Dataset& shown = val.size() > 0 ? val : train;
-  auto val_mse = [&] {
-    return val.size() > 0 ? engine::reconstruction_mse(ae, val.images, cfg.evaluate.batch_size,
-                                                       ctx.device, ctx.group)
-                          : 0.0;
-  };
   std::vector<metrics::EpochRecord> history;
   double last_mse = 0;  // the validation MSE of the model as saved (0 without validation images)
   if (p.epochs > 0) {
-    engine::Trainer trainer("pretrain", p.epochs, steps, ctx.group,
-                            "Lower pretrain.lr (or check the data)");
-    auto lr =
-        std::make_shared<engine::LrScheduleHook>(pt.optimizer(), p.schedule, p.lr, p.epochs * steps,
-                                                 static_cast<int64_t>(p.warmup_epochs * steps));
-    auto lr_now = [lr] { return lr->current_lr(); };
-    trainer.add_hook(lr);
-    trainer.add_hook(std::make_shared<engine::ProgressHook>("pretrain", lr_now));
-    trainer.add_hook(std::make_shared<engine::RankAverageHook>(ctx.group, ae.ptr().get()));
-    trainer.add_hook(std::make_shared<engine::ValidationHook>([&] {
-      std::map<std::string, double> m;
-      const double mse = val_mse();
-      if (val.size() > 0) m["val_mse"] = mse;
-      return m;
-    }));
-    auto recorded = std::make_shared<engine::HistoryHook>("pretrain", lr_now);
-    trainer.add_hook(recorded);
-    trainer.add_hook(std::make_shared<engine::EpochLogHook>(
-        *recorded, main ? &*epoch_log : nullptr, std::vector<std::string>{"classify"}, epoch_line));
-    if (pictures) {
-      trainer.add_hook(std::make_shared<viz::CurvesHook>(*epoch_log, folder.curves_png()));
-      trainer.add_hook(std::make_shared<viz::ReconstructionsHook>(
-          ae, shown, ctx.device, folder.reconstructions_png(), cfg.report.reconstruction_every));
-    }
-    engine::CheckpointSpec spec;
-    spec.file = folder.pretrain_state();
-    spec.kind = "autoencoder";
-    spec.architecture = architecture;
-    spec.module = ae.ptr().get();
-    spec.optimizer = &pt.optimizer();
-    spec.device = ctx.device;
-    spec.seed = cfg.seed;
-    trainer.enable_checkpoints(spec);
-    trainer.run(
-        [&](engine::TrainState& s) {
-          return engine::StepOutput{pt.step(sampler.indices(s.epoch, s.step)), batch};
-        },
-        ctx.resume);
-    history = recorded->records();
+    history = train_autoencoder(
+        {ctx, pt, sampler, val, shown, main ? &*epoch_log : nullptr, pictures, architecture, t_start});
     if (!std::isnan(history.back().val_mse)) last_mse = history.back().val_mse;
   } else {
     pt.calibrate_batch_norm(kCalibrationImages, batch);
-    last_mse = val_mse();
+    if (val.size() > 0)
+      last_mse = engine::reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device,
+                                            ctx.group);
     util::log_info(util::strfmt(
         "pretrain: epochs 0, the encoder keeps its random weights; BatchNorm statistics from "
         "%lld images; val_psnr %.2f dB",
@@ -126,25 +175,8 @@ void pretrain(engine::RunContext& ctx) {
   if (!main) return;
   if (p.epochs == 0) epoch_log->begin_stage("pretrain", 0, {"classify"});
   engine::save_checkpoint(folder.autoencoder(), {"autoencoder", architecture, p.epochs}, *ae);
-  // The compression view, on rank 0 alone after the model is saved (the other ranks need no test
-  // data): how well the trained autoencoder reconstructs unseen (test) images from its
-  // bottleneck, and how much smaller that bottleneck is than the image. Reported, never used for
-  // a choice.
-  const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
-  dist::Group alone;
   engine::PretrainSummary summary;
-  summary.test_mse =
-      engine::reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, ctx.device, alone);
-  summary.input_values = channels * side * side;
-  summary.code_values = models::bottleneck_size(cfg.model, side);
-  summary.compression_ratio =
-      static_cast<double>(summary.input_values) / static_cast<double>(summary.code_values);
-  util::log_info(util::strfmt(
-      "pretrain: test reconstruction MSE %.5f, PSNR %.2f dB on %lld images; %lld values -> "
-      "%lld at the bottleneck (compression ratio %.2f)",
-      summary.test_mse, metrics::psnr(summary.test_mse), static_cast<long long>(test.size()),
-      static_cast<long long>(summary.input_values), static_cast<long long>(summary.code_values),
-      summary.compression_ratio));
+  measure_compression(ae, cfg, ctx.device, summary);
   if (pictures) {
     viz::draw_reconstructions(
         ae, shown, ctx.device, folder.reconstructions_png(),
@@ -166,8 +198,6 @@ void pretrain(engine::RunContext& ctx) {
   summary.val_images = val.size();
   summary.val_mse = last_mse;
   summary.val_psnr = metrics::psnr(last_mse);
-  summary.test_images = test.size();
-  summary.test_psnr = metrics::psnr(summary.test_mse);
   if (p.epochs > 0)
     summary.images_per_second =
         static_cast<double>(steps * batch * p.epochs) / summary.train_seconds;

@@ -19,28 +19,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// A JSON file of the run folder; null when it does not exist.
-util::Json load(const fs::path& file) {
-  if (!fs::exists(file)) return util::Json();
+/// A summary of the run folder, or nullopt when its file does not exist; an unreadable one is
+/// named (report: cannot parse FILE: ...).
+template <class T>
+std::optional<T> load(const engine::RunFolder& folder) {
   try {
-    return util::read_json_file(file);
+    return T::read(folder);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string("report: ") + e.what());
   }
 }
 
-bool has(const util::Json& n, const std::string& key) {
-  return n.is_object() && n.contains(key) && !n[key].is_null();
-}
-
-double num(const util::Json& n, const std::string& key) {
-  return has(n, key) && n[key].is_number() ? n[key].get<double>() : NAN;
-}
-
-/// A string, number or boolean as text.
-std::string str(const util::Json& n, const std::string& key, const std::string& fallback = "") {
-  if (!has(n, key) || !n[key].is_primitive()) return fallback;
-  return n[key].is_string() ? n[key].get<std::string>() : util::dump_json(n[key]);
+/// A field of an optional summary as a number; NaN (shown as "–") when the summary is absent.
+template <class T, class F>
+double num(const std::optional<T>& summary, F T::*field) {
+  return summary ? static_cast<double>((*summary).*field) : NAN;
 }
 
 /// A number for the page; "–" when unknown.
@@ -169,11 +162,18 @@ fs::path write_report(const fs::path& run_dir) {
   } catch (const YAML::Exception& e) {
     throw std::runtime_error("report: cannot parse " + config_file.string() + ": " + e.msg);
   }
-  const util::Json metrics = load(folder.metrics());
-  const util::Json pre = load(folder.pretrain_summary());
-  const util::Json cls = load(folder.classify_summary());
-  const util::Json run = load(folder.run_record());
-  const util::Json progress = load(folder.progress());
+  using engine::ClassifySummary, engine::Metrics, engine::PretrainSummary, engine::RunRecord;
+  const auto metrics = load<Metrics>(folder);
+  const auto pre = load<PretrainSummary>(folder);
+  const auto cls = load<ClassifySummary>(folder);
+  const auto run = load<RunRecord>(folder);
+  const engine::Progress progress = [&] {
+    try {
+      return engine::Progress::read(folder);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string("report: ") + e.what());
+    }
+  }();
 
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -186,54 +186,46 @@ fs::path write_report(const fs::path& run_dir) {
 
   // Headline figures.
   std::string stages_done;
-  if (has(progress, "completed") && progress["completed"].is_array()) {
-    for (const auto& s : progress["completed"])
-      if (s.is_string()) stages_done += (stages_done.empty() ? "" : ", ") + s.get<std::string>();
-  }
+  for (const auto& stage : progress.completed)
+    stages_done += (stages_done.empty() ? "" : ", ") + stage;
   h << "<div class=\"cards\">";
   auto card = [&](const std::string& value, const std::string& key) {
     h << "<div class=\"card\"><div class=\"v\">" << value << "</div><div class=\"k\">" << key
       << "</div></div>";
   };
-  card(pct(num(metrics, "test_accuracy")),
-       "test accuracy (" + fmt(num(metrics, "test_images"), "%.0f") + " images)");
-  card(pct(num(cls, "val_accuracy")),
-       "best validation accuracy (epoch " + fmt(num(cls, "best_epoch"), "%.0f") + ")");
-  card(fmt(num(pre, "val_psnr"), "%.2f dB"), "validation reconstruction PSNR");
-  if (std::isfinite(num(pre, "test_psnr"))) {
-    card(fmt(num(pre, "test_psnr"), "%.2f dB"),
-         "test reconstruction PSNR, " + fmt(num(pre, "input_values"), "%.0f") + " values from " +
-             fmt(num(pre, "code_values"), "%.0f") + " (compression " +
-             fmt(num(pre, "compression_ratio"), "%.2f") + ":1)");
+  card(pct(num(metrics, &Metrics::test_accuracy)),
+       "test accuracy (" + fmt(num(metrics, &Metrics::test_images), "%.0f") + " images)");
+  card(pct(num(cls, &ClassifySummary::val_accuracy)),
+       "best validation accuracy (epoch " + fmt(num(cls, &ClassifySummary::best_epoch), "%.0f") +
+           ")");
+  card(fmt(num(pre, &PretrainSummary::val_psnr), "%.2f dB"), "validation reconstruction PSNR");
+  if (std::isfinite(num(pre, &PretrainSummary::test_psnr))) {
+    card(fmt(pre->test_psnr, "%.2f dB"),
+         "test reconstruction PSNR, " + fmt(static_cast<double>(pre->input_values), "%.0f") +
+             " values from " + fmt(static_cast<double>(pre->code_values), "%.0f") +
+             " (compression " + fmt(pre->compression_ratio, "%.2f") + ":1)");
   }
   // The baseline as evaluate reported it (null there when it did not run for this config).
-  if (has(metrics, "baseline") && has(metrics["baseline"], "test_accuracy")) {
-    const util::Json& base = metrics["baseline"];
-    card(pct(num(base, "test_accuracy")), "raw-pixel baseline: the same head on " +
-                                              fmt(num(base, "input_dim"), "%.0f") +
-                                              " pixels (test)");
+  if (metrics && metrics->baseline) {
+    card(pct(metrics->baseline->test_accuracy),
+         "raw-pixel baseline: the same head on " +
+             fmt(static_cast<double>(metrics->baseline->input_dim), "%.0f") + " pixels (test)");
   }
-  card(seconds(num(run, "wall_seconds")), "wall time of the run");
+  card(seconds(num(run, &RunRecord::wall_seconds)), "wall time of the run");
   card(html_escape(stages_done.empty() ? std::string("none") : stages_done), "stages completed");
   h << "</div>\n";
-  if (has(progress, "unfinished")) {
-    h << "<p class=\"missing\">Stage <b>" << html_escape(str(progress, "unfinished"))
-      << "</b> did not finish (" << html_escape(str(progress, "stopped_by", "unknown cause"))
+  if (!progress.unfinished.empty()) {
+    h << "<p class=\"missing\">Stage <b>" << html_escape(progress.unfinished)
+      << "</b> did not finish ("
+      << html_escape(progress.stopped_by.empty() ? "unknown cause" : progress.stopped_by)
       << "); continue it with <code>aefx run CONFIG --resume</code>.</p>\n";
   }
 
   // Per-class table.
   h << "<h2>Per-class test accuracy</h2>\n";
-  if (has(metrics, "class_names") && has(metrics, "confusion_matrix")) {
-    std::vector<std::string> names;
-    std::vector<std::vector<int64_t>> cm;
-    try {
-      names = metrics["class_names"].get<std::vector<std::string>>();
-      cm = metrics["confusion_matrix"].get<std::vector<std::vector<int64_t>>>();
-    } catch (const util::Json::exception& e) {
-      throw std::runtime_error("report: cannot parse " + (run_dir / "metrics.json").string() +
-                               ": " + e.what());
-    }
+  if (metrics && !metrics->class_names.empty() && !metrics->confusion_matrix.empty()) {
+    const auto& names = metrics->class_names;
+    const auto& cm = metrics->confusion_matrix;
     h << "<table><tr><th class=\"l\">class</th><th class=\"l\">accuracy</th><th>correct</th>"
          "<th>images</th><th class=\"l\">most often mistaken for</th></tr>\n";
     for (size_t c = 0; c < names.size() && c < cm.size(); ++c) {
@@ -284,46 +276,52 @@ fs::path write_report(const fs::path& run_dir) {
     h << "<tr><td class=\"l\">" << what << "</td><td>" << seconds(sec) << "</td><td class=\"l\">"
       << detail << "</td></tr>\n";
   };
-  timing("pretrain", num(pre, "seconds"),
-         fmt(num(pre, "epochs"), "%.0f") + " epochs, " + fmt(num(pre, "train_images"), "%.0f") +
-             " images, " + fmt(num(pre, "images_per_second"), "%.0f") + " img/s in training");
-  timing("classify", num(cls, "seconds"),
-         "latent codes " + seconds(num(cls, "code_seconds")) + ", head " +
-             seconds(num(cls, "head_seconds")) + ", " + fmt(num(cls, "code_dim"), "%.0f") +
-             " values per code");
-  if (has(metrics, "timings")) timing("evaluate", num(metrics["timings"], "evaluate_seconds"), "");
-  if (has(run, "stages")) timing("export", num(run["stages"], "export"), "");
-  timing("whole run", num(run, "wall_seconds"),
-         "peak memory " + fmt(num(run, "peak_rss_bytes") / (1024.0 * 1024.0 * 1024.0), "%.2f GiB") +
-             (str(run, "resumed") == "true" ? " (this invocation resumed a stopped run)" : ""));
+  if (pre) {
+    timing("pretrain", pre->seconds,
+           fmt(static_cast<double>(pre->epochs), "%.0f") + " epochs, " +
+               fmt(static_cast<double>(pre->train_images), "%.0f") + " images, " +
+               fmt(pre->images_per_second.value_or(NAN), "%.0f") + " img/s in training");
+  }
+  if (cls) {
+    timing("classify", cls->seconds,
+           "latent codes " + seconds(cls->code_seconds) + ", head " + seconds(cls->head_seconds) +
+               ", " + fmt(static_cast<double>(cls->code_dim), "%.0f") + " values per code");
+  }
+  timing("evaluate", num(metrics, &Metrics::evaluate_seconds), "");
+  if (run) {
+    for (const auto& [stage, sec] : run->stage_seconds)
+      if (stage == "export") timing("export", sec, "");
+    timing(
+        "whole run", run->wall_seconds,
+        "peak memory " +
+            fmt(static_cast<double>(run->peak_rss_bytes) / (1024.0 * 1024.0 * 1024.0), "%.2f GiB") +
+            (run->resumed ? " (this invocation resumed a stopped run)" : ""));
+  }
   h << "</table>\n";
 
   // Per-epoch figures.
-  const fs::path jsonl = run_dir / metrics::EpochLog::kJsonlFile;
+  const fs::path jsonl = folder.metrics_jsonl();
   if (fs::exists(jsonl)) {
     h << "<h2>Per-epoch figures</h2>\n<details><summary>metrics.jsonl (also metrics.csv)"
          "</summary><table><tr><th class=\"l\">stage</th><th>epoch</th><th>loss</th>"
          "<th>val loss / MSE</th><th>val accuracy / PSNR</th><th>lr</th><th>img/s</th>"
          "<th>seconds</th></tr>\n";
-    std::istringstream in(util::read_text(jsonl));
-    for (std::string line; std::getline(in, line);) {
-      if (line.empty()) continue;
-      const util::Json r = [&] {
-        try {
-          return util::parse_json(line, jsonl.string());
-        } catch (const std::runtime_error& e) {
-          throw std::runtime_error(std::string("report: ") + e.what());
-        }
-      }();
-      const bool pre_row = str(r, "stage") == "pretrain";
-      h << "<tr><td class=\"l\">" << html_escape(str(r, "stage")) << "</td><td>"
-        << fmt(num(r, "epoch"), "%.0f") << "/" << fmt(num(r, "epochs"), "%.0f") << "</td><td>"
-        << fmt(num(r, "loss")) << "</td><td>" << fmt(num(r, pre_row ? "val_mse" : "val_loss"))
-        << "</td><td>"
-        << (pre_row ? fmt(num(r, "val_psnr"), "%.2f dB") : pct(num(r, "val_accuracy")))
-        << "</td><td>" << fmt(num(r, "lr"), "%.2e") << "</td><td>"
-        << fmt(num(r, "images_per_second"), "%.0f") << "</td><td>" << fmt(num(r, "seconds"), "%.1f")
-        << "</td></tr>\n";
+    const auto records = [&] {
+      try {
+        return metrics::EpochLog(jsonl, folder.metrics_csv()).records();
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string("report: ") + e.what());
+      }
+    }();
+    for (const auto& r : records) {
+      const bool pre_row = r.stage == "pretrain";
+      h << "<tr><td class=\"l\">" << html_escape(r.stage) << "</td><td>"
+        << fmt(static_cast<double>(r.epoch), "%.0f") << "/"
+        << fmt(static_cast<double>(r.epochs), "%.0f") << "</td><td>" << fmt(r.loss) << "</td><td>"
+        << fmt(pre_row ? r.val_mse : r.val_loss) << "</td><td>"
+        << (pre_row ? fmt(r.val_psnr, "%.2f dB") : pct(r.val_accuracy)) << "</td><td>"
+        << fmt(r.lr, "%.2e") << "</td><td>" << fmt(r.images_per_second, "%.0f") << "</td><td>"
+        << fmt(r.seconds, "%.1f") << "</td></tr>\n";
     }
     h << "</table></details>\n";
   }
@@ -334,17 +332,25 @@ fs::path write_report(const fs::path& run_dir) {
     if (!v.empty())
       h << "<tr><th class=\"l\">" << k << "</th><td class=\"l\">" << html_escape(v) << "</td></tr>";
   };
-  env("aefx", str(run, "aefx_version", str(metrics, "aefx_version")));
-  env("git commit", str(run, "git_commit"));
-  env("LibTorch", str(run, "libtorch_version"));
-  env("device", str(run, "device", str(metrics, "device")));
-  env("CPU threads", str(run, "threads"));
-  if (has(run, "machine")) {
-    const util::Json& m = run["machine"];
-    env("CPU", str(m, "cpu"));
-    env("logical cores", str(m, "logical_cores"));
-    env("memory", fmt(num(m, "memory_gib"), "%.1f GiB"));
-    env("OS", str(m, "os"));
+  env("aefx", run ? run->aefx_version : metrics ? metrics->aefx_version : "");
+  if (run) {
+    env("git commit", run->git_commit);
+    env("LibTorch", run->libtorch_version);
+  }
+  env("device", run ? run->device : metrics ? metrics->device : "");
+  if (run) {
+    env("CPU threads", std::to_string(run->threads));
+    // util::machine_info()'s description, as run.json holds it.
+    const auto& m = run->machine;
+    auto text = [&](const char* key) {
+      if (!m.contains(key) || m[key].is_null()) return std::string();
+      return m[key].is_string() ? m[key].get<std::string>() : util::dump_json(m[key]);
+    };
+    env("CPU", text("cpu"));
+    env("logical cores", text("logical_cores"));
+    if (m.contains("memory_gib") && m["memory_gib"].is_number())
+      env("memory", fmt(m["memory_gib"].get<double>(), "%.1f GiB"));
+    env("OS", text("os"));
   }
   h << "</table>\n<h2>Config</h2>\n<pre>" << html_escape(util::read_text(config_file))
     << "</pre>\n";

@@ -94,7 +94,7 @@ TEST(DistGroup, TheSingleProcessIsRankZeroOfOneAndItsCollectivesChangeNothing) {
     ++calls;
     EXPECT_EQ(begin, 0);
     return torch::arange(2 * n).reshape({2 * n, 1});
-  });
+  }, "test");
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(rows.size(0), 6);
 }

@@ -95,26 +95,26 @@ EpochRecord record(const std::string& stage, int64_t epoch, double loss) {
 TEST(EpochLog, WritesJsonlAndCsvAndReadsThemBack) {
   testing::TempDir dir;
   {
-    EpochLog log(dir.path());
+    EpochLog log(dir / "metrics.jsonl", dir / "metrics.csv");
     log.begin_stage("pretrain", 0, {"classify"});
     log.add(record("pretrain", 1, 0.5));
     log.add(record("pretrain", 2, 0.25));
     log.begin_stage("classify", 0, {});
     log.add(record("classify", 1, 2.0));
   }
-  const std::string jsonl = testing::read_file(dir / EpochLog::kJsonlFile);
+  const std::string jsonl = testing::read_file(dir / "metrics.jsonl");
   EXPECT_EQ(std::count(jsonl.begin(), jsonl.end(), '\n'), 3);
   EXPECT_EQ(jsonl.rfind(R"({"stage":"pretrain","epoch":1,"epochs":3,"loss":0.5,)", 0), 0u) << jsonl;
   // Fields that were not measured are left out of the JSON and empty in the CSV.
   EXPECT_EQ(jsonl.substr(0, jsonl.find('\n')).find("val_accuracy"), std::string::npos);
-  const std::string csv = testing::read_file(dir / EpochLog::kCsvFile);
+  const std::string csv = testing::read_file(dir / "metrics.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "stage,epoch,epochs,loss,lr,images_per_second,val_loss,val_accuracy,val_mse,val_psnr,"
             "seconds,wall_seconds,time");
   EXPECT_NE(csv.find("\npretrain,2,3,0.25,0.001,,,,0.01,20,1.5,,20"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\nclassify,1,3,2,0.001,,,0.5,,,1.5,,20"), std::string::npos) << csv;
 
-  EpochLog again(dir.path());
+  EpochLog again(dir / "metrics.jsonl", dir / "metrics.csv");
   ASSERT_EQ(again.records().size(), 3u);
   EXPECT_EQ(again.of("pretrain").size(), 2u);
   const auto c = again.of("classify").at(0);
@@ -127,7 +127,7 @@ TEST(EpochLog, WritesJsonlAndCsvAndReadsThemBack) {
 
 TEST(EpochLog, RerunsAndResumesReplaceTheEpochsTheyRedo) {
   testing::TempDir dir;
-  EpochLog log(dir.path());
+  EpochLog log(dir / "metrics.jsonl", dir / "metrics.csv");
   for (int e = 1; e <= 3; ++e) log.add(record("pretrain", e, 1.0 / e));
   log.add(record("classify", 1, 2.0));
   // A resume from the end of epoch 2 redoes epoch 3: its record is replaced, not duplicated.
@@ -141,15 +141,15 @@ TEST(EpochLog, RerunsAndResumesReplaceTheEpochsTheyRedo) {
   EXPECT_DOUBLE_EQ(log.of("pretrain").back().loss, 0.31);
   // Starting over drops the stage's records.
   log.begin_stage("pretrain", 0, {"classify"});
-  EXPECT_TRUE(EpochLog(dir.path()).records().empty());
+  EXPECT_TRUE(EpochLog(dir / "metrics.jsonl", dir / "metrics.csv").records().empty());
 }
 
 TEST(EpochLog, DamagedFileIsNamedWithItsLine) {
   testing::TempDir dir;
-  testing::write_bytes(dir / EpochLog::kJsonlFile,
+  testing::write_bytes(dir / "metrics.jsonl",
                        "{\"stage\": \"pretrain\", \"epoch\": 1, \"epochs\": 2}\n{\"stage\": [\n");
   try {
-    EpochLog log(dir.path());
+    EpochLog log(dir / "metrics.jsonl", dir / "metrics.csv");
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("metrics.jsonl:2"), std::string::npos) << e.what();

@@ -66,7 +66,7 @@ std::string figures(const fs::path& run_dir) {
   const std::regex re("\"(loss|val_mse|val_accuracy|test_accuracy|best_epoch)\": ?([^,}\n]+)");
   const engine::RunFolder folder(run_dir);
   for (const fs::path& f : {folder.pretrain_summary(), folder.classify_summary(), folder.metrics(),
-                            run_dir / metrics::EpochLog::kJsonlFile}) {
+                            folder.metrics_jsonl()}) {
     const std::string text = testing::read_file(f);
     for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
       out += (*it)[1].str() + "=" + (*it)[2].str() + " ";

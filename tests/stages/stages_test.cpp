@@ -135,7 +135,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
   EXPECT_EQ(r["seed"].get<int64_t>(), cfg.seed);
 
   // Per epoch: one metrics.jsonl record per epoch of each stage, the same rows in metrics.csv.
-  const metrics::EpochLog log(run);
+  const metrics::EpochLog log(folder.metrics_jsonl(), folder.metrics_csv());
   ASSERT_EQ(log.of("pretrain").size(), static_cast<size_t>(cfg.pretrain.epochs));
   ASSERT_EQ(log.of("classify").size(), static_cast<size_t>(cfg.classify.epochs));
   for (const auto& e : log.records()) {
@@ -148,7 +148,7 @@ TEST(EndToEnd, AllStagesOnSyntheticData) {
       log.of("classify").back().val_accuracy,
       util::read_json_file(engine::RunFolder(run).classify_summary())["history"][2]["val_accuracy"]
           .get<double>());
-  const std::string csv = testing::read_file(run / metrics::EpochLog::kCsvFile);
+  const std::string csv = testing::read_file(folder.metrics_csv());
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'),
             1 + cfg.pretrain.epochs + cfg.classify.epochs);
   // log.txt: the lines printed, the environment and the resolved config.

@@ -1,4 +1,4 @@
-// tools/results.py (the seeds and ablation runs behind the README's Results) on tiny
+// tools/results.py (the seeds and ablation runs behind docs/results.md) on tiny
 // synthetic data: every run it reports is recorded, and the summary agrees with the runs.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>

@@ -24,7 +24,7 @@ Each stage reads what earlier stages wrote there, so stages can run alone.)";
 constexpr const char* kFooter =
     R"(Every line printed also goes to the run folder's log.txt, with the versions, the device and
 the resolved config. Per epoch: metrics.jsonl and metrics.csv; pictures: curves.png,
-reconstructions.png, confusion.png, latents.png; at the end: report.html (see README).
+reconstructions.png, confusion.png, latents.png; at the end: report.html (docs/architecture.md).
 
 Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves the stage's progress and exits
 with 130 or 143; a second Ctrl-C stops at once (the last saved progress is kept).
@@ -76,9 +76,26 @@ int run(RunArgs& a) {
     util::set_log_prefix("rank " + std::to_string(options.dist.rank) + ": ");
   }
   util::install_signal_handlers();
-  std::vector<std::pair<std::string, double>> times;
+  // The report, while the run still holds its folder.
+  options.finish = [](const engine::RunFolder& folder,
+                      const std::vector<std::pair<std::string, double>>& times) {
+    double total = 0;
+    std::string line;
+    for (const auto& [name, sec] : times) {
+      total += sec;
+      line += util::strfmt(" %s %.1f s,", name.c_str(), sec);
+    }
+    util::set_log_file(folder.log());
+    const auto report = viz::write_report(folder.dir());
+    if (!times.empty()) {
+      util::log_info(util::strfmt("done in %.1f s (%s ) -> %s", total, line.c_str(),
+                                  folder.dir().string().c_str()));
+    }
+    util::log_info("report: " + report.string());
+    util::set_log_file({});
+  };
   try {
-    times = engine::run_stages(cfg, stages, stages::builtin_stages(), options);
+    engine::run_stages(cfg, stages, stages::builtin_stages(), options);
     if (worker) return 0;
   } catch (const util::Interrupted& e) {
     if (worker) {
@@ -98,21 +115,6 @@ int run(RunArgs& a) {
     std::cerr << "aefx: " << e.what() << ". Resume with: " << resume << " --resume" << std::endl;
     return 128 + e.signal();
   }
-  double total = 0;
-  std::string line;
-  for (const auto& [name, sec] : times) {
-    total += sec;
-    line += util::strfmt(" %s %.1f s,", name.c_str(), sec);
-  }
-  const auto run_dir = engine::run_dir_for(cfg);
-  util::set_log_file(engine::RunFolder(run_dir).log());
-  const auto report = viz::write_report(run_dir);
-  if (!times.empty()) {
-    util::log_info(
-        util::strfmt("done in %.1f s (%s ) -> %s", total, line.c_str(), run_dir.string().c_str()));
-  }
-  util::log_info("report: " + report.string());
-  util::set_log_file({});
   return 0;
 }
 

@@ -115,7 +115,7 @@ std::string names_of(const std::string& separator = " ") {
 /// Where the images come from and how they are split.
 struct DataConfig {
   DataFormat format = DataFormat::kCifar10Binary;
-  std::string root = "data/cifar10";  ///< folder holding the data (see README)
+  std::string root = "data/cifar10";  ///< folder holding the data (docs/data.md)
   int64_t val_size = 5000;            ///< images held out of train for validation
   int64_t limit_train = 0;            ///< use only this many training images (0 = all)
   int64_t limit_test = 0;             ///< use only this many test images (0 = all)
@@ -147,7 +147,7 @@ struct ModelConfig {
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).
 struct PretrainConfig {
-  int64_t epochs = 10;  ///< 0 = no training: the random encoder, as a control (see README)
+  int64_t epochs = 10;  ///< 0 = no training: the random encoder, as a control (docs/results.md)
   int64_t batch_size = 128;
   double lr = 2e-3;
   Optimizer optimizer = Optimizer::kAdamW;
@@ -190,14 +190,14 @@ struct ExportConfig {
   double tolerance = 1e-4;     ///< max |native - exported| logits allowed by the export check
 };
 
-/// The pictures and report a run writes into its folder (see README, "What a run writes").
+/// The pictures and report a run writes into its folder (docs/architecture.md, the run-folder contract).
 struct ReportConfig {
   bool pictures = true;              ///< reconstructions, curves, confusion and latents PNGs
   int64_t reconstruction_every = 5;  ///< redraw reconstructions.png every this many epochs
   int64_t latent_points = 5000;      ///< test codes drawn in latents.png (all go into the PCA)
 };
 
-/// Data-parallel training over several processes (see README, "Several processes and machines").
+/// Data-parallel training over several processes (docs/distributed.md).
 /// Used only when aefx runs under torchrun's variables (RANK, WORLD_SIZE, ...) or `aefx launch`.
 struct DistributedConfig {
   Backend backend = Backend::kAuto;  ///< auto: nccl on CUDA, else gloo

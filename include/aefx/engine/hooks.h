@@ -50,12 +50,12 @@ class ValidationHook : public Hook {
 metrics::EpochRecord epoch_record(const std::string& stage, const TrainState& s, double lr,
                                   double stage_start);
 
-/// Keeps one metrics::EpochRecord per epoch (epoch_record of the loop's figures); saved in the
-/// loop's checkpoint, so a resumed loop's history is the whole history.
+/// Keeps one metrics::EpochRecord per epoch (epoch_record of the loop's figures, wall seconds
+/// since `stage_start`); saved in the loop's checkpoint, so a resumed loop's history is the whole
+/// history.
 class HistoryHook : public Hook {
  public:
-  HistoryHook(std::string stage, std::function<double()> lr);
-  void before_train(TrainState&) override;
+  HistoryHook(std::string stage, std::function<double()> lr, double stage_start);
   void after_epoch(TrainState& s) override;
   void save_state(torch::serialize::OutputArchive& archive) const override;
   void load_state(torch::serialize::InputArchive& archive) override;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "aefx/config/config.h"
+#include "aefx/util/json.h"
 
 namespace aefx::engine {
 
@@ -49,6 +50,8 @@ class RunFolder {
   std::filesystem::path classify_summary() const { return dir_ / "classify.json"; }
   std::filesystem::path baseline_summary() const { return dir_ / "baseline.json"; }
   std::filesystem::path metrics() const { return dir_ / "metrics.json"; }
+  std::filesystem::path metrics_jsonl() const { return dir_ / "metrics.jsonl"; }
+  std::filesystem::path metrics_csv() const { return dir_ / "metrics.csv"; }
 
   std::filesystem::path encoder_export() const { return dir_ / "encoder.pt"; }
   std::filesystem::path autoencoder_export() const { return dir_ / "autoencoder.pt"; }
@@ -176,6 +179,7 @@ struct Metrics {
   std::optional<double> pretrain_seconds, classify_seconds;
   double evaluate_seconds = 0;
   std::string device;
+  std::string aefx_version;  ///< read back only (write() records the running binary's)
 
   static std::optional<Metrics> read(const RunFolder& folder);
   void write(const RunFolder& folder) const;
@@ -193,7 +197,12 @@ struct RunRecord {
   int threads = 0;
   int world_size = 1;
   std::string backend;  ///< empty for one process
+  /// Read back only (write() records the running binary's and machine's own): the aefx and
+  /// LibTorch versions, the git commit, and util::machine_info()'s description.
+  std::string aefx_version, git_commit, libtorch_version;
+  util::Json machine;
 
+  static std::optional<RunRecord> read(const RunFolder& folder);
   void write(const RunFolder& folder) const;
 };
 

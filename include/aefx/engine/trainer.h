@@ -125,8 +125,9 @@ class Trainer {
   /// loop starts at epoch 0. Throws whatever the step or a hook throws, after calling after_train
   /// on every hook; a NaN loss says whether a checkpoint was kept.
   TrainState run(const StepFn& step, bool resume = false);
-  /// Runs from the start, or from `resume` (epoch, step, global_step, samples_in_epoch,
-  /// epoch_losses and epoch_seconds of a saved TrainState).
+  /// The loop itself, from the start or from `resume` (epoch, step, global_step,
+  /// samples_in_epoch, epoch_losses and epoch_seconds of a saved TrainState), without the
+  /// checkpoint file: what run() calls, and what tests drive directly.
   TrainState run_from(const StepFn& step, const TrainState* resume);
   const std::string& name() const { return name_; }
 

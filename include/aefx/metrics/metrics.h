@@ -58,16 +58,15 @@ struct EpochRecord {
   std::string time;             ///< when the epoch ended, UTC, ISO 8601
 };
 
-/// The per-epoch figures of a run folder: metrics.jsonl (one JSON object per epoch per stage)
-/// and metrics.csv (the same, a row each, for spreadsheets), rewritten atomically after every
-/// epoch, so a stopped run keeps the epochs it finished.
+/// The per-epoch figures of a run folder: a JSON Lines file (one JSON object per epoch per stage,
+/// the run folder's metrics.jsonl) and a CSV file (the same, a row each, for spreadsheets:
+/// metrics.csv), rewritten atomically after every epoch, so a stopped run keeps the epochs it
+/// finished.
 class EpochLog {
  public:
-  static constexpr const char* kJsonlFile = "metrics.jsonl";
-  static constexpr const char* kCsvFile = "metrics.csv";
-  /// Reads the folder's metrics.jsonl when there is one (std::runtime_error naming the file and
-  /// line when it does not parse).
-  explicit EpochLog(std::filesystem::path run_dir);
+  /// Reads `jsonl` when it exists (std::runtime_error naming the file and line when it does not
+  /// parse).
+  EpochLog(std::filesystem::path jsonl, std::filesystem::path csv);
   /// A stage starts: drops its records after epoch `keep` (0: all; a resumed stage keeps what
   /// it has) and every record of `later` stages, then rewrites the files.
   void begin_stage(const std::string& stage, int64_t keep, const std::vector<std::string>& later);
@@ -80,7 +79,7 @@ class EpochLog {
 
  private:
   void write() const;
-  std::filesystem::path dir_;
+  std::filesystem::path jsonl_, csv_;
   std::vector<EpochRecord> records_;
 };
 
