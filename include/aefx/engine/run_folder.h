@@ -6,6 +6,7 @@
 //
 //   config.yaml, log.txt                  the resolved config; everything the run printed
 //   progress.json                         stages completed, the one that stopped and why
+//   .lock                                 held by the run using the folder (RunLock)
 //   run.json                              written when every requested stage finished
 //   checkpoints/autoencoder.pt            pretrain's trained autoencoder
 //   checkpoints/pretrain_last.pt          pretrain's resumable state
