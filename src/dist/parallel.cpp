@@ -82,11 +82,11 @@ torch::Tensor sharded_rows(Group& group, int64_t n, int64_t blocks,
   auto full = torch::empty({blocks * n, local.size(1)}, local.options());
   for (int64_t b = 0; b < blocks; ++b)
     group.gather_shards(local.narrow(0, b * m, m), full.narrow(0, b * n, n));
-  util::log_info(util::strfmt("%s: %lld of %lld rows computed on this rank in %.1f s, the rows of "
-                              "%d ranks gathered in %.1f s",
-                              stage.c_str(), static_cast<long long>(m), static_cast<long long>(n),
-                              t1 - t0,
-                              group.size(), util::now_seconds() - t1));
+  util::log_info(
+      util::strfmt("%s: %lld of %lld rows computed on this rank in %.1f s, the rows of "
+                   "%d ranks gathered in %.1f s",
+                   stage.c_str(), static_cast<long long>(m), static_cast<long long>(n), t1 - t0,
+                   group.size(), util::now_seconds() - t1));
   return full;
 }
 

@@ -76,8 +76,9 @@ void HistoryHook::load_state(torch::serialize::InputArchive& archive) {
   torch::Tensor t;
   // A stage stopped by an aefx before the hooks kept their own state saved no such entry.
   if (!archive.try_read("aefx_history", t))
-    throw std::runtime_error("its resume state is from an earlier aefx (no epoch history); "
-                             "start the stage over with --restart");
+    throw std::runtime_error(
+        "its resume state is from an earlier aefx (no epoch history); "
+        "start the stage over with --restart");
   if (t.dim() != 2 || t.size(1) != kColumns)
     throw std::runtime_error("its epoch history has another layout");
   auto a = t.to(torch::kDouble).contiguous();

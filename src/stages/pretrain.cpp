@@ -157,8 +157,8 @@ void pretrain(engine::RunContext& ctx) {
   std::vector<metrics::EpochRecord> history;
   double last_mse = 0;  // the validation MSE of the model as saved (0 without validation images)
   if (p.epochs > 0) {
-    history = train_autoencoder(
-        {ctx, pt, sampler, val, shown, main ? &*epoch_log : nullptr, pictures, architecture, t_start});
+    history = train_autoencoder({ctx, pt, sampler, val, shown, main ? &*epoch_log : nullptr,
+                                 pictures, architecture, t_start});
     if (!std::isnan(history.back().val_mse)) last_mse = history.back().val_mse;
   } else {
     pt.calibrate_batch_norm(kCalibrationImages, batch);

@@ -90,11 +90,14 @@ TEST(DistGroup, TheSingleProcessIsRankZeroOfOneAndItsCollectivesChangeNothing) {
   EXPECT_EQ(local_batch_size("pretrain.batch_size", 7, g), 7);
   // Rows computed in shards are the rows computed at once.
   int calls = 0;
-  auto rows = sharded_rows(g, 3, 2, [&](int64_t begin, int64_t n) {
-    ++calls;
-    EXPECT_EQ(begin, 0);
-    return torch::arange(2 * n).reshape({2 * n, 1});
-  }, "test");
+  auto rows = sharded_rows(
+      g, 3, 2,
+      [&](int64_t begin, int64_t n) {
+        ++calls;
+        EXPECT_EQ(begin, 0);
+        return torch::arange(2 * n).reshape({2 * n, 1});
+      },
+      "test");
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(rows.size(0), 6);
 }

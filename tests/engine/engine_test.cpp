@@ -528,7 +528,8 @@ TEST(Trainer, CheckpointsResumeTheModelTheOptimizerAndTheHooksExactly) {
 TEST(Hooks, BestStateKeepsTheBestEpochAndHistoryRecordsEach) {
   torch::nn::Linear model(2, 1);
   BestStateHook best(*model, "val_accuracy", torch::kCPU);
-  HistoryHook history("classify", [] { return 0.5; }, 0.0);
+  HistoryHook history(
+      "classify", [] { return 0.5; }, 0.0);
   TrainState s;
   s.epochs = 3;
   s.epoch_seconds = 1;

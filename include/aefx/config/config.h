@@ -190,7 +190,8 @@ struct ExportConfig {
   double tolerance = 1e-4;     ///< max |native - exported| logits allowed by the export check
 };
 
-/// The pictures and report a run writes into its folder (docs/architecture.md, the run-folder contract).
+/// The pictures and report a run writes into its folder (docs/architecture.md, the run-folder
+/// contract).
 struct ReportConfig {
   bool pictures = true;              ///< reconstructions, curves, confusion and latents PNGs
   int64_t reconstruction_every = 5;  ///< redraw reconstructions.png every this many epochs

@@ -67,8 +67,7 @@ struct RunOptions {
   dist::Env dist;
   /// Rank 0, after the stages (and run.json) while the run still holds its folder's lock: what
   /// else belongs to the run (the CLI writes report.html here). Gets the stages' wall seconds.
-  std::function<void(const RunFolder&, const std::vector<std::pair<std::string, double>>&)>
-      finish;
+  std::function<void(const RunFolder&, const std::vector<std::pair<std::string, double>>&)> finish;
 };
 
 /// What the runner does with one requested stage.
