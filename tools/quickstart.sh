@@ -46,7 +46,18 @@ if [ "$format" = "idx" ] && [ "$root" = /usr/share/datasets/fashion-mnist ]; the
   fi
 fi
 status=0
-build/aefx run "$config" "$@" || status=$?
+# aefx runs as a child (so this script can name the results after it): a SIGTERM to the script
+# is passed on to it, and Ctrl-C reaches it from the terminal, so it stops as it would alone
+# (progress saved, exit 130/143) and the script exits with its status.
+trap '' INT
+build/aefx run "$config" "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+wait "$child" || status=$?
+while kill -0 "$child" 2>/dev/null; do
+  status=0
+  wait "$child" || status=$?
+done
 [ $status -eq 0 ] || exit $status
 run_dir="$(get output_dir)/$(get name)"
 case "$run_dir" in /*) ;; *) run_dir="$PWD/$run_dir" ;; esac
