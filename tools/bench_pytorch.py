@@ -12,17 +12,22 @@ count set to the config's `threads` (0 = all cores); on CUDA bf16 autocast, fuse
 cuDNN autotune where the torch version has them.
 
 Rounds alternate `aefx bench` and each PyTorch variant, every measurement in a fresh process,
-and the medians and the ratio aefx / PyTorch are printed as JSON:
+and the medians and the ratio aefx / PyTorch are printed as JSON, per precision:
 
   --rounds N        alternations (default 3)
   --variants LIST   comma list from eager, eager-tuned-malloc, compile (default: eager, plus
                     compile where torch has torch.compile). eager-tuned-malloc runs eager
                     PyTorch with the allocator settings aefx applies to itself at start-up.
+  --precisions LIST comma list from fp32, bf16, auto (default: the config's `precision`). Both
+                    sides run each one: aefx with --set precision=P, PyTorch in fp32 or under
+                    torch.autocast(dtype=torch.bfloat16) with fp32 weights and loss, as aefx.
+                    auto resolves as aefx does: bf16 on CUDA and on CPUs with avx512_bf16 or
+                    amx_bf16, else fp32.
   --pipeline        also time the whole pipeline (every stage) on both sides, once per round
   --steps/--warmup  timed and warm-up pretrain steps (defaults 30 and 5)
   --aefx PATH       the aefx binary (default build/aefx)
   --only VARIANT    run one PyTorch measurement in this process and print its JSON (used by
-                    the rounds; handy on its own too)
+                    the rounds; handy on its own too, with --precision P)
 """
 import argparse
 import json
@@ -49,6 +54,26 @@ TUNED_MALLOC_ENV = {
 
 
 # ---------------------------------------------------------------- config and data
+
+
+def cpu_has_bf16():
+    """As aefx's util::cpu_has_bf16: native bf16 arithmetic in /proc/cpuinfo's flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision, device):
+    """fp32 or bf16, as aefx's util::compute_dtype resolves `precision` on `device`."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
 
 
 def resolve_config(aefx, config, sets):
@@ -237,7 +262,7 @@ def cosine_lr(base, step, total):
 class Pipeline:
     """One PyTorch variant of the aefx pipeline on one device."""
 
-    def __init__(self, cfg, variant):
+    def __init__(self, cfg, variant, precision):
         self.cfg, self.variant = cfg, variant
         torch.manual_seed(cfg["seed"])
         threads = cfg["threads"] or os.cpu_count()
@@ -249,15 +274,15 @@ class Pipeline:
         self.cuda = self.device.type == "cuda"
         if self.cuda:
             torch.backends.cudnn.benchmark = True
+        self.precision = resolve_precision(precision, self.device)
 
     def sync(self):
         if self.cuda:
             torch.cuda.synchronize()
 
     def autocast(self):
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        """bf16 autocast around the forward passes (fp32 weights, optimizer state and loss)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def build_pretrain(self, images):
         p = self.cfg["pretrain"]
@@ -322,13 +347,14 @@ class Pipeline:
                 for g in opt.param_groups:
                     g["lr"] = lr
                 idx = perm[s * batch : (s + 1) * batch]
-                out = head((codes.index_select(0, idx) - cm) / cs)
-                loss = F.cross_entropy(out, labels.index_select(0, idx), label_smoothing=c["label_smoothing"])
+                with self.autocast():
+                    out = head((codes.index_select(0, idx) - cm) / cs)
+                loss = F.cross_entropy(out.float(), labels.index_select(0, idx), label_smoothing=c["label_smoothing"])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             head.eval()
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():
                 acc = (head((val_codes - cm) / cs).argmax(1) == val_labels).float().mean().item()
             if acc > best:
                 best = acc
@@ -343,9 +369,9 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(cfg, variant, steps, warmup):
+def measure(cfg, variant, precision, steps, warmup):
     """The pieces `aefx bench` times, on the same data and sizes."""
-    pl = Pipeline(cfg, variant)
+    pl = Pipeline(cfg, variant, precision)
     (train, _), _ = train_val(cfg)
     p, c = cfg["pretrain"], cfg["classify"]
     pl.build_pretrain(train)
@@ -379,6 +405,7 @@ def measure(cfg, variant, steps, warmup):
     _, _, _, secs = pl.head_epochs(big, labels, big[:1000], labels[:1000], 2)
     out = {
         "variant": variant,
+        "precision": pl.precision,
         "torch": torch.__version__,
         "device": str(pl.device),
         "threads": torch.get_num_threads(),
@@ -397,11 +424,11 @@ def measure(cfg, variant, steps, warmup):
     return out
 
 
-def run_pipeline(cfg, variant):
+def run_pipeline(cfg, variant, precision):
     """Every stage of the config, as aefx runs it: pretrain (with validation and a checkpoint
     each epoch), codes + head (best epoch on validation), evaluate on test, export."""
     t_start = time.perf_counter()
-    pl = Pipeline(cfg, variant)
+    pl = Pipeline(cfg, variant, precision)
     (train, train_labels), (val, val_labels) = train_val(cfg)
     p, c = cfg["pretrain"], cfg["classify"]
     pl.build_pretrain(train)
@@ -417,7 +444,7 @@ def run_pipeline(cfg, variant):
             losses.append(pl.step(perm[s * batch : (s + 1) * batch]))
         torch.stack(losses).mean().item()
         pl.ae.eval()
-        with torch.no_grad():
+        with torch.no_grad(), pl.autocast():
             for i in range(0, len(val), cfg["evaluate"]["batch_size"]):
                 x = to_float(val[i : i + cfg["evaluate"]["batch_size"]], pl.device)
                 ((pl.ae((x - pl.mean) / pl.std) * pl.std + pl.mean).clamp(0, 1) - x).pow(2).sum()
@@ -438,7 +465,7 @@ def run_pipeline(cfg, variant):
 
     test, test_labels = load_split(cfg, False)
     test_codes = pl.codes(test, grids, cfg["evaluate"]["batch_size"])
-    with torch.no_grad():
+    with torch.no_grad(), pl.autocast():
         acc = (head((test_codes - cm) / cs).argmax(1).cpu() == test_labels).float().mean().item()
     t_eval = time.perf_counter()
 
@@ -475,6 +502,8 @@ def main():
     ap.add_argument("--aefx", default="build/aefx")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--variants", default="")
+    ap.add_argument("--precisions", default="")
+    ap.add_argument("--precision", default="", help=argparse.SUPPRESS)  # with --only
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--pipeline", action="store_true")
@@ -483,7 +512,11 @@ def main():
 
     cfg = resolve_config(a.aefx, a.config, a.sets)
     if a.only:
-        res = run_pipeline(cfg, a.only) if a.pipeline else measure(cfg, a.only, a.steps, a.warmup)
+        precision = a.precision or cfg["precision"]
+        if a.pipeline:
+            res = run_pipeline(cfg, a.only, precision)
+        else:
+            res = measure(cfg, a.only, precision, a.steps, a.warmup)
         print(json.dumps(res))
         return
 
@@ -493,77 +526,102 @@ def main():
             sys.exit(f"bench_pytorch: unknown variant '{v}' (eager, eager-tuned-malloc, compile)")
         if v == "compile" and not hasattr(torch, "compile"):
             sys.exit(f"bench_pytorch: torch {torch.__version__} has no torch.compile")
+    precisions = a.precisions.split(",") if a.precisions else [cfg["precision"]]
+    for p in precisions:
+        if p not in ("auto", "fp32", "bf16"):
+            sys.exit(f"bench_pytorch: unknown precision '{p}' (auto, fp32, bf16)")
     sets = sum((["--set", s] for s in a.sets), [])
     me = [sys.executable, os.path.abspath(__file__), a.config, "--aefx", a.aefx] + sets
-    aefx_cmd = [a.aefx, "bench", a.config, "--steps", str(a.steps), "--warmup", str(a.warmup)] + sets
-    results = {"aefx": []}
-    for v in variants:
-        results[v] = []
+    timing = ["--steps", str(a.steps), "--warmup", str(a.warmup)]
+    # results[precision][who]: one JSON per round.
+    results = {p: {w: [] for w in ["aefx"] + variants} for p in precisions}
     for r in range(a.rounds):
         # Alternate the order each round so neither side always runs on a warmer machine.
-        order = ["aefx"] + variants if r % 2 == 0 else variants + ["aefx"]
-        for who in order:
+        order = [(p, w) for p in precisions for w in ["aefx"] + variants]
+        for p, who in order if r % 2 == 0 else order[::-1]:
             if who == "aefx":
-                cmd = aefx_cmd + (["--pipeline"] if a.pipeline else [])
-                res = run_json(cmd)
+                cmd = [a.aefx, "bench", a.config] + timing + sets + ["--set", f"precision={p}"]
+                res = run_json(cmd + (["--pipeline"] if a.pipeline else []))
                 res.update({k: v for k, v in res.get("pipeline", {}).items() if k != "stage_seconds"})
-                results["aefx"].append(res)
-                print(f"round {r + 1}/{a.rounds}: aefx done", file=sys.stderr)
-                continue
-            env = dict(os.environ, **(TUNED_MALLOC_ENV if who == "eager-tuned-malloc" else {}))
-            results[who].append(run_json(me + ["--only", who, "--steps", str(a.steps), "--warmup", str(a.warmup)], env))
-            if a.pipeline:
-                results[who][-1].update(run_json(me + ["--only", who, "--pipeline"], env))
-            print(f"round {r + 1}/{a.rounds}: {who} done", file=sys.stderr)
-
-    def med(who, key):
-        vals = [x[key] for x in results[who] if key in x]
-        return statistics.median(vals) if vals else None
-
-    def pairwise(v, key):
-        """aefx / PyTorch round by round (each pair ran back to back), then the median."""
-        pairs = [x[key] / y[key] for x, y in zip(results["aefx"], results[v]) if key in x and key in y]
-        return statistics.median(pairs) if pairs else None
+            else:
+                env = dict(os.environ, **(TUNED_MALLOC_ENV if who == "eager-tuned-malloc" else {}))
+                mine = me + ["--only", who, "--precision", p]
+                res = run_json(mine + timing, env)
+                if a.pipeline:
+                    res.update(run_json(mine + ["--pipeline"], env))
+            results[p][who].append(res)
+            print(f"round {r + 1}/{a.rounds}: {who} {p} done", file=sys.stderr)
 
     summary = {"config": a.config, "sets": a.sets, "rounds": a.rounds, "torch": torch.__version__}
-    aefx_ips = med("aefx", "pretrain_images_per_second")
-    summary["aefx"] = {
-        "pretrain_images_per_second": aefx_ips,
-        "achieved_gflops": med("aefx", "achieved_gflops"),
-        "code_images_per_second": med("aefx", "code_images_per_second"),
-        "head_epoch_seconds": med("aefx", "head_epoch_seconds"),
-        "pipeline_seconds": med("aefx", "pipeline_seconds"),
-        "stage_seconds": results["aefx"][-1].get("pipeline", {}).get("stage_seconds"),
-        "test_accuracy": med("aefx", "test_accuracy"),
-        "pipeline_peak_rss_bytes": med("aefx", "pipeline_peak_rss_bytes"),
-        "peak_rss_bytes": med("aefx", "peak_rss_bytes"),
-        "matmul_peak_gflops": med("aefx", "matmul_peak_gflops"),
-        "forward_flops_per_image": med("aefx", "forward_flops_per_image"),
-        "all_pretrain_images_per_second": [x["pretrain_images_per_second"] for x in results["aefx"]],
-    }
-    for v in variants:
-        ips = med(v, "pretrain_images_per_second")
-        row = {
-            "pretrain_images_per_second": ips,
-            "all_pretrain_images_per_second": [x["pretrain_images_per_second"] for x in results[v]],
-            "code_images_per_second": med(v, "code_images_per_second"),
-            "head_epoch_seconds": med(v, "head_epoch_seconds"),
-            "forward_flops_per_image": med(v, "forward_flops_per_image"),
-            "pretrain_ratio_aefx_over_pytorch": aefx_ips / ips,
-            "pretrain_ratio_pairwise_median": pairwise(v, "pretrain_images_per_second"),
-            "pretrain_ratio_pairwise": [
-                x["pretrain_images_per_second"] / y["pretrain_images_per_second"]
-                for x, y in zip(results["aefx"], results[v])
-            ],
+    for p in precisions:
+        summary[p] = summarize(results[p], variants, a.pipeline)
+    if "fp32" in results and "bf16" in results:
+        summary["aefx_bf16_over_fp32"] = {
+            key: pairwise(results["bf16"]["aefx"], results["fp32"]["aefx"], key)
+            for key in ("pretrain_images_per_second", "code_images_per_second")
         }
-        if a.pipeline:
-            row["pipeline_seconds"] = med(v, "pipeline_seconds")
-            row["stage_seconds"] = {k: med(v, k + "_seconds") for k in ("pretrain", "classify", "evaluate", "export")}
-            row["pipeline_peak_rss_bytes"] = results[v][-1].get("peak_rss_bytes")
-            row["test_accuracy"] = med(v, "test_accuracy")
-            row["pipeline_wall_ratio_aefx_over_pytorch"] = summary["aefx"]["pipeline_seconds"] / row["pipeline_seconds"]
-        summary[v] = row
+        summary["aefx_bf16_over_fp32"]["head_epoch_speedup"] = pairwise(
+            results["fp32"]["aefx"], results["bf16"]["aefx"], "head_epoch_seconds"
+        )
     print(json.dumps(summary, indent=2))
+
+
+def median_of(runs, key):
+    vals = [x[key] for x in runs if x.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def pairwise(xs, ys, key):
+    """x / y round by round (each pair ran in the same round), then the median."""
+    pairs = [x[key] / y[key] for x, y in zip(xs, ys) if x.get(key) and y.get(key)]
+    return statistics.median(pairs) if pairs else None
+
+
+def summarize(results, variants, pipeline):
+    """Medians per side and the aefx / PyTorch ratios, for one precision."""
+    ae = results["aefx"]
+    aefx_ips = median_of(ae, "pretrain_images_per_second")
+    out = {"aefx": {
+        "precision": ae[-1].get("precision"),
+        "pretrain_images_per_second": aefx_ips,
+        "achieved_gflops": median_of(ae, "achieved_gflops"),
+        "code_images_per_second": median_of(ae, "code_images_per_second"),
+        "head_epoch_seconds": median_of(ae, "head_epoch_seconds"),
+        "pipeline_seconds": median_of(ae, "pipeline_seconds"),
+        "stage_seconds": ae[-1].get("pipeline", {}).get("stage_seconds"),
+        "test_accuracy": median_of(ae, "test_accuracy"),
+        "pipeline_peak_rss_bytes": median_of(ae, "pipeline_peak_rss_bytes"),
+        "peak_rss_bytes": median_of(ae, "peak_rss_bytes"),
+        "matmul_peak_gflops": median_of(ae, "matmul_peak_gflops"),
+        "forward_flops_per_image": median_of(ae, "forward_flops_per_image"),
+        "all_pretrain_images_per_second": [x["pretrain_images_per_second"] for x in ae],
+    }}
+    for v in variants:
+        rv = results[v]
+        ips = median_of(rv, "pretrain_images_per_second")
+        row = {
+            "precision": rv[-1].get("precision"),
+            "pretrain_images_per_second": ips,
+            "all_pretrain_images_per_second": [x["pretrain_images_per_second"] for x in rv],
+            "code_images_per_second": median_of(rv, "code_images_per_second"),
+            "head_epoch_seconds": median_of(rv, "head_epoch_seconds"),
+            "forward_flops_per_image": median_of(rv, "forward_flops_per_image"),
+            "pretrain_ratio_aefx_over_pytorch": aefx_ips / ips,
+            "pretrain_ratio_pairwise_median": pairwise(ae, rv, "pretrain_images_per_second"),
+            "pretrain_ratio_pairwise": [
+                x["pretrain_images_per_second"] / y["pretrain_images_per_second"] for x, y in zip(ae, rv)
+            ],
+            "code_ratio_pairwise_median": pairwise(ae, rv, "code_images_per_second"),
+            "head_epoch_speedup_pairwise_median": pairwise(rv, ae, "head_epoch_seconds"),
+        }
+        if pipeline:
+            row["pipeline_seconds"] = median_of(rv, "pipeline_seconds")
+            row["stage_seconds"] = {k: median_of(rv, k + "_seconds") for k in ("pretrain", "classify", "evaluate", "export")}
+            row["pipeline_peak_rss_bytes"] = rv[-1].get("peak_rss_bytes")
+            row["test_accuracy"] = median_of(rv, "test_accuracy")
+            row["pipeline_wall_ratio_aefx_over_pytorch"] = out["aefx"]["pipeline_seconds"] / row["pipeline_seconds"]
+        out[v] = row
+    return out
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "aefx/engine/head_trainer.h"
+#include "aefx/engine/precision.h"
 #include "aefx/engine/pretrainer.h"
 #include "aefx/engine/runner.h"
 #include "aefx/models/autoencoder.h"
@@ -19,6 +20,7 @@
 #include "aefx/stages/stages.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/log.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::bench {
@@ -106,12 +108,13 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const int threads = util::configure_threads(cfg.threads);
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
-  util::Json out =
-      util::Json::object({{"config", cfg.name},
-                          {"device", device.str()},
-                          {"threads", threads},
-                          {"libtorch", util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR,
-                                                    TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}});
+  util::Json out = util::Json::object(
+      {{"config", cfg.name},
+       {"device", device.str()},
+       {"precision", util::precision_name(engine::compute_dtype(cfg.precision, device))},
+       {"threads", threads},
+       {"libtorch",
+        util::strfmt("%d.%d.%d", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}});
   // The whole pipeline first, in a fresh process, so that its peak RSS is its own.
   if (options.pipeline) {
     out["pipeline"] = run_pipeline(cfg);
@@ -147,7 +150,8 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
 
   // Codes: the classify stage's extraction, on up to 5,000 training images.
   const auto& c = cfg.classify;
-  models::FeatureExtractor features(pt.model(), models::code_spec(cfg.model, c), device);
+  models::FeatureExtractor features(pt.model(), models::code_spec(cfg.model, c), device,
+                                    pt.dtype());
   const int64_t m = std::min<int64_t>(n, std::max<int64_t>(2 * c.code_batch_size, 5000));
   const auto sample = train.images.narrow(0, 0, m);
   features.encode(sample.narrow(0, 0, std::min(m, c.code_batch_size)), c.code_batch_size);
@@ -166,6 +170,7 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   head.classify.epochs = 2;
   head.classes = static_cast<int64_t>(train.class_names.size());
   head.device = device;
+  head.dtype = pt.dtype();
   const int64_t v = std::min<int64_t>(rows, 1000);
   const auto r = engine::fit_head(all, labels, all.narrow(0, 0, v).clone(), labels.narrow(0, 0, v),
                                   head, alone);

@@ -238,6 +238,7 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(device, device_spec(), kPerMachine),
       AEFX_FIELD(seed, at_least<int64_t>(0), kBaselineInput),
       AEFX_FIELD(threads, at_least<int64_t>(0), kNoEffect),
+      AEFX_FIELD(precision, nullptr, kBaselineInput),
       AEFX_FIELD(output_dir, non_empty(), kPerMachine),
       AEFX_FIELD(stages, stage_list(), kNoEffect),
       AEFX_FIELD(data.format, nullptr, kBaselineInput),

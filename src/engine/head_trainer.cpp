@@ -6,6 +6,7 @@
 #include "aefx/engine/hooks.h"
 #include "aefx/engine/optim.h"
 #include "aefx/util/log.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::engine {
@@ -19,15 +20,17 @@ int64_t fitted_batch(const std::string& stage, const std::string& items, int64_t
 }
 
 std::pair<double, double> head_accuracy(models::Head& head, const torch::Tensor& codes,
-                                        const torch::Tensor& labels, int64_t batch) {
+                                        const torch::Tensor& labels, int64_t batch,
+                                        torch::ScalarType dtype) {
   torch::NoGradGuard no_grad;
+  util::Autocast autocast(codes.device(), dtype);
   head->eval();
   const auto opts = torch::TensorOptions().device(codes.device());
   torch::Tensor correct = torch::zeros({}, opts.dtype(torch::kLong));
   torch::Tensor loss = torch::zeros({}, opts.dtype(torch::kDouble));
   for (int64_t i = 0; i < codes.size(0); i += batch) {
     const int64_t b = std::min(batch, codes.size(0) - i);
-    auto logits = head->net->forward(codes.narrow(0, i, b));
+    auto logits = head->net->forward(codes.narrow(0, i, b)).to(torch::kFloat);
     auto target = labels.narrow(0, i, b);
     correct += (logits.argmax(1) == target).sum();
     loss +=
@@ -78,8 +81,8 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   // Every rank holds all codes and the same head, so validation needs no communication.
   trainer.add_hook(std::make_shared<ValidationHook>([&]() -> std::map<std::string, double> {
     const auto [acc, loss] = val_codes.size(0) > 0
-                                 ? head_accuracy(r.head, val_codes, val_labels, 4096)
-                                 : head_accuracy(r.head, codes, labels, 4096);
+                                 ? head_accuracy(r.head, val_codes, val_labels, 4096, options.dtype)
+                                 : head_accuracy(r.head, codes, labels, 4096, options.dtype);
     return {{"val_accuracy", acc}, {"val_loss", loss}};
   }));
   auto history = std::make_shared<HistoryHook>(stage, lr_now, t0);
@@ -115,8 +118,13 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   trainer.run(
       [&](TrainState& s) {
         auto idx = sampler.indices(s.epoch, s.step);
-        auto loss = torch::nn::functional::cross_entropy(
-            r.head->net->forward(codes.index_select(0, idx)), labels.index_select(0, idx), ce);
+        torch::Tensor logits;
+        {
+          util::Autocast autocast(device, options.dtype);
+          logits = r.head->net->forward(codes.index_select(0, idx));
+        }
+        auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat),
+                                                         labels.index_select(0, idx), ce);
         opt->zero_grad();
         loss.backward();
         group.average_gradients(r.head->parameters());

@@ -4,18 +4,22 @@
 
 #include "aefx/dist/parallel.h"
 #include "aefx/engine/optim.h"
+#include "aefx/engine/precision.h"
+#include "aefx/util/precision.h"
 
 namespace aefx::engine {
 
 double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, int64_t batch,
-                          const torch::Device& device, dist::Group& group) {
+                          const torch::Device& device, torch::ScalarType dtype,
+                          dist::Group& group) {
   torch::NoGradGuard no_grad;
+  util::Autocast autocast(device, dtype);
   ae->eval();
   torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
   const auto [begin, n] = dist::shard(images.size(0), group.rank(), group.size());
   for (int64_t i = begin; i < n; i += batch) {
     auto x = data::to_float(images.narrow(0, i, std::min(batch, n - i)), device);
-    auto recon = ae->denormalize(ae->forward(ae->normalize(x))).clamp(0, 1);
+    auto recon = ae->denormalize(ae->forward(ae->normalize(x)).to(torch::kFloat)).clamp(0, 1);
     sum += (recon - x).pow(2).sum().to(torch::kDouble);
   }
   ae->train();
@@ -26,6 +30,7 @@ Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
                        const torch::Device& device, dist::Group& group)
     : cfg_(cfg.pretrain),
       ae_(cfg.model, train.images.size(1), train.images.size(2)),
+      dtype_(compute_dtype(cfg.precision, device)),
       group_(group) {
   auto [mean, std] = data::channel_stats(train.images);
   ae_->set_normalization(mean, std);
@@ -44,7 +49,12 @@ torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
   if (cfg_.augment) x = data::augment_batch(x, cfg_.crop_padding, true);
   auto target = ae_->normalize(x);
   auto input = models::corrupt(target, cfg_.mask_ratio, cfg_.mask_patch, cfg_.noise);
-  auto loss = torch::mse_loss(ae_->forward(input), target);
+  torch::Tensor recon;
+  {
+    util::Autocast autocast(images_.device(), dtype_);
+    recon = ae_->forward(input);
+  }
+  auto loss = torch::mse_loss(recon.to(torch::kFloat), target);  // the loss in fp32
   opt_->zero_grad();
   loss.backward();
   group_.average_gradients(ae_->parameters());
@@ -66,6 +76,7 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
     bn->options.momentum(c10::nullopt);
   }
   ae_->train();
+  util::Autocast autocast(images_.device(), dtype_);  // the statistics of what training computes
   const int64_t n = std::min(images, images_.size(0));
   for (int64_t i = 0; i < n; i += batch_size) {
     ae_->forward(ae_->normalize(

@@ -358,6 +358,7 @@ std::optional<RunRecord> RunRecord::read(const RunFolder& folder) {
     r.wall_seconds = get_double(j, "wall_seconds");
     r.peak_rss_bytes = get_int(j, "peak_rss_bytes");
     r.device = get_string(j, "device");
+    r.precision = get_string(j, "precision");
     r.threads = static_cast<int>(get_int(j, "threads"));
     r.world_size = static_cast<int>(get_int(j, "world_size"));
     r.backend = get_string(j, "backend");
@@ -381,6 +382,7 @@ void RunRecord::write(const RunFolder& folder) const {
            {"wall_seconds", number(wall_seconds)},
            {"peak_rss_bytes", peak_rss_bytes},
            {"device", device},
+           {"precision", precision},
            {"threads", threads},
            {"world_size", world_size},
            {"backend", backend.empty() ? Json(nullptr) : Json(backend)},

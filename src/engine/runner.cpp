@@ -10,8 +10,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include "aefx/engine/precision.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/log.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::engine {
@@ -151,8 +153,9 @@ std::string encode_plan(const std::vector<PlannedStage>& plan, const config::Con
 /// means) and the CPU threads (the processes of one machine share its cores).
 struct Compute {
   torch::Device device = torch::kCPU;
-  int64_t thread_request = 0;  ///< what the distributed stages use (0: every core)
-  int threads = 0;             ///< what configure_threads gave
+  torch::ScalarType dtype = torch::kFloat;  ///< what `precision` resolves to on the device
+  int64_t thread_request = 0;               ///< what the distributed stages use (0: every core)
+  int threads = 0;                          ///< what configure_threads gave
 };
 
 Compute setup_compute(const config::Config& cfg, const dist::Env& env) {
@@ -162,6 +165,7 @@ Compute setup_compute(const config::Config& cfg, const dist::Env& env) {
     c.device = util::resolve_device("cuda:" + std::to_string(env.local_rank));
   // cuDNN autotune: every step has the same shapes, so the search pays for itself at once.
   if (c.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  c.dtype = compute_dtype(cfg.precision, c.device);
   c.thread_request = cfg.threads;
   if (env.enabled && c.thread_request == 0)
     c.thread_request = std::max<int64_t>(
@@ -210,9 +214,11 @@ void begin_log(const RunFolder& folder, const config::Config& cfg, const Compute
   util::set_log_file(folder.log());
   const bool several = options.dist.enabled;
   util::log_info(util::strfmt(
-      "aefx %s, LibTorch %d.%d.%d, device %s, %d CPU thread(s), run folder %s%s", AEFX_VERSION,
-      TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH, compute.device.str().c_str(),
-      compute.threads, folder.dir().string().c_str(),
+      "aefx %s, LibTorch %d.%d.%d, device %s, compute %s (precision: %s), %d CPU thread(s), run "
+      "folder %s%s",
+      AEFX_VERSION, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH,
+      compute.device.str().c_str(), util::precision_name(compute.dtype),
+      config::name_of(cfg.precision), compute.threads, folder.dir().string().c_str(),
       several ? util::strfmt(", rank 0 of %d (%s)", group.size(), group.backend().c_str()).c_str()
               : ""));
   std::string env_text = "== " + util::utc_now() + (options.resume ? " resumed" : " started") +
@@ -309,6 +315,10 @@ std::vector<std::pair<std::string, double>> execute(
 }
 
 }  // namespace
+
+torch::ScalarType RunContext::compute_dtype() const {
+  return engine::compute_dtype(config.precision, device);
+}
 
 std::vector<RunSummary> list_runs(const std::filesystem::path& dir) {
   if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + " is not a folder");
@@ -408,6 +418,7 @@ std::vector<std::pair<std::string, double>> run_stages(const config::Config& cfg
   record.wall_seconds = util::now_seconds() - t_start;
   record.peak_rss_bytes = util::peak_rss_bytes();
   record.device = compute.device.str();
+  record.precision = util::precision_name(compute.dtype);
   record.threads = compute.threads;
   record.world_size = options.dist.world_size;
   if (options.dist.enabled) record.backend = group->backend();

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "aefx/data/dataset.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::models {
@@ -12,14 +13,16 @@ void freeze(Autoencoder& ae) {
   ae->eval();
 }
 
-FeatureExtractor::FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device)
-    : ae_(std::move(ae)), spec_(std::move(spec)), device_(device) {
+FeatureExtractor::FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device,
+                                   torch::ScalarType dtype)
+    : ae_(std::move(ae)), spec_(std::move(spec)), device_(device), dtype_(dtype) {
   freeze(ae_);
 }
 
 torch::Tensor FeatureExtractor::encode_normalized(const torch::Tensor& normalized) {
   torch::NoGradGuard no_grad;
-  return pool_codes(ae_->encoder->forward(normalized), spec_);
+  util::Autocast autocast(device_, dtype_);
+  return pool_codes(ae_->encoder->forward(normalized), spec_).to(torch::kFloat);
 }
 
 torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batch_size,

@@ -8,6 +8,7 @@
 #include "aefx/models/features.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/log.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 
 namespace aefx::stages {
@@ -29,6 +30,7 @@ void baseline(engine::RunContext& ctx) {
   options.classify = c;
   options.classes = static_cast<int64_t>(train.class_names.size());
   options.device = ctx.device;
+  options.dtype = ctx.compute_dtype();
   options.seed = cfg.seed;
   options.stage = "baseline";
   auto r = engine::fit_head(std::move(codes), labels,
@@ -37,6 +39,7 @@ void baseline(engine::RunContext& ctx) {
   int64_t correct = 0;
   {
     torch::NoGradGuard no_grad;
+    util::Autocast autocast(ctx.device, options.dtype);
     r.head->eval();
     const int64_t batch = cfg.evaluate.batch_size;
     for (int64_t i = 0; i < test.size(); i += batch) {

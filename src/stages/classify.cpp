@@ -21,7 +21,7 @@ void classify(engine::RunContext& ctx) {
   const double t0 = util::now_seconds();
   models::FeatureExtractor features(
       engine::load_autoencoder(cfg, ctx.folder, ctx.device, ctx.group),
-      models::code_spec(cfg.model, c), ctx.device);
+      models::code_spec(cfg.model, c), ctx.device, ctx.compute_dtype());
   auto [train, val] = data::load_train_val(cfg);
   util::throw_if_interrupted("during classify while loading the data");
   const bool main = ctx.is_main();
@@ -53,6 +53,7 @@ void classify(engine::RunContext& ctx) {
   options.classify = c;
   options.classes = static_cast<int64_t>(train.class_names.size());
   options.device = ctx.device;
+  options.dtype = features.dtype();
   options.seed = cfg.seed;
   options.state_file = ctx.folder.classify_state();
   options.resume = ctx.resume;

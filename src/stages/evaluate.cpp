@@ -9,6 +9,7 @@
 #include "aefx/stages/stages.h"
 #include "aefx/util/fs.h"
 #include "aefx/util/log.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 #include "aefx/viz/pictures.h"
 #include "aefx/viz/viz.h"
@@ -35,7 +36,8 @@ void evaluate(engine::RunContext& ctx) {
   const double t0 = util::now_seconds();
   util::require_file(folder.head(), "classify");
   models::FeatureExtractor features(engine::load_autoencoder(cfg, folder, ctx.device, ctx.group),
-                                    models::code_spec(cfg.model, cfg.classify), ctx.device);
+                                    models::code_spec(cfg.model, cfg.classify), ctx.device,
+                                    ctx.compute_dtype());
   auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   const auto classes = static_cast<int64_t>(test.class_names.size());
   auto head = engine::load_head(cfg, folder, classes, ctx.device);
@@ -57,7 +59,12 @@ void evaluate(engine::RunContext& ctx) {
     for (int64_t i = 0; i < test.size(); i += batch) {
       const int64_t b = std::min(batch, test.size() - i);
       auto codes = features.encode(test.images.narrow(0, i, b), b);
-      cm.add(head->forward(codes).argmax(1), test.labels.narrow(0, i, b));
+      torch::Tensor logits;
+      {
+        util::Autocast autocast(ctx.device, features.dtype());
+        logits = head->forward(codes);
+      }
+      cm.add(logits.argmax(1), test.labels.narrow(0, i, b));
       if (pictures) {
         auto rows = drawn.narrow(0, i, b).nonzero().flatten();
         // Standardised as the head sees them, so no feature dominates by its scale alone.

@@ -64,7 +64,7 @@ std::vector<metrics::EpochRecord> train_autoencoder(const PretrainLoop& l) {
     trainer.add_hook(
         std::make_shared<engine::ValidationHook>([&]() -> std::map<std::string, double> {
           return {{"val_mse", engine::reconstruction_mse(ae, l.val.images, cfg.evaluate.batch_size,
-                                                         l.ctx.device, l.ctx.group)}};
+                                                         l.ctx.device, l.pt.dtype(), l.ctx.group)}};
         }));
   }
   auto history = std::make_shared<engine::HistoryHook>("pretrain", lr_now, l.stage_start);
@@ -98,12 +98,13 @@ std::vector<metrics::EpochRecord> train_autoencoder(const PretrainLoop& l) {
 /// data): how well the trained autoencoder reconstructs unseen (test) images from its bottleneck,
 /// and how much smaller that bottleneck is than the image. Reported, never used for a choice.
 void measure_compression(models::Autoencoder& ae, const config::Config& cfg,
-                         const torch::Device& device, engine::PretrainSummary& summary) {
+                         const torch::Device& device, torch::ScalarType dtype,
+                         engine::PretrainSummary& summary) {
   const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   dist::Group alone;
   summary.test_images = test.size();
   summary.test_mse =
-      engine::reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, device, alone);
+      engine::reconstruction_mse(ae, test.images, cfg.evaluate.batch_size, device, dtype, alone);
   summary.test_psnr = metrics::psnr(summary.test_mse);
   const int64_t side = ae->image_size();
   summary.input_values = ae->channels() * side * side;
@@ -164,7 +165,7 @@ void pretrain(engine::RunContext& ctx) {
     pt.calibrate_batch_norm(kCalibrationImages, batch);
     if (val.size() > 0)
       last_mse = engine::reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device,
-                                            ctx.group);
+                                            pt.dtype(), ctx.group);
     util::log_info(util::strfmt(
         "pretrain: epochs 0, the encoder keeps its random weights; BatchNorm statistics from "
         "%lld images; val_psnr %.2f dB",
@@ -176,7 +177,7 @@ void pretrain(engine::RunContext& ctx) {
   if (p.epochs == 0) epoch_log->begin_stage("pretrain", 0, {"classify"});
   engine::save_checkpoint(folder.autoencoder(), {"autoencoder", architecture, p.epochs}, *ae);
   engine::PretrainSummary summary;
-  measure_compression(ae, cfg, ctx.device, summary);
+  measure_compression(ae, cfg, ctx.device, pt.dtype(), summary);
   if (pictures) {
     viz::draw_reconstructions(
         ae, shown, ctx.device, folder.reconstructions_png(),

@@ -75,7 +75,8 @@ TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
   const std::string cmd = "cd " + std::string(AEFX_SOURCE_DIR) +
                           " && /usr/bin/python3 tools/bench_pytorch.py " + config_ + " --aefx " +
                           AEFX_BINARY +
-                          " --rounds 1 --steps 2 --warmup 1 --variants eager,eager-tuned-malloc";
+                          " --rounds 1 --steps 2 --warmup 1 --variants eager,eager-tuned-malloc"
+                          " --precisions fp32,bf16";
   ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
   // Both sides count the same FLOPs: the PyTorch model has the same convolutions.
   const auto aefx_part = out.substr(out.find("\"aefx\""));
@@ -85,6 +86,14 @@ TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
       << out;
   EXPECT_GT(json_number(eager_part, "pretrain_ratio_aefx_over_pytorch"), 0) << out;
   EXPECT_NE(out.find("\"eager-tuned-malloc\""), std::string::npos) << out;
+  // Each precision on both sides, and aefx's bf16 against its fp32.
+  const auto bf16_part = out.substr(out.find("\"bf16\": {"));
+  EXPECT_NE(bf16_part.find("\"precision\": \"bf16\""), std::string::npos) << out;
+  EXPECT_GT(json_number(bf16_part, "pretrain_ratio_aefx_over_pytorch"), 0) << out;
+  EXPECT_GT(json_number(out.substr(out.find("\"aefx_bf16_over_fp32\"")),
+                        "pretrain_images_per_second"),
+            0)
+      << out;
 }
 
 }  // namespace

@@ -218,6 +218,10 @@ TEST(Config, ChoicesAreEnumsWithOneNameTable) {
   EXPECT_EQ(std::string(name_of(Backend::kNccl)), "nccl");
   EXPECT_EQ(known_values("classify.pooling"), (std::vector<std::string>{"avg", "max", "avgmax"}));
   EXPECT_EQ(known_values("pretrain.optimizer"), (std::vector<std::string>{"adamw", "adam", "sgd"}));
+  EXPECT_EQ(known_values("precision"), (std::vector<std::string>{"auto", "fp32", "bf16"}));
+  EXPECT_EQ(parse_config("").precision, Precision::kAuto);
+  EXPECT_EQ(parse_config("precision: bf16\n").precision, Precision::kBf16);
+  EXPECT_NE(error_of("precision: fp16\n").find("'precision'"), std::string::npos);
   EXPECT_TRUE(known_values("seed").empty());
   EXPECT_THROW(known_values("model.kind"), std::invalid_argument);
   // Every name parses and prints back as itself.
@@ -247,9 +251,9 @@ TEST(Config, KeyFiltersCompareTheKeysTheyAlwaysDid) {
               !(key == "threads" || key == "device" || key == "data.root" || key == "output_dir" ||
                 key == "stages" || report))
         << key;
-    // The raw-pixel baseline: seed, data.* and classify.*.
-    EXPECT_EQ(selects(kBaselineKeys, key),
-              key == "seed" || starts(key, "data.") || starts(key, "classify."))
+    // The raw-pixel baseline: seed, precision, data.* and classify.*.
+    EXPECT_EQ(selects(kBaselineKeys, key), key == "seed" || key == "precision" ||
+                                               starts(key, "data.") || starts(key, "classify."))
         << key;
   }
   Config a, b;

@@ -12,9 +12,12 @@
 #include "aefx/engine/checkpoint.h"
 #include "aefx/engine/hooks.h"
 #include "aefx/engine/optim.h"
+#include "aefx/engine/precision.h"
+#include "aefx/engine/pretrainer.h"
 #include "aefx/engine/runner.h"
 #include "aefx/engine/trainer.h"
 #include "aefx/models/autoencoder.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
 
@@ -27,6 +30,55 @@ dist::Group& single() {
   return group;
 }
 using aefx::testing::TempDir;
+
+/// `precision: bf16`: the forward pass computes in bf16, yet the weights, their gradients, the
+/// optimizer state, BatchNorm's running statistics and the loss stay fp32; the steps differ from
+/// fp32 steps (autocast took effect) but learn the same (close losses).
+TEST(Pretrainer, Bf16StepsKeepFp32WeightsStateAndStatistics) {
+  TempDir dir;
+  auto [img, lab] = testing::synthetic_images(64, 10, 32, 3);
+  const data::Dataset train{img, lab, data::cifar10_class_names()};
+  std::map<std::string, std::vector<double>> losses;
+  for (const char* precision : {"fp32", "bf16"}) {
+    const auto cfg = config::parse_config(testing::tiny_config_yaml(dir / "d", dir / "r"),
+                                          {std::string("precision=") + precision});
+    torch::manual_seed(0);
+    Pretrainer pt(cfg, train, torch::kCPU, single());
+    EXPECT_EQ(pt.dtype(), std::string(precision) == "bf16" ? torch::kBFloat16 : torch::kFloat);
+    for (int s = 0; s < 4; ++s) {
+      const auto loss = pt.step(torch::arange(s * 16, s * 16 + 16));
+      EXPECT_EQ(loss.scalar_type(), torch::kFloat);
+      losses[precision].push_back(loss.item<double>());
+    }
+    for (const auto& p : pt.model()->parameters()) {
+      EXPECT_EQ(p.scalar_type(), torch::kFloat);
+      ASSERT_TRUE(p.grad().defined());
+      EXPECT_EQ(p.grad().scalar_type(), torch::kFloat);
+    }
+    for (const auto& b : pt.model()->buffers())
+      if (b.is_floating_point()) EXPECT_EQ(b.scalar_type(), torch::kFloat);
+    ASSERT_FALSE(pt.optimizer().state().empty());
+    for (const auto& [key, s] : pt.optimizer().state()) {
+      const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*s);
+      EXPECT_EQ(adam.exp_avg().scalar_type(), torch::kFloat);
+    }
+    const double mse = reconstruction_mse(pt.model(), img, 32, torch::kCPU, pt.dtype(), single());
+    EXPECT_TRUE(std::isfinite(mse));
+  }
+  EXPECT_NE(losses["fp32"], losses["bf16"]);
+  for (size_t i = 0; i < losses["fp32"].size(); ++i)
+    EXPECT_NEAR(losses["bf16"][i], losses["fp32"][i], 0.05 * losses["fp32"][i]) << "step " << i;
+}
+
+TEST(Precision, AutoPicksBf16WhereTheDeviceComputesItNatively) {
+  using config::Precision;
+  EXPECT_EQ(compute_dtype(Precision::kFp32, torch::kCPU), torch::kFloat);
+  EXPECT_EQ(compute_dtype(Precision::kBf16, torch::kCPU), torch::kBFloat16);
+  EXPECT_EQ(compute_dtype(Precision::kFp32, torch::Device("cuda:0")), torch::kFloat);
+  EXPECT_EQ(compute_dtype(Precision::kAuto, torch::Device("cuda:0")), torch::kBFloat16);
+  EXPECT_EQ(compute_dtype(Precision::kAuto, torch::kCPU),
+            util::cpu_has_bf16() ? torch::kBFloat16 : torch::kFloat);
+}
 
 struct Recorder : Hook {
   std::vector<std::string> events;

@@ -12,10 +12,12 @@
 #include "aefx/config/config.h"
 #include "aefx/dist/dist.h"
 #include "aefx/engine/artifacts.h"
+#include "aefx/engine/precision.h"
 #include "aefx/engine/runner.h"
 #include "aefx/metrics/metrics.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/json.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
 
@@ -153,6 +155,38 @@ TEST_F(Robustness, SigintInPretrainSavesProgressAndResumeIsBitIdentical) {
   // Nothing left to resume: a second --resume does nothing and says so.
   EXPECT_EQ(run(command(config_, {name, "--resume"}), &out), 0) << out;
   EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
+}
+
+// The reference ran in what `precision: auto` gives here; the other precision is run here: its
+// numbers differ, run.json and the log say which ran, and an interrupted run resumes bit for bit
+// in its own precision only.
+TEST_F(Robustness, EachPrecisionResumesBitIdenticalAndTheRunSaysWhichRan) {
+  const std::string here =
+      util::precision_name(engine::compute_dtype(config::Precision::kAuto, torch::kCPU));
+  const std::string other = here == "bf16" ? "fp32" : "bf16";
+  const std::string precision = "--set precision=" + other;
+  std::string out;
+  ASSERT_EQ(run(command(config_, {"--set name=other-ref", precision}), &out), 0) << out;
+  EXPECT_NE(out.find("compute " + other + " (precision: " + other + ")"), std::string::npos) << out;
+  const auto record = [&](const std::string& name) {
+    return engine::RunRecord::read(engine::RunFolder(dir_->path() / "runs" / name))->precision;
+  };
+  EXPECT_EQ(record("reference"), here);
+  EXPECT_EQ(record("other-ref"), other);
+  EXPECT_NE(figures(reference()), figures(dir_->path() / "runs/other-ref"));
+
+  const std::string name = "--set name=other";
+  {
+    testing::Child child(command(config_, {name, precision}));
+    ASSERT_TRUE(child.wait_for_line("pretrain epoch 1/3")) << child.output();
+    child.send(SIGINT);
+    EXPECT_EQ(child.wait(), 130) << child.output();
+  }
+  // The run started in the other precision: resuming it in this one is refused, naming the key.
+  EXPECT_EQ(run(command(config_, {name, "--set precision=" + here, "--resume"}), &out), 2) << out;
+  EXPECT_NE(out.find("precision"), std::string::npos) << out;
+  ASSERT_EQ(run(command(config_, {name, precision, "--resume"}), &out), 0) << out;
+  expect_same_run(dir_->path() / "runs/other-ref", dir_->path() / "runs/other");
 }
 
 // Two runs on one folder would overwrite each other's files: the second is refused (exit 2)

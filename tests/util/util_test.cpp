@@ -10,6 +10,7 @@
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
+#include "aefx/util/precision.h"
 #include "aefx/util/progress.h"
 #include "aefx/util/runtime.h"
 #include "test_util.h"
@@ -137,6 +138,62 @@ class CaptureStderr {
   std::ostringstream buf_;
   std::streambuf* old_;
 };
+
+TEST(Precision, NativeBf16OnCudaAndOnCpusWhoseFlagsSaySo) {
+  std::ifstream in("/proc/cpuinfo");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const bool flag =
+      text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
+  EXPECT_EQ(cpu_has_bf16(), flag);
+  EXPECT_EQ(native_bf16(torch::kCPU), flag);
+  EXPECT_TRUE(native_bf16(torch::Device("cuda:0")));
+  EXPECT_STREQ(precision_name(torch::kBFloat16), "bf16");
+  EXPECT_STREQ(precision_name(torch::kFloat), "fp32");
+}
+
+TEST(Precision, AutocastComputesInBf16OnFp32WeightsForItsScopeOnly) {
+  torch::manual_seed(0);
+  auto x = torch::randn({8, 16});
+  auto w = torch::randn({4, 16}, torch::requires_grad());
+  auto image = torch::randn({2, 3, 8, 8});
+  auto kernel = torch::randn({5, 3, 3, 3});
+  {
+    Autocast fp32(torch::kCPU, torch::kFloat);  // does nothing
+    EXPECT_EQ(torch::linear(x, w).scalar_type(), torch::kFloat);
+  }
+  torch::Tensor y;
+  {
+    Autocast bf16(torch::kCPU, torch::kBFloat16);
+    y = torch::linear(x, w);
+    EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(torch::conv2d(image, kernel).scalar_type(), torch::kBFloat16);
+    {
+      Autocast nested(torch::kCPU, torch::kBFloat16);
+      EXPECT_EQ(torch::mm(x, w.t()).scalar_type(), torch::kBFloat16);
+    }
+    // Leaving the inner scope leaves the outer one on.
+    EXPECT_EQ(torch::mm(x, w.t()).scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_EQ(torch::linear(x, w).scalar_type(), torch::kFloat);
+  EXPECT_EQ(torch::conv2d(image, kernel).scalar_type(), torch::kFloat);
+  // Backward outside the scope: the gradient of the fp32 weight is fp32, and close to the fp32
+  // gradient.
+  y.to(torch::kFloat).sum().backward();
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_EQ(w.grad().scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::allclose(w.grad(), x.sum(0).expand({4, 16}), 0.02, 0.05));
+  // On CUDA (the GPU machine; skipped elsewhere): the CUDA scope leaves the CPU's autocast off.
+  if (torch::cuda::is_available()) {
+    const torch::Device gpu("cuda:0");
+    auto xc = x.to(gpu), wc = w.detach().to(gpu);
+    {
+      Autocast bf16(gpu, torch::kBFloat16);
+      EXPECT_EQ(torch::linear(xc, wc).scalar_type(), torch::kBFloat16);
+      EXPECT_EQ(torch::linear(x, w).scalar_type(), torch::kFloat);
+    }
+    EXPECT_EQ(torch::linear(xc, wc).scalar_type(), torch::kFloat);
+  }
+}
 
 TEST(Progress, DurationsAndLineLayout) {
   EXPECT_EQ(format_duration(0), "0s");

@@ -14,7 +14,7 @@ struct BenchOptions {
   bool pipeline = false;  ///< also run every stage of the config in a scratch folder, timed
 };
 
-/// Times, on the config's data and device:
+/// Times, on the config's data, device and precision (the resolved one is reported):
 ///  - pretrain throughput (images/s from the median step after warm-up), the model's forward
 ///    FLOPs per image and the GFLOP/s that gives (training = 3x forward);
 ///  - the machine's practical peak through LibTorch: a 4096^2 fp32 matmul (BLAS) and a large

@@ -88,6 +88,15 @@ struct EnumNames<Backend> {
       {Backend::kAuto, "auto"}, {Backend::kGloo, "gloo"}, {Backend::kNccl, "nccl"}};
 };
 
+/// precision: the dtype the training steps, code extraction and evaluation compute in (see
+/// util/precision.h); auto = bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere.
+enum class Precision { kAuto, kFp32, kBf16 };
+template <>
+struct EnumNames<Precision> {
+  static constexpr EnumName<Precision> table[] = {
+      {Precision::kAuto, "auto"}, {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}};
+};
+
 /// The config's name of `value`.
 template <class E>
 constexpr const char* name_of(E value) {
@@ -211,6 +220,8 @@ struct Config {
   std::string device = "auto";  ///< auto | cpu | cuda | cuda:N
   int64_t seed = 0;
   int64_t threads = 0;  ///< intra-op CPU threads; 0 = all cores
+  /// Compute dtype of the heavy operations (weights, optimizer state and losses stay fp32).
+  Precision precision = Precision::kAuto;
   std::string output_dir = "models";
   std::vector<std::string> stages{"pretrain", "classify", "evaluate", "export"};
   DataConfig data;

@@ -22,6 +22,8 @@ struct HeadTrainOptions {
   config::ClassifyConfig classify;  ///< epochs, batch, optimizer, schedule, hidden, dropout, ...
   int64_t classes = 0;
   torch::Device device = torch::kCPU;
+  /// What the head's layers compute in (util/precision.h); its weights and loss stay fp32.
+  torch::ScalarType dtype = torch::kFloat;
   int64_t seed = 0;                ///< the epochs' orders (dist::epoch_order)
   std::string stage = "classify";  ///< names the loop in progress lines, logs and records
   /// Where the resumable state goes after every epoch (empty: not resumable); with `resume` the
@@ -56,9 +58,10 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
                     dist::Group& group);
 
 /// Accuracy and mean cross-entropy of the head on codes already standardised with its
-/// statistics, in batches of `batch`.
+/// statistics, in batches of `batch`, its layers computing in `dtype`.
 std::pair<double, double> head_accuracy(models::Head& head, const torch::Tensor& codes,
-                                        const torch::Tensor& labels, int64_t batch);
+                                        const torch::Tensor& labels, int64_t batch,
+                                        torch::ScalarType dtype);
 
 /// The batch size for `n` items ("training images", "codes"): `batch`, or `n` when there are
 /// fewer, then with a warning naming `stage`.

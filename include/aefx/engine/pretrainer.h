@@ -22,28 +22,33 @@ class Pretrainer {
   Pretrainer(const config::Config& cfg, const data::Dataset& train, const torch::Device& device,
              dist::Group& group);
   /// One optimisation step on the training images at `indices` (a long tensor on the device):
-  /// gather, augment, corrupt, reconstruct, MSE, backward, optimizer step. Returns the loss,
-  /// detached and not synchronised.
+  /// gather, augment, corrupt, reconstruct (under autocast when the config's precision is bf16),
+  /// MSE in fp32, backward, optimizer step on the fp32 weights. Returns the loss, detached and
+  /// not synchronised.
   torch::Tensor step(const torch::Tensor& indices);
   /// For `pretrain.epochs: 0` (the untrained control): no optimisation; BatchNorm running
   /// statistics become the exact average over `images` training images (unaugmented), so the
   /// random frozen encoder normalises its activations like a trained one would.
   void calibrate_batch_norm(int64_t images, int64_t batch_size);
   models::Autoencoder& model() { return ae_; }
+  /// What the forward passes compute in: the config's precision on this device.
+  torch::ScalarType dtype() const { return dtype_; }
   torch::optim::Optimizer& optimizer() { return *opt_; }
 
  private:
   config::PretrainConfig cfg_;
   models::Autoencoder ae_;
+  torch::ScalarType dtype_;  ///< what the forward pass computes in (config precision)
   torch::Tensor images_;
   std::unique_ptr<torch::optim::Optimizer> opt_;
   dist::Group& group_;
 };
 
 /// Reconstruction MSE of uncorrupted uint8 `images`, in [0, 1] pixel units, in batches of
-/// `batch`. Each rank of `group` reconstructs its shard of the images and the squared errors are
+/// `batch`, the autoencoder computing in `dtype` (util/precision.h; the error is summed in
+/// fp64). Each rank of `group` reconstructs its shard of the images and the squared errors are
 /// summed over the ranks. Leaves the model in training mode.
 double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, int64_t batch,
-                          const torch::Device& device, dist::Group& group);
+                          const torch::Device& device, torch::ScalarType dtype, dist::Group& group);
 
 }  // namespace aefx::engine

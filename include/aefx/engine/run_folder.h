@@ -195,6 +195,7 @@ struct RunRecord {
   double wall_seconds = 0;
   int64_t peak_rss_bytes = 0;
   std::string device;
+  std::string precision;  ///< what the heavy operations computed in: "fp32" or "bf16"
   int threads = 0;
   int world_size = 1;
   std::string backend;  ///< empty for one process

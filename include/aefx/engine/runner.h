@@ -28,6 +28,8 @@ struct RunContext {
   bool resume = false;
   /// Rank 0, or the only process: the one that writes files and prints progress.
   bool is_main() const { return group.is_main(); }
+  /// What the config's `precision` computes in on this device (util::compute_dtype).
+  torch::ScalarType compute_dtype() const;
 };
 
 using StageFn = std::function<void(RunContext&)>;

@@ -16,9 +16,12 @@ void freeze(Autoencoder& ae);
 
 /// A frozen autoencoder and how its code is read off (CodeSpec): uint8 images in, codes out.
 /// Construction freezes the autoencoder; encoding runs without gradients and never changes it.
+/// The encoder computes in `dtype` (torch::kBFloat16: under autocast, util/precision.h); the
+/// codes are always fp32.
 class FeatureExtractor {
  public:
-  FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device);
+  FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device,
+                   torch::ScalarType dtype = torch::kFloat);
   /// Latent codes of uint8 images N x C x H x W (any device), N x D float on the extractor's
   /// device, computed in batches of `batch_size`. With `with_flips`, 2N x D: rows N..2N-1 are the
   /// codes of the horizontally mirrored images, in the same order (the one place that fixes this
@@ -31,11 +34,13 @@ class FeatureExtractor {
   Autoencoder& autoencoder() { return ae_; }
   const CodeSpec& spec() const { return spec_; }
   const torch::Device& device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
 
  private:
   Autoencoder ae_;
   CodeSpec spec_;
   torch::Device device_;
+  torch::ScalarType dtype_;
 };
 
 /// Raw pixels as features (the baseline): uint8 images N x C x H x W -> float N x CHW in [0, 1]
