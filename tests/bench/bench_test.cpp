@@ -90,9 +90,8 @@ TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
   const auto bf16_part = out.substr(out.find("\"bf16\": {"));
   EXPECT_NE(bf16_part.find("\"precision\": \"bf16\""), std::string::npos) << out;
   EXPECT_GT(json_number(bf16_part, "pretrain_ratio_aefx_over_pytorch"), 0) << out;
-  EXPECT_GT(json_number(out.substr(out.find("\"aefx_bf16_over_fp32\"")),
-                        "pretrain_images_per_second"),
-            0)
+  EXPECT_GT(
+      json_number(out.substr(out.find("\"aefx_bf16_over_fp32\"")), "pretrain_images_per_second"), 0)
       << out;
 }
 
