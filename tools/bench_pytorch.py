@@ -144,6 +144,13 @@ def conv_bn_relu(cin, cout, stride):
 class Autoencoder(nn.Module):
     def __init__(self, m, channels=3):
         super().__init__()
+        # aefx's frozen whitening stem (model.whiten_patch): fitted by fit_whitening, no gradient.
+        k, self.stem = m.get("whiten_patch", 0), None
+        if k:
+            self.stem = nn.Conv2d(channels, channels * k * k, k, 1, k // 2, bias=False)
+            self.stem.requires_grad_(False)
+            self.stem_eps = m["whiten_eps"]
+            channels *= k * k
         self.encoder = nn.ModuleList()
         c = channels
         for s, (w, b) in enumerate(zip(m["widths"], m["blocks"])):
@@ -162,7 +169,26 @@ class Autoencoder(nn.Module):
         decoder.append(nn.Conv2d(c, channels, 3, 1, 1))
         self.decoder = nn.Sequential(*decoder)
 
+    def fit_whitening(self, normalized):
+        """aefx's AutoencoderImpl::fit_whitening: ZCA of the k x k patches' second moment."""
+        if self.stem is None:
+            return
+        k, d = self.stem.kernel_size[0], self.stem.out_channels
+        moment, count = torch.zeros(d, d, dtype=torch.double), 0
+        for i in range(0, len(normalized), 256):
+            p = F.unfold(normalized[i : i + 256].float(), k).transpose(1, 2).reshape(-1, d)
+            moment += (p.T @ p).double()
+            count += len(p)
+        lam, u = torch.linalg.eigh(moment / count)
+        lam = lam.clamp_min(0)
+        w = u @ torch.diag((lam + self.stem_eps * lam.mean()).rsqrt()) @ u.T
+        self.stem.weight.data.copy_(w.float().reshape(self.stem.weight.shape))
+
+    def target(self, x):
+        return x if self.stem is None else self.stem(x)
+
     def stages(self, x):
+        x = self.target(x)
         outs = []
         for stage in self.encoder:
             x = stage(x)
@@ -290,8 +316,10 @@ class Pipeline:
         mean = x.mean((0, 2, 3)).float().view(1, -1, 1, 1).to(self.device)
         std = x.std((0, 2, 3), unbiased=False).clamp_min(1e-6).float().view(1, -1, 1, 1)
         self.mean, self.std = mean, std.to(self.device)
-        self.ae = Autoencoder(self.cfg["model"], images.shape[1]).to(self.device)
-        self.ae = self.ae.to(memory_format=torch.channels_last).train()
+        self.ae = Autoencoder(self.cfg["model"], images.shape[1])
+        step_ = max(1, len(images) // 10000)  # aefx's kStemImages, spread over the images
+        self.ae.fit_whitening((images[::step_][:10000].double().div(255.0).float() - mean.cpu()) / std.cpu())
+        self.ae = self.ae.to(self.device, memory_format=torch.channels_last).train()
         kwargs = {"lr": p["lr"], "weight_decay": p["weight_decay"]}
         if self.cuda and "fused" in torch.optim.AdamW.__init__.__code__.co_varnames:
             kwargs["fused"] = True
@@ -302,10 +330,10 @@ class Pipeline:
             x = to_float(self.images.index_select(0, idx), self.device)
             if p["augment"]:
                 x = augment(x, p["crop_padding"])
-            target = (x - self.mean) / self.std
-            inp = corrupt(target, p["mask_ratio"], p["mask_patch"], p["noise"])
+            clean = (x - self.mean) / self.std
+            inp = corrupt(clean, p["mask_ratio"], p["mask_patch"], p["noise"])
             with self.autocast():
-                loss = F.mse_loss(self.ae(inp).float(), target)
+                loss = F.mse_loss(self.ae(inp).float(), self.ae.target(clean))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()

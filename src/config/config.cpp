@@ -257,6 +257,8 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(model.code_size, at_least<int64_t>(1), 0),
       AEFX_FIELD(model.activation, nullptr, 0),
       AEFX_FIELD(model.output_activation, nullptr, 0),
+      AEFX_FIELD(model.whiten_patch, at_least<int64_t>(0), 0),
+      AEFX_FIELD(model.whiten_eps, positive(), 0),
       AEFX_FIELD(pretrain.epochs, at_least<int64_t>(0), 0),
       AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1), 0),
       AEFX_FIELD(pretrain.lr, positive(), 0),
@@ -404,6 +406,23 @@ void check_consistency(const Config& c) {
     throw std::invalid_argument("config key 'pretrain.mask_patch': expected <= data.image_size (" +
                                 std::to_string(c.data.image_size) + "), found " +
                                 std::to_string(c.pretrain.mask_patch));
+  }
+  if (c.model.whiten_patch > 0) {
+    const auto patch = std::to_string(c.model.whiten_patch);
+    if (c.model.type == ModelType::kDense)
+      throw std::invalid_argument(
+          "config key 'model.whiten_patch': a stem for conv models, found " + patch +
+          " with model.type dense");
+    if (c.model.whiten_patch % 2 == 0 || c.model.whiten_patch > c.data.image_size)
+      throw std::invalid_argument(
+          "config key 'model.whiten_patch': expected 0 or an odd side <= data.image_size, found " +
+          patch);
+    // A sigmoid maps to pixels in [0, 1]; the whitened image is not in those units.
+    if (c.model.output_activation != OutputActivation::kIdentity)
+      throw std::invalid_argument(
+          "config key 'model.output_activation': expected identity with model.whiten_patch > 0, "
+          "found " +
+          std::string(name_of(c.model.output_activation)));
   }
   // A dense autoencoder has one code: the conv keys and classify.pool_grids/pooling do not apply.
   if (c.model.type == ModelType::kDense) return;

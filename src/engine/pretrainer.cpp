@@ -19,11 +19,19 @@ double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, 
   const auto [begin, n] = dist::shard(images.size(0), group.rank(), group.size());
   for (int64_t i = begin; i < n; i += batch) {
     auto x = data::to_float(images.narrow(0, i, std::min(batch, n - i)), device);
-    auto recon = ae->denormalize(ae->forward(ae->normalize(x)).to(torch::kFloat)).clamp(0, 1);
+    auto recon = ae->to_images(ae->forward(ae->normalize(x)).to(torch::kFloat)).clamp(0, 1);
     sum += (recon - x).pow(2).sum().to(torch::kDouble);
   }
   ae->train();
   return group.sum(sum.item<double>()) / static_cast<double>(images.numel());
+}
+
+void fit_stem(models::AutoencoderImpl& ae, const torch::Tensor& images) {
+  if (!ae.has_stem() || images.size(0) == 0) return;
+  // Every step-th image, so that a class-sorted image folder is sampled across its classes.
+  const int64_t step = std::max<int64_t>(1, images.size(0) / kStemImages);
+  auto sample = images.slice(0, 0, std::min(images.size(0), step * kStemImages), step);
+  ae.fit_whitening(ae.normalize(data::to_float(sample, torch::kCPU)));
 }
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
@@ -34,6 +42,7 @@ Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
       group_(group) {
   auto [mean, std] = data::channel_stats(train.images);
   ae_->set_normalization(mean, std);
+  fit_stem(*ae_, train.images);
   ae_->to(device);
   to_channels_last(*ae_);
   ae_->train();
@@ -47,8 +56,9 @@ Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
 torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
   auto x = data::to_float(images_.index_select(0, indices), images_.device());
   if (cfg_.augment) x = data::augment_batch(x, cfg_.crop_padding, true);
-  auto target = ae_->normalize(x);
-  auto input = models::corrupt(target, cfg_.mask_ratio, cfg_.mask_patch, cfg_.noise);
+  auto clean = ae_->normalize(x);
+  auto input = models::corrupt(clean, cfg_.mask_ratio, cfg_.mask_patch, cfg_.noise);
+  auto target = ae_->target(clean);
   torch::Tensor recon;
   {
     util::Autocast autocast(images_.device(), dtype_);

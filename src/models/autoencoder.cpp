@@ -60,13 +60,76 @@ AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channel
   // "decoder" after these still gives the checkpoint layout of the single class this was.
   mean = register_buffer("mean", torch::zeros({channels}));
   std = register_buffer("std", torch::ones({channels}));
+  if (cfg.whiten_patch > 0) {
+    // Identity until fitted: the centre pixel of each patch passes through.
+    const int64_t k = cfg.whiten_patch, d = stem_channels(cfg, channels);
+    auto w = torch::zeros({d, channels, k, k});
+    auto u = torch::zeros({channels, d, 1, 1});
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t centre = c * k * k + (k / 2) * k + k / 2;
+      w[centre][c][k / 2][k / 2] = 1.0;
+      u[c][centre][0][0] = 1.0;
+    }
+    whiten = register_buffer("whiten", w);
+    unwhiten = register_buffer("unwhiten", u);
+  }
+}
+
+int64_t AutoencoderImpl::stem_channels(const config::ModelConfig& cfg, int64_t channels) {
+  return cfg.whiten_patch > 0 ? channels * cfg.whiten_patch * cfg.whiten_patch : channels;
 }
 
 torch::Tensor AutoencoderImpl::forward(torch::Tensor normalized) {
-  auto out = decoder->forward(encoder->forward(normalized).back());
+  auto out = decoder->forward(encode(normalized).back());
   return cfg_.output_activation == config::OutputActivation::kSigmoid
              ? normalize(torch::sigmoid(out))
              : out;
+}
+
+std::vector<torch::Tensor> AutoencoderImpl::encode(const torch::Tensor& normalized) {
+  return encoder->forward(target(normalized));
+}
+
+torch::Tensor AutoencoderImpl::target(const torch::Tensor& normalized) const {
+  if (!has_stem()) return normalized;
+  const int64_t pad = cfg_.whiten_patch / 2;
+  return torch::conv2d(normalized, whiten, {}, 1, pad);
+}
+
+torch::Tensor AutoencoderImpl::to_images(const torch::Tensor& reconstruction) const {
+  return denormalize(has_stem() ? torch::conv2d(reconstruction, unwhiten) : reconstruction);
+}
+
+void AutoencoderImpl::fit_whitening(const torch::Tensor& normalized) {
+  if (!has_stem()) return;
+  torch::NoGradGuard no_grad;
+  const int64_t k = cfg_.whiten_patch, d = whiten.size(0);
+  TORCH_CHECK(normalized.dim() == 4 && normalized.size(1) == channels_ && normalized.size(2) >= k &&
+                  normalized.size(3) >= k && normalized.size(0) > 0,
+              "fit_whitening: expected N x ", channels_, " x H x W images with H, W >= ", k);
+  // The second moment of every k x k patch (no padding), accumulated in double over chunks
+  // so that memory stays at one chunk's patches. No mean is removed: the stem is a
+  // convolution without bias, applied to images normalised to mean 0.
+  auto moment = torch::zeros({d, d}, torch::kDouble);
+  int64_t count = 0;
+  for (int64_t i = 0; i < normalized.size(0); i += 256) {
+    auto x = normalized.narrow(0, i, std::min<int64_t>(256, normalized.size(0) - i))
+                 .to(torch::kCPU, torch::kFloat);
+    auto p = torch::im2col(x, {k, k}, {1, 1}, {0, 0}, {1, 1}).transpose(1, 2).reshape({-1, d});
+    moment += torch::mm(p.t(), p).to(torch::kDouble);
+    count += p.size(0);
+  }
+  moment /= static_cast<double>(count);
+  auto [eigenvalues, u] = torch::linalg_eigh(moment, "L");
+  eigenvalues = eigenvalues.clamp_min(0);
+  const auto damped = eigenvalues + cfg_.whiten_eps * eigenvalues.mean();
+  auto w = torch::mm(u * damped.rsqrt(), u.t());
+  auto inverse = torch::mm(u * damped.sqrt(), u.t());
+  std::vector<int64_t> centres;
+  for (int64_t c = 0; c < channels_; ++c) centres.push_back(c * k * k + (k / 2) * k + k / 2);
+  auto rows = inverse.index_select(0, torch::tensor(centres));
+  whiten.copy_(w.to(torch::kFloat).reshape(whiten.sizes()));
+  unwhiten.copy_(rows.to(torch::kFloat).reshape(unwhiten.sizes()));
 }
 
 torch::Tensor AutoencoderImpl::normalize(const torch::Tensor& images01) const {

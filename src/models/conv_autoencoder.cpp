@@ -110,15 +110,19 @@ ConvAutoencoderImpl::ConvAutoencoderImpl(const config::ModelConfig& cfg, int64_t
                                          int64_t image_size)
     : AutoencoderImpl(cfg, channels, image_size) {
   // The encoder's weights are drawn first, as they always were: same seed, same model.
-  encoder = register_module("encoder", std::make_shared<ConvEncoderImpl>(cfg, channels));
-  decoder = register_module("decoder", std::make_shared<ConvDecoderImpl>(cfg, channels));
+  const int64_t c = stem_channels(cfg, channels);
+  encoder = register_module("encoder", std::make_shared<ConvEncoderImpl>(cfg, c));
+  decoder = register_module("decoder", std::make_shared<ConvDecoderImpl>(cfg, c));
 }
 
 int64_t ConvAutoencoderImpl::flops(const config::ModelConfig& cfg, int64_t channels,
                                    int64_t image_size) {
   // 2 x multiply-adds of every 3x3 convolution, stage by stage, at its output resolution.
   auto conv = [](int64_t in, int64_t out, int64_t side) { return 2 * in * out * 9 * side * side; };
-  int64_t flops = 0, c = channels, side = image_size;
+  const int64_t stem = stem_channels(cfg, channels);
+  // The stem: a k x k convolution from the image's channels to C k^2.
+  int64_t flops = cfg.whiten_patch > 0 ? 2 * stem * stem * image_size * image_size : 0;
+  int64_t c = stem, side = image_size;
   for (size_t s = 0; s < cfg.widths.size(); ++s) {
     for (int64_t b = 0; b < cfg.blocks[s]; ++b) {
       if (b == 0 && s > 0) side = (side + 1) / 2;  // stride 2, padding 1
@@ -132,7 +136,7 @@ int64_t ConvAutoencoderImpl::flops(const config::ModelConfig& cfg, int64_t chann
     flops += conv(c, w, side) + (cfg.decoder_blocks - 1) * conv(w, w, side);
     c = w;
   }
-  return flops + conv(c, channels, side);
+  return flops + conv(c, stem, side);
 }
 
 int64_t ConvAutoencoderImpl::bottleneck(const config::ModelConfig& cfg, int64_t image_size) {
@@ -165,6 +169,7 @@ std::string ConvAutoencoderImpl::description(const config::ModelConfig& cfg, int
      << (cfg.output_activation == config::OutputActivation::kIdentity
              ? std::string()
              : std::string(" output=") + config::name_of(cfg.output_activation));
+  if (cfg.whiten_patch > 0) ss << " whiten=" << cfg.whiten_patch << "/" << cfg.whiten_eps;
   return ss.str();
 }
 

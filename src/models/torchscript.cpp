@@ -17,8 +17,13 @@ std::string encoder_source(ScriptWriter& w, Autoencoder& ae) {
   std::ostringstream out;
   out << "    def features(self, images: Tensor) -> List[Tensor]:\n"
       << "        x = (images - " << w.tensor("mean", ae->mean.view({1, -1, 1, 1})) << ") / "
-      << w.tensor("std", ae->std.view({1, -1, 1, 1})) << "\n"
-      << "        feats: List[Tensor] = []\n";
+      << w.tensor("std", ae->std.view({1, -1, 1, 1})) << "\n";
+  if (ae->has_stem()) {
+    const int64_t pad = ae->config().whiten_patch / 2;
+    out << "        x = torch.conv2d(x, " << w.tensor("whiten", ae->whiten) << ", None, [1, 1], ["
+        << pad << ", " << pad << "], [1, 1], 1)\n";
+  }
+  out << "        feats: List[Tensor] = []\n";
   ae->script_encoder(w, out);
   out << "        return feats\n";
   return out.str();
@@ -72,6 +77,10 @@ torch::jit::Module script_autoencoder(Autoencoder& ae) {
           ? "        return torch.sigmoid(x)\n"
           : "        return torch.clamp(x * self.std + self.mean, 0.0, 1.0)\n";
   ae->script_decoder(w, dec);
+  if (ae->has_stem()) {
+    dec << "        x = torch.conv2d(x, " << w.tensor("unwhiten", ae->unwhiten)
+        << ", None, [1, 1], [0, 0], [1, 1], 1)\n";
+  }
   dec << output;
   return w.finish(encoder_source(w, ae) + dec.str() + ae->script_check() + autoencoder_forward());
 }

@@ -44,7 +44,7 @@ void draw_reconstructions(models::Autoencoder& ae, const data::Dataset& images,
     const bool was_training = ae->is_training();
     ae->eval();
     auto x = data::to_float(images.images.narrow(0, 0, n), device);
-    recon = ae->denormalize(ae->forward(ae->normalize(x)))
+    recon = ae->to_images(ae->forward(ae->normalize(x)))
                 .clamp(0, 1)
                 .mul(255)
                 .round()

@@ -99,6 +99,28 @@ TEST(Config, CrossFieldChecks) {
             std::string::npos);
 }
 
+TEST(Config, WhiteningStemIsForConvModelsWithOddPatchesAndLinearOutput) {
+  const auto c = config::parse_config("model:\n  whiten_patch: 3\n  whiten_eps: 0.05\n");
+  EXPECT_EQ(c.model.whiten_patch, 3);
+  EXPECT_DOUBLE_EQ(c.model.whiten_eps, 0.05);
+  EXPECT_EQ(config::parse_config("").model.whiten_patch, 0);  // no stem unless asked
+  EXPECT_NE(error_of("model:\n  whiten_patch: 4\n")
+                .find("config key 'model.whiten_patch': expected 0 or an odd side <= "
+                      "data.image_size, found 4"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  whiten_patch: 33\n").find("'model.whiten_patch'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  whiten_patch: -1\n").find("'model.whiten_patch'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  whiten_eps: 0\n").find("'model.whiten_eps'"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  type: dense\n  whiten_patch: 3\n")
+                .find("'model.whiten_patch': a stem for conv models"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  whiten_patch: 3\n  output_activation: sigmoid\n")
+                .find("'model.output_activation': expected identity"),
+            std::string::npos);
+}
+
 TEST(Config, DenseModelsAndIdxData) {
   // A dense model has one code: the conv checks (blocks per width, pool_grids) do not apply.
   const auto c = config::parse_config(

@@ -66,6 +66,69 @@ TEST(Autoencoder, NormalizationRoundTrip) {
   EXPECT_NEAR(ae->normalize(torch::full({1, 3, 1, 1}, 0.5))[0][0][0][0].item<float>(), 0.0, 1e-6);
 }
 
+/// Images whose neighbouring pixels and channels are strongly correlated, as in photographs.
+torch::Tensor smooth_images(int64_t n, int64_t side) {
+  auto x = torch::rand({n, 1, side / 4, side / 4});
+  x = torch::upsample_bilinear2d(x, {side, side}, false) * 0.8 +
+      torch::rand({n, 1, side, side}) * 0.2;
+  auto noise = [&] { return torch::rand({n, 1, side, side}); };
+  return torch::cat({x, x * 0.9 + noise() * 0.1, x * 0.5 + noise() * 0.5}, 1);
+}
+
+TEST(Whitening, FittedStemDecorrelatesPatchesAndToImagesUndoesIt) {
+  torch::manual_seed(0);
+  auto cfg = small();
+  cfg.whiten_patch = 3;
+  cfg.whiten_eps = 1e-4;
+  Autoencoder ae(cfg, 3, 16);
+  ASSERT_TRUE(ae->has_stem());
+  EXPECT_EQ(ae->whiten.sizes(), (std::vector<int64_t>{27, 3, 3, 3}));
+  EXPECT_EQ(ae->unwhiten.sizes(), (std::vector<int64_t>{3, 27, 1, 1}));
+  auto images = smooth_images(64, 16);
+  auto [mean, std] = data::channel_stats((images * 255).round().to(torch::kU8));
+  ae->set_normalization(mean, std);
+  // Unfitted, the stem passes each pixel through its patch's centre channel.
+  auto x = ae->normalize(images);
+  EXPECT_TRUE(torch::allclose(ae->to_images(ae->target(x)), images, 1e-5, 1e-5));
+  ae->fit_whitening(x);
+  // The whitened patches (away from the zero padding) have the identity as second moment.
+  auto w = ae->target(x).narrow(2, 1, 14).narrow(3, 1, 14).permute({0, 2, 3, 1}).reshape({-1, 27});
+  auto moment = torch::mm(w.t(), w) / static_cast<double>(w.size(0));
+  EXPECT_LT((moment - torch::eye(27)).abs().max().item<double>(), 0.02);
+  // The raw patches were far from it: the stem did something.
+  auto raw = torch::im2col(x, {3, 3}, {1, 1}, {0, 0}, {1, 1}).transpose(1, 2).reshape({-1, 27});
+  EXPECT_GT((torch::mm(raw.t(), raw) / static_cast<double>(raw.size(0)) - torch::eye(27))
+                .abs()
+                .max()
+                .item<double>(),
+            0.5);
+  // The inverse recovers every pixel, borders included (the padding is part of the patch).
+  EXPECT_LT((ae->to_images(ae->target(x)) - images).abs().max().item<double>(), 1e-3);
+  // The encoder sees 27 channels and the decoder reconstructs them; gradients never reach it.
+  EXPECT_EQ(ae->forward(x).sizes(), (std::vector<int64_t>{64, 27, 16, 16}));
+  for (const auto& p : ae->named_parameters()) EXPECT_EQ(p.key().find("whiten"), std::string::npos);
+  // Fitting again to the same images gives the same stem.
+  auto before = ae->whiten.clone();
+  ae->fit_whitening(x);
+  EXPECT_TRUE(torch::equal(before, ae->whiten));
+}
+
+TEST(Whitening, NoStemUnlessAskedAndTheDescriptionSaysWhich) {
+  Autoencoder plain(small(), 3, 16);
+  EXPECT_FALSE(plain->has_stem());
+  auto x = torch::randn({2, 3, 16, 16});
+  EXPECT_TRUE(torch::equal(plain->target(x), x));
+  auto cfg = small();
+  cfg.whiten_patch = 3;
+  EXPECT_EQ(describe_architecture(cfg, 3, 32),
+            describe_architecture(small(), 3, 32) + " whiten=3/0.1");
+  // The stem adds its own convolution, and 24 more channels into the first convolution and
+  // out of the last (both 4 channels wide on the other side).
+  const int64_t side = 32;
+  const int64_t extra = 2 * 27 * 27 * side * side + 2 * 24 * 4 * 9 * side * side * 2;
+  EXPECT_EQ(forward_flops(cfg, 3, side), forward_flops(small(), 3, side) + extra);
+}
+
 TEST(Corrupt, MaskRatioAndNoise) {
   torch::manual_seed(0);
   auto x = torch::ones({16, 3, 32, 32});

@@ -59,6 +59,32 @@ TEST(TorchScript, ExportsEqualNativeModels) {
   }
 }
 
+TEST(TorchScript, WhiteningStemIsPartOfEveryExport) {
+  torch::manual_seed(4);
+  config::ModelConfig m;
+  m.widths = {4, 8};
+  m.blocks = {1, 1};
+  m.whiten_patch = 3;
+  Autoencoder ae(m, 3, 16);
+  ae->set_normalization(torch::tensor({0.49f, 0.48f, 0.45f}), torch::tensor({0.25f, 0.24f, 0.26f}));
+  ae->fit_whitening(ae->normalize(torch::rand({20, 3, 16, 16})));
+  ae->train();
+  for (int i = 0; i < 3; ++i) ae->forward(torch::randn({8, 3, 16, 16}));
+  models::freeze(ae);
+  const CodeSpec spec({2, 1}, config::Pooling::kAvgMax);
+  Head head(code_dim(m, spec), std::vector<int64_t>{6}, 0.0, 3);
+  head->eval();
+  torch::NoGradGuard no_grad;
+  auto x = torch::rand({4, 3, 16, 16});
+  auto codes = pool_codes(ae->encode(ae->normalize(x)), spec);
+  EXPECT_LE(max_diff(script_encoder(ae, spec).forward({x}).toTensor(), codes), 1e-5);
+  auto recon = ae->to_images(ae->forward(ae->normalize(x))).clamp(0, 1);
+  EXPECT_LE(max_diff(script_autoencoder(ae).forward({x}).toTensor(), recon), 1e-5);
+  EXPECT_LE(
+      max_diff(script_classifier(ae, head, spec).forward({x}).toTensor(), head->forward(codes)),
+      1e-5);
+}
+
 TEST(TorchScript, SavedFileReloadsWithMetadata) {
   TempDir dir;
   auto t = make_model();

@@ -7,8 +7,10 @@
 #include <filesystem>
 
 #include "aefx/config/config.h"
+#include "aefx/data/dataset.h"
 #include "aefx/dist/dist.h"
 #include "aefx/engine/artifacts.h"
+#include "aefx/engine/pretrainer.h"
 #include "aefx/engine/runner.h"
 #include "aefx/metrics/metrics.h"
 #include "aefx/models/torchscript.h"
@@ -210,6 +212,46 @@ TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
   const util::Json p = util::read_json_file(engine::RunFolder(run).pretrain_summary());
   EXPECT_EQ(p["epochs"].get<int64_t>(), 0);
   EXPECT_GT(p["val_psnr"].get<double>(), 0.0);
+}
+
+/// A whitening stem is fitted to the training images, saved with the autoencoder (the untrained
+/// control gets the same one), and carried by the exported TorchScript, which takes raw images.
+TEST(EndToEnd, WhiteningStemIsFittedSavedAndExported) {
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 80, 20);
+  const auto cfg = tiny(dir, "whitened", {"model.whiten_patch=3", "classify.epochs=1"});
+  engine::run_stages(cfg, cfg.stages, builtin_stages());
+  const engine::RunFolder folder(dir / "runs/whitened");
+  dist::Group alone;
+  auto saved = engine::load_autoencoder(cfg, folder, torch::kCPU, alone);
+  ASSERT_TRUE(saved->has_stem());
+  // The stem fitted again from the same training images, outside the stage.
+  models::Autoencoder fresh(cfg.model, 3, cfg.data.image_size);
+  const auto train = data::load_train_val(cfg).first;
+  auto [mean, std] = data::channel_stats(train.images);
+  fresh->set_normalization(mean, std);
+  engine::fit_stem(*fresh, train.images);
+  EXPECT_TRUE(torch::equal(saved->whiten, fresh->whiten));
+  EXPECT_TRUE(torch::equal(saved->unwhiten, fresh->unwhiten));
+  EXPECT_FALSE(torch::allclose(fresh->whiten, models::Autoencoder(cfg.model, 3, 16)->whiten))
+      << "the stem was never fitted";
+  // encoder.pt and autoencoder.pt take raw images and run the stem.
+  torch::NoGradGuard no_grad;
+  saved->eval();
+  auto x = torch::rand({5, 3, cfg.data.image_size, cfg.data.image_size});
+  auto codes =
+      models::pool_codes(saved->encode(saved->normalize(x)), saved->code_spec(cfg.classify));
+  auto encoder = torch::jit::load(folder.encoder_export().string());
+  EXPECT_LE((encoder.forward({x}).toTensor() - codes).abs().max().item<double>(), 1e-4);
+  auto recon = saved->to_images(saved->forward(saved->normalize(x))).clamp(0, 1);
+  auto autoencoder = torch::jit::load(folder.autoencoder_export().string());
+  EXPECT_LE((autoencoder.forward({x}).toTensor() - recon).abs().max().item<double>(), 1e-4);
+  // The random-encoder control (pretrain.epochs 0) has the same stem.
+  const auto control = tiny(dir, "control", {"model.whiten_patch=3", "pretrain.epochs=0"});
+  engine::run_stages(control, {"pretrain"}, builtin_stages());
+  auto random = engine::load_autoencoder(control, engine::RunFolder(dir / "runs/control"),
+                                         torch::kCPU, alone);
+  EXPECT_TRUE(torch::equal(random->whiten, saved->whiten));
 }
 
 TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {

@@ -152,6 +152,11 @@ struct ModelConfig {
   Activation activation = Activation::kRelu;  ///< dense: after every hidden and the code layer
   /// The reconstruction in pixel units.
   OutputActivation output_activation = OutputActivation::kIdentity;
+  /// conv: side of the patches of a frozen ZCA-whitening stem fitted to the training images
+  /// (odd; 0 = no stem). The encoder sees, and the decoder reconstructs, the whitened image.
+  int64_t whiten_patch = 0;
+  /// The stem's ridge: eigenvalues below whiten_eps x their mean are damped, not amplified.
+  double whiten_eps = 0.1;
 };
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).

@@ -44,6 +44,13 @@ class Pretrainer {
   dist::Group& group_;
 };
 
+/// Images (of the training set) that fit_stem fits the whitening stem to.
+constexpr int64_t kStemImages = 10000;
+
+/// Fits the autoencoder's whitening stem (when it has one) to at most kStemImages uint8
+/// `images`, spread evenly over them; the model's normalisation must already be set.
+void fit_stem(models::AutoencoderImpl& ae, const torch::Tensor& images);
+
 /// Reconstruction MSE of uncorrupted uint8 `images`, in [0, 1] pixel units, in batches of
 /// `batch`, the autoencoder computing in `dtype` (util/precision.h; the error is summed in
 /// fp64). Each rank of `group` reconstructs its shard of the images and the squared errors are

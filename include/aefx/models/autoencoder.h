@@ -48,21 +48,42 @@ class DecoderImpl : public torch::nn::Module {
 /// An autoencoder for `channels` (1: grey, 3: RGB) x image_size x image_size images: an encoder
 /// and a decoder (registered as "encoder" and "decoder"), and the training data's per-channel
 /// mean/std as buffers, so the model carries its own normalisation: `normalize` maps [0, 1]
-/// pixels to the network's input space. Each architecture subclasses this and owns its FLOPs,
-/// code size, description and TorchScript export; make_autoencoder builds the configured one.
+/// pixels to the network's input space. With model.whiten_patch k > 0 it also carries a frozen
+/// ZCA-whitening stem (buffers "whiten" and "unwhiten", fitted to training images by
+/// fit_whitening): the encoder sees the whitened image, C k^2 channels (each k x k patch of the
+/// normalised image, decorrelated), and the decoder reconstructs it, so the reconstruction loss
+/// weighs edges and texture instead of being dominated by colour and brightness. Each
+/// architecture subclasses this and owns its FLOPs, code size, description and TorchScript
+/// export; make_autoencoder builds the configured one.
 class AutoencoderImpl : public torch::nn::Module {
  public:
-  /// Reconstruction of an already normalised (and possibly corrupted) batch, in normalised
-  /// units. With model.output_activation sigmoid, the decoder's output goes through a sigmoid
-  /// (pixels in [0, 1]) and is then normalised.
+  /// Reconstruction of an already normalised (and possibly corrupted) batch, in the units of
+  /// `target`: normalised pixels, or the whitened image with a stem. With
+  /// model.output_activation sigmoid, the decoder's output goes through a sigmoid (pixels in
+  /// [0, 1]) and is then normalised.
   torch::Tensor forward(torch::Tensor normalized);
+  /// The encoder's stage maps for a normalised batch (through the stem, when there is one).
+  std::vector<torch::Tensor> encode(const torch::Tensor& normalized);
+  /// What forward reconstructs for a clean normalised batch: the stem's output, or the batch.
+  torch::Tensor target(const torch::Tensor& normalized) const;
+  /// Images in [0, 1] from forward's output: the stem undone at each patch's centre pixel,
+  /// then the normalisation; not clamped.
+  torch::Tensor to_images(const torch::Tensor& reconstruction) const;
   torch::Tensor normalize(const torch::Tensor& images01) const;
   torch::Tensor denormalize(const torch::Tensor& normalized) const;
   void set_normalization(const torch::Tensor& mean, const torch::Tensor& std);
+  /// Fits the whitening stem to normalised training images (N x C x H x W): the k x k patches'
+  /// second moment M = U diag(l) U^T, whiten = U diag(1 / sqrt(l + eps)) U^T with eps =
+  /// model.whiten_eps x mean(l) (ZCA with a ridge), unwhiten = the rows of its inverse that
+  /// give each patch's centre pixel. No-op without a stem.
+  void fit_whitening(const torch::Tensor& normalized);
+  bool has_stem() const { return whiten.defined(); }
 
   const config::ModelConfig& config() const { return cfg_; }
   int64_t channels() const { return channels_; }
   int64_t image_size() const { return image_size_; }
+  /// Channels the encoder sees and the decoder reconstructs: C k^2 with a stem, else C.
+  static int64_t stem_channels(const config::ModelConfig& cfg, int64_t channels);
 
   /// Forward FLOPs per image (2 x multiply-adds of every convolution or linear layer). A
   /// training step costs about 3x this (forward, and the gradients of activations and weights).
@@ -89,9 +110,12 @@ class AutoencoderImpl : public torch::nn::Module {
   std::shared_ptr<EncoderImpl> encoder;
   std::shared_ptr<DecoderImpl> decoder;
   torch::Tensor mean, std;  ///< buffers, shape C
+  /// Stem buffers (undefined without one): C k^2 x C x k x k and C x C k^2 x 1 x 1.
+  torch::Tensor whiten, unwhiten;
 
  protected:
-  /// Registers the mean/std buffers; the subclass registers "encoder", then "decoder".
+  /// Registers the mean/std (and stem) buffers; the subclass registers "encoder", then
+  /// "decoder".
   AutoencoderImpl(const config::ModelConfig& cfg, int64_t channels, int64_t image_size);
 
  private:
