@@ -149,7 +149,7 @@ class Autoencoder(nn.Module):
         if k:
             self.stem = nn.Conv2d(channels, channels * k * k, k, 1, k // 2, bias=False)
             self.stem.requires_grad_(False)
-            self.stem_eps = m["whiten_eps"]
+            self.stem_eps = m.get("whiten_eps", 0.1)
             channels *= k * k
         self.encoder = nn.ModuleList()
         c = channels
@@ -317,8 +317,8 @@ class Pipeline:
         std = x.std((0, 2, 3), unbiased=False).clamp_min(1e-6).float().view(1, -1, 1, 1)
         self.mean, self.std = mean, std.to(self.device)
         self.ae = Autoencoder(self.cfg["model"], images.shape[1])
-        step_ = max(1, len(images) // 10000)  # aefx's kStemImages, spread over the images
-        self.ae.fit_whitening((images[::step_][:10000].double().div(255.0).float() - mean.cpu()) / std.cpu())
+        step_ = max(1, len(images) // 10000)  # as aefx's fit_stem: kStemImages, every step-th
+        self.ae.fit_whitening((images[: step_ * 10000 : step_].float().div(255.0) - mean.cpu()) / std.cpu())
         self.ae = self.ae.to(self.device, memory_format=torch.channels_last).train()
         kwargs = {"lr": p["lr"], "weight_decay": p["weight_decay"]}
         if self.cuda and "fused" in torch.optim.AdamW.__init__.__code__.co_varnames:
@@ -332,8 +332,9 @@ class Pipeline:
                 x = augment(x, p["crop_padding"])
             clean = (x - self.mean) / self.std
             inp = corrupt(clean, p["mask_ratio"], p["mask_patch"], p["noise"])
+            target = self.ae.target(clean)  # in fp32, as aefx
             with self.autocast():
-                loss = F.mse_loss(self.ae(inp).float(), self.ae.target(clean))
+                loss = F.mse_loss(self.ae(inp).float(), target)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()

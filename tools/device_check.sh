@@ -16,12 +16,17 @@
 #         2. bench.json   tools/bench_pytorch.py on configs/cifar10.yaml: aefx bench against
 #                         PyTorch eager and torch.compile, alternating rounds
 #         3. tests.log    the whole test suite, the CUDA tests included
+#         4. results/     (step "seeds", not in the default set) configs/cifar10.yaml once per
+#                         seed through tools/results.py seeds: the reported GPU figures
 #       and prints a summary table last. A step that fails or runs out of time is reported and
 #       the next one still runs. The limits (build 200 s, run 90, bench 200, tests 90) keep the
-#       whole command inside the 10 minutes one device command may take.
-# Environment: AEFX_CHECK_ROUNDS (bench rounds, default 2), AEFX_CHECK_PRECISIONS (default bf16;
-# "bf16,fp32" doubles the bench), AEFX_CHECK_JOBS (build jobs, default all cores),
-# AEFX_TORCH_PREFIX (LibTorch's CMake prefix, default python3's torch).
+#       whole command inside the 10 minutes one device command may take; the seeds step (380 s)
+#       goes in a second command, `AEFX_CHECK_STEPS=seeds tools/device_check.sh run $OUT`, which
+#       reuses the build while the machine is still warm.
+# Environment: AEFX_CHECK_STEPS (default run,bench,tests; any of run,bench,tests,seeds),
+# AEFX_CHECK_SEEDS (default 0,1,2), AEFX_CHECK_ROUNDS (bench rounds, default 2),
+# AEFX_CHECK_PRECISIONS (default bf16; "bf16,fp32" doubles the bench), AEFX_CHECK_JOBS (build
+# jobs, default all cores), AEFX_TORCH_PREFIX (LibTorch's CMake prefix, default python3's torch).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
@@ -66,6 +71,9 @@ run_checks() {
   local jobs=${AEFX_CHECK_JOBS:-$(nproc)}
   local rounds=${AEFX_CHECK_ROUNDS:-2}
   local precisions=${AEFX_CHECK_PRECISIONS:-bf16}
+  local steps=${AEFX_CHECK_STEPS:-run,bench,tests}
+  local seeds=${AEFX_CHECK_SEEDS:-0,1,2}
+  wanted() { [[ ",$steps," == *",$1,"* ]]; }
   local prefix=${AEFX_TORCH_PREFIX:-$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')}
   [ -d "$carry/deps/usr" ] || {
     echo "device_check: $carry/deps is missing: run 'tools/device_check.sh prepare' here and carry .carry" >&2
@@ -100,18 +108,31 @@ run_checks() {
   local sets=(--set "data.root=$data")
 
   # 1. The whole default run, every stage.
-  step run 90 "$bin" run configs/cifar10.yaml "${sets[@]}" --set output_dir=/tmp/aefx-runs --quiet
-  mkdir -p "$out/run"
-  cp /tmp/aefx-runs/cifar10/{metrics.json,run.json,log.txt,pretrain.json,classify.json} "$out/run/" 2>/dev/null
+  if wanted run; then
+    step run 90 "$bin" run configs/cifar10.yaml "${sets[@]}" --set output_dir=/tmp/aefx-runs --quiet
+    mkdir -p "$out/run"
+    cp /tmp/aefx-runs/cifar10/{metrics.json,run.json,log.txt,pretrain.json,classify.json} "$out/run/" 2>/dev/null
+  fi
 
   # 2. The pretrain step, code extraction from memory and a head epoch: aefx against eager and
   # compiled PyTorch, same model, batch, data and precision, alternating.
-  step bench 200 python3 tools/bench_pytorch.py configs/cifar10.yaml "${sets[@]}" --aefx "$bin" \
-    --rounds "$rounds" --precisions "$precisions" --variants eager,compile
-  sed -n '/^{/,$p' "$out/bench.log" >"$out/bench.json"
+  if wanted bench; then
+    step bench 200 python3 tools/bench_pytorch.py configs/cifar10.yaml "${sets[@]}" --aefx "$bin" \
+      --rounds "$rounds" --precisions "$precisions" --variants eager,compile
+    sed -n '/^{/,$p' "$out/bench.log" >"$out/bench.json"
+  fi
 
   # 3. The test suite (the CUDA tests run here, and skip on machines without a GPU).
-  step tests 90 ctest --test-dir build-device -j "$jobs" --output-on-failure --timeout 80
+  if wanted tests; then
+    step tests 90 ctest --test-dir build-device -j "$jobs" --output-on-failure --timeout 80
+  fi
+
+  # 4. The reported accuracy runs: configs/cifar10.yaml once per seed, recorded as
+  # tools/results.py records them (OUT/results/cifar10/seed<S>/, summary.json).
+  if wanted seeds; then
+    step seeds 380 python3 tools/results.py seeds configs/cifar10.yaml --seeds "$seeds" \
+      --aefx "$bin" --runs /tmp/aefx-runs --results "$out/results" "${sets[@]}"
+  fi
 
   python3 - "$out" <<'EOF'
 import json, os, sys
@@ -154,5 +175,5 @@ EOF
 case ${1:-} in
   prepare) prepare "${2:-}" ;;
   run) [ $# -eq 2 ] || { echo "usage: tools/device_check.sh run OUT_DIR" >&2; exit 2; }; run_checks "$2" ;;
-  *) sed -n '2,26p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,29p' "$0" >&2; exit 2 ;;
 esac

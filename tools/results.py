@@ -11,17 +11,21 @@ Standard library only (any python3). Every figure comes from the run folders aef
       results/<config name>/summary.json: test accuracy mean, standard deviation, min and max,
       wall time per run.
 
-  tools/results.py ablation CONFIG [--set key=value ...]
+  tools/results.py ablation CONFIG [--rows ROW,...] [--set key=value ...]
       Model choices measured on the VALIDATION split (the test set is not touched): the
-      pretraining objective (none = the random encoder, plain, masked, denoising, both),
-      single- vs multi-scale codes, avg vs avg+max pooling, linear vs MLP head. Each objective pretrains once; the code and head variants re-run only
-      `classify` on a copy of the reference encoder. Writes results/ablation-<config name>.json.
+      pretraining objective (none = the random encoder, plain, masked, denoising, both), the
+      whitening stem (without it, trained and random), single- vs multi-scale codes, avg vs
+      avg+max pooling, linear vs MLP head. Each objective pretrains once; the code and head
+      variants re-run only `classify` on a copy of the reference encoder. The reference is the
+      run folder of `seeds` for the config's seed (reused with --resume). Writes
+      results/ablation-<config name>.json with the rows measured.
 
   tools/results.py table
       Prints the Results tables of docs/results.md (Markdown) from what is under results/.
 
 Common options: --aefx PATH (default build/aefx), --runs DIR (run folders, default
-models/results), --results DIR (default results).
+models/results), --results DIR (default results), --resume (a run folder that exists is
+continued, or reused when finished, instead of started again).
 """
 import argparse
 import json
@@ -43,12 +47,14 @@ def aefx_get(args, config, sets, key):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def aefx_run(args, config, sets, stages=None):
+def aefx_run(args, config, sets, stages=None, resume=False):
     cmd = [args.aefx, "run", config, "--set", "output_dir=" + args.runs]
     for s in sets:
         cmd += ["--set", s]
     if stages:
         cmd += ["--stages", stages]
+    if resume:
+        cmd.append("--resume")
     print("+ " + " ".join(cmd), flush=True)
     t0 = time.time()
     subprocess.run(cmd, check=True)
@@ -85,8 +91,9 @@ def cmd_seeds(args):
     runs = []
     for seed in seeds:
         name = "%s-seed%d" % (base, seed)
-        aefx_run(args, args.config, args.set + ["seed=%d" % seed, "name=" + name])
         run_dir = os.path.join(args.runs, name)
+        aefx_run(args, args.config, args.set + ["seed=%d" % seed, "name=" + name],
+                 resume=args.resume and os.path.exists(os.path.join(run_dir, "progress.json")))
         out = os.path.join(args.results, base, "seed%d" % seed)
         os.makedirs(out, exist_ok=True)
         for f in RECORDED:
@@ -94,8 +101,10 @@ def cmd_seeds(args):
                 shutil.copyfile(os.path.join(run_dir, f), os.path.join(out, f))
         m = load_json(os.path.join(run_dir, "metrics.json"))
         r = load_json(os.path.join(run_dir, "run.json"))
+        # After a resume, run.json times only the last `aefx run` of the folder: say so.
         runs.append({"seed": seed, "test_accuracy": m["test_accuracy"],
-                     "val_accuracy": m["val_accuracy"], "wall_seconds": r["wall_seconds"]})
+                     "val_accuracy": m["val_accuracy"], "wall_seconds": r["wall_seconds"],
+                     "resumed": bool(r.get("resumed", False))})
         print("seed %d: test %.4f  val %.4f  wall %.0f s" %
               (seed, m["test_accuracy"], m["val_accuracy"], r["wall_seconds"]), flush=True)
     r = load_json(os.path.join(args.runs, "%s-seed%d" % (base, seeds[0]), "run.json"))
@@ -119,57 +128,94 @@ def cmd_seeds(args):
           (base, 100 * t["mean"], 100 * t["std"], 100 * t["min"], 100 * t["max"], args.seeds))
 
 
+ABLATION_ROWS = ["untrained", "no-stem", "no-stem-untrained", "plain", "masked", "denoising",
+                 "single-scale", "linear", "pooling"]
+
+
 def cmd_ablation(args):
     """The reference is the config as shipped; every other row changes one thing."""
     base = aefx_get(args, args.config, args.set, "name")
+    seed = aefx_get(args, args.config, args.set, "seed")
     mask = float(aefx_get(args, args.config, args.set, "pretrain.mask_ratio"))
     noise = float(aefx_get(args, args.config, args.set, "pretrain.noise"))
-    if mask <= 0 or noise <= 0:
-        sys.exit("ablation: the config must use both masking and noise (it is the reference)")
+    stem = int(aefx_get(args, args.config, args.set, "model.whiten_patch"))
+    if args.rows:
+        wanted = args.rows.split(",")
+    else:  # every row that applies to the config
+        wanted = [r for r in ABLATION_ROWS if (stem > 0 or "stem" not in r) and
+                  (mask > 0 and noise > 0 or r not in ("plain", "masked", "denoising"))]
+    unknown = [r for r in wanted if r not in ABLATION_ROWS]
+    if unknown:
+        sys.exit("ablation: unknown row %s (rows: %s)" % (unknown[0], ",".join(ABLATION_ROWS)))
+    if {"plain", "masked", "denoising"} & set(wanted) and (mask <= 0 or noise <= 0):
+        sys.exit("ablation: the objective rows need a config with both masking and noise")
+    if {"no-stem", "no-stem-untrained"} & set(wanted) and stem == 0:
+        sys.exit("ablation: the stem rows need a config with model.whiten_patch > 0")
     grids = json.loads(aefx_get(args, args.config, args.set, "classify.pool_grids"))
     single = [0] * (len(grids) - 1) + [grids[-1]]
 
     def measure(tag, overrides, from_dir=None):
-        """Pretrains and classifies, or (from_dir) classifies on a copy of that encoder."""
-        name = "%s-ablation-%s" % (base, tag)
+        """Pretrains and classifies, or (from_dir) classifies on a copy of that encoder. The
+        reference runs in the folder `seeds` uses for the config's seed, so that with --resume
+        a seeds run is reused (aefx checks that its config is this one) and vice versa."""
+        name = "%s-seed%s" % (base, seed) if tag == "reference" else "%s-ablation-%s" % (base, tag)
         run_dir = os.path.join(args.runs, name)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        resume = args.resume and not from_dir and os.path.exists(
+            os.path.join(run_dir, "progress.json"))
+        if tag == "reference" and os.path.exists(run_dir) and not resume:
+            sys.exit("ablation: %s exists (a seeds run?): pass --resume to reuse it, or remove it"
+                     % run_dir)
+        if not resume:
+            shutil.rmtree(run_dir, ignore_errors=True)
         if from_dir:
             shutil.copytree(from_dir, run_dir)
         t = aefx_run(args, args.config, args.set + overrides + ["name=" + name],
-                     "classify" if from_dir else "pretrain,classify")
+                     "classify" if from_dir else "pretrain,classify", resume)
         c = load_json(os.path.join(run_dir, "classify.json"))
         p = load_json(os.path.join(run_dir, "pretrain.json"))
-        print("%-12s val %.4f" % (tag, c["val_accuracy"]), flush=True)
+        if resume:  # the time of the run that did the work, not of this check
+            t = load_json(os.path.join(run_dir, "run.json"))["wall_seconds"]
+        print("%-18s val %.4f" % (tag, c["val_accuracy"]), flush=True)
         return {"overrides": overrides, "val_accuracy": c["val_accuracy"],
                 "code_dim": c["code_dim"], "val_psnr": p["val_psnr"], "seconds": t,
                 "run_dir": run_dir}
 
     ref = measure("reference", [])
-    untrained = measure("untrained", ["pretrain.epochs=0"])
-    plain = measure("plain", ["pretrain.mask_ratio=0", "pretrain.noise=0"])
-    masked = measure("masked", ["pretrain.noise=0"])
-    denoising = measure("denoising", ["pretrain.mask_ratio=0"])
-    single_scale = measure("single-scale", ["classify.pool_grids=" + json.dumps(single)],
-                           ref["run_dir"])
-    linear = measure("linear", ["classify.hidden=[]"], ref["run_dir"])
     pooling = aefx_get(args, args.config, args.set, "classify.pooling")
     other = "avg" if pooling != "avg" else "avgmax"
-    pooled = measure("pooling-" + other, ["classify.pooling=" + other], ref["run_dir"])
     shipped = " (as shipped)"
-    rows = [
-        ("objective", "none: random frozen encoder (pretrain.epochs 0)", untrained),
-        ("objective", "plain autoencoder", plain),
-        ("objective", "masked, ratio %g" % mask, masked),
-        ("objective", "denoising, noise %g" % noise, denoising),
-        ("objective", "masked + denoising" + shipped, ref),
-        ("codes", "single-scale: last stage, grids %s" % json.dumps(single), single_scale),
-        ("codes", "multi-scale: grids %s%s" % (json.dumps(grids), shipped), ref),
-        ("pooling", "%s pooling of each grid cell" % other, pooled),
-        ("pooling", "%s pooling of each grid cell%s" % (pooling, shipped), ref),
-        ("head", "linear", linear),
-        ("head", "MLP%s" % shipped, ref),
+    # (row, group, label, overrides, classify-only); the shipped row closes each group.
+    plan = [
+        ("untrained", "objective", "none: random frozen encoder (pretrain.epochs 0)",
+         ["pretrain.epochs=0"], False),
+        ("plain", "objective", "plain autoencoder", ["pretrain.mask_ratio=0", "pretrain.noise=0"],
+         False),
+        ("masked", "objective", "masked, ratio %g" % mask, ["pretrain.noise=0"], False),
+        ("denoising", "objective", "denoising, noise %g" % noise, ["pretrain.mask_ratio=0"], False),
+        (None, "objective", "masked %g + denoising %g%s" % (mask, noise, shipped), None, False),
+        ("no-stem", "stem", "no whitening stem (model.whiten_patch 0)", ["model.whiten_patch=0"],
+         False),
+        ("no-stem-untrained", "stem", "no stem, random frozen encoder (pretrain.epochs 0)",
+         ["model.whiten_patch=0", "pretrain.epochs=0"], False),
+        (None, "stem", "%dx%d whitening stem%s" % (stem, stem, shipped), None, False),
+        ("single-scale", "codes", "single-scale: last stage, grids %s" % json.dumps(single),
+         ["classify.pool_grids=" + json.dumps(single)], True),
+        (None, "codes", "multi-scale: grids %s%s" % (json.dumps(grids), shipped), None, False),
+        ("pooling", "pooling", "%s pooling of each grid cell" % other,
+         ["classify.pooling=" + other], True),
+        (None, "pooling", "%s pooling of each grid cell%s" % (pooling, shipped), None, False),
+        ("linear", "head", "linear", ["classify.hidden=[]"], True),
+        (None, "head", "MLP%s" % shipped, None, False),
     ]
+    rows, measured_groups = [], set()
+    for tag, group, label, overrides, classify_only in plan:
+        if tag is None:  # the shipped row of a group with a measured variant
+            if group in measured_groups:
+                rows.append((group, label, ref))
+        elif tag in wanted:
+            rows.append((group, label,
+                         measure(tag, overrides, ref["run_dir"] if classify_only else None)))
+            measured_groups.add(group)
     r = load_json(os.path.join(ref["run_dir"], "run.json"))
     write_json(os.path.join(args.results, "ablation-%s.json" % base), {
         "config": os.path.relpath(os.path.abspath(args.config), ROOT),
@@ -222,6 +268,11 @@ def main():
     ap.add_argument("--aefx", default=os.path.join(ROOT, "build", "aefx"))
     ap.add_argument("--runs", default=os.path.join(ROOT, "models", "results"))
     ap.add_argument("--results", default=os.path.join(ROOT, "results"))
+    ap.add_argument("--rows", help="ablation: the rows to measure, comma-separated (default all: "
+                    + ",".join(ABLATION_ROWS) + ")")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a stopped run folder, or reuse a finished one (aefx checks "
+                    "that its config is the same), instead of starting it again")
     args = ap.parse_args()
     if args.command != "table" and not args.config:
         ap.error(args.command + " needs a CONFIG")

@@ -28,10 +28,9 @@ double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, 
 
 void fit_stem(models::AutoencoderImpl& ae, const torch::Tensor& images) {
   if (!ae.has_stem() || images.size(0) == 0) return;
-  // Every step-th image, so that a class-sorted image folder is sampled across its classes.
+  // At most kStemImages, every step-th one (the training split is already shuffled).
   const int64_t step = std::max<int64_t>(1, images.size(0) / kStemImages);
-  auto sample = images.slice(0, 0, std::min(images.size(0), step * kStemImages), step);
-  ae.fit_whitening(ae.normalize(data::to_float(sample, torch::kCPU)));
+  ae.fit_whitening(images.slice(0, 0, std::min(images.size(0), step * kStemImages), step));
 }
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,

@@ -100,21 +100,22 @@ torch::Tensor AutoencoderImpl::to_images(const torch::Tensor& reconstruction) co
   return denormalize(has_stem() ? torch::conv2d(reconstruction, unwhiten) : reconstruction);
 }
 
-void AutoencoderImpl::fit_whitening(const torch::Tensor& normalized) {
+void AutoencoderImpl::fit_whitening(const torch::Tensor& images) {
   if (!has_stem()) return;
   torch::NoGradGuard no_grad;
   const int64_t k = cfg_.whiten_patch, d = whiten.size(0);
-  TORCH_CHECK(normalized.dim() == 4 && normalized.size(1) == channels_ && normalized.size(2) >= k &&
-                  normalized.size(3) >= k && normalized.size(0) > 0,
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == channels_ && images.size(2) >= k &&
+                  images.size(3) >= k && images.size(0) > 0,
               "fit_whitening: expected N x ", channels_, " x H x W images with H, W >= ", k);
-  // The second moment of every k x k patch (no padding), accumulated in double over chunks
-  // so that memory stays at one chunk's patches. No mean is removed: the stem is a
-  // convolution without bias, applied to images normalised to mean 0.
+  // The second moment of every k x k patch (no padding), chunk by chunk so that memory stays
+  // at one chunk's patches: each chunk's sum in float, the total in double. No mean is
+  // removed: the stem is a convolution without bias, applied to images normalised to mean 0.
   auto moment = torch::zeros({d, d}, torch::kDouble);
   int64_t count = 0;
-  for (int64_t i = 0; i < normalized.size(0); i += 256) {
-    auto x = normalized.narrow(0, i, std::min<int64_t>(256, normalized.size(0) - i))
-                 .to(torch::kCPU, torch::kFloat);
+  for (int64_t i = 0; i < images.size(0); i += 256) {
+    auto x = images.narrow(0, i, std::min<int64_t>(256, images.size(0) - i)).to(torch::kCPU);
+    x = normalize(x.scalar_type() == torch::kByte ? x.to(torch::kFloat).div_(255)
+                                                  : x.to(torch::kFloat));
     auto p = torch::im2col(x, {k, k}, {1, 1}, {0, 0}, {1, 1}).transpose(1, 2).reshape({-1, d});
     moment += torch::mm(p.t(), p).to(torch::kDouble);
     count += p.size(0);
@@ -122,7 +123,13 @@ void AutoencoderImpl::fit_whitening(const torch::Tensor& normalized) {
   moment /= static_cast<double>(count);
   auto [eigenvalues, u] = torch::linalg_eigh(moment, "L");
   eigenvalues = eigenvalues.clamp_min(0);
-  const auto damped = eigenvalues + cfg_.whiten_eps * eigenvalues.mean();
+  const double mean_eigenvalue = eigenvalues.mean().item<double>();
+  if (!(mean_eigenvalue > 1e-12)) {
+    throw std::runtime_error(
+        "whitening stem (model.whiten_patch): the training images do not vary, so there is "
+        "nothing to whiten (set model.whiten_patch: 0)");
+  }
+  const auto damped = eigenvalues + cfg_.whiten_eps * mean_eigenvalue;
   auto w = torch::mm(u * damped.rsqrt(), u.t());
   auto inverse = torch::mm(u * damped.sqrt(), u.t());
   std::vector<int64_t> centres;

@@ -117,7 +117,8 @@ ConvAutoencoderImpl::ConvAutoencoderImpl(const config::ModelConfig& cfg, int64_t
 
 int64_t ConvAutoencoderImpl::flops(const config::ModelConfig& cfg, int64_t channels,
                                    int64_t image_size) {
-  // 2 x multiply-adds of every 3x3 convolution, stage by stage, at its output resolution.
+  // 2 x multiply-adds of every convolution (the stem's k x k, then the 3x3 ones stage by stage),
+  // at its output resolution.
   auto conv = [](int64_t in, int64_t out, int64_t side) { return 2 * in * out * 9 * side * side; };
   const int64_t stem = stem_channels(cfg, channels);
   // The stem: a k x k convolution from the image's channels to C k^2.

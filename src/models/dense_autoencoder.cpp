@@ -96,6 +96,7 @@ torch::Tensor DenseDecoderImpl::forward(torch::Tensor code) {
 DenseAutoencoderImpl::DenseAutoencoderImpl(const config::ModelConfig& cfg, int64_t channels,
                                            int64_t image_size)
     : AutoencoderImpl(cfg, channels, image_size) {
+  TORCH_CHECK(cfg.whiten_patch == 0, "model.whiten_patch: the whitening stem is for conv models");
   // The encoder's weights are drawn first, as they always were: same seed, same model.
   encoder =
       register_module("encoder", std::make_shared<DenseEncoderImpl>(cfg, channels, image_size));

@@ -95,5 +95,28 @@ TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
       << out;
 }
 
+TEST_F(Bench, PytorchComparisonMirrorsTheWhiteningStem) {
+  std::string out;
+  if (testing::run_command("/usr/bin/python3 -c 'import torch, yaml'", &out) != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 lacks torch or yaml (python3-torch, python3-yaml)";
+  }
+  const std::string cmd = "cd " + std::string(AEFX_SOURCE_DIR) +
+                          " && /usr/bin/python3 tools/bench_pytorch.py " + config_ + " --aefx " +
+                          AEFX_BINARY +
+                          " --set model.whiten_patch=3 --rounds 1 --steps 2 --warmup 1"
+                          " --variants eager --precisions fp32";
+  ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
+  // The stem's convolution and the wider first and last convolutions, counted on both sides.
+  const double aefx_flops =
+      json_number(out.substr(out.find("\"aefx\"")), "forward_flops_per_image");
+  EXPECT_EQ(aefx_flops, json_number(out.substr(out.find("\"eager\"")), "forward_flops_per_image"))
+      << out;
+  auto cfg = config::load_config(config_);
+  cfg.model.whiten_patch = 3;
+  EXPECT_EQ(aefx_flops,
+            static_cast<double>(models::forward_flops(cfg.model, 3, cfg.data.image_size)))
+      << out;
+}
+
 }  // namespace
 }  // namespace aefx::bench

@@ -90,7 +90,7 @@ TEST(Whitening, FittedStemDecorrelatesPatchesAndToImagesUndoesIt) {
   // Unfitted, the stem passes each pixel through its patch's centre channel.
   auto x = ae->normalize(images);
   EXPECT_TRUE(torch::allclose(ae->to_images(ae->target(x)), images, 1e-5, 1e-5));
-  ae->fit_whitening(x);
+  ae->fit_whitening(images);
   // The whitened patches (away from the zero padding) have the identity as second moment.
   auto w = ae->target(x).narrow(2, 1, 14).narrow(3, 1, 14).permute({0, 2, 3, 1}).reshape({-1, 27});
   auto moment = torch::mm(w.t(), w) / static_cast<double>(w.size(0));
@@ -107,10 +107,21 @@ TEST(Whitening, FittedStemDecorrelatesPatchesAndToImagesUndoesIt) {
   // The encoder sees 27 channels and the decoder reconstructs them; gradients never reach it.
   EXPECT_EQ(ae->forward(x).sizes(), (std::vector<int64_t>{64, 27, 16, 16}));
   for (const auto& p : ae->named_parameters()) EXPECT_EQ(p.key().find("whiten"), std::string::npos);
-  // Fitting again to the same images gives the same stem.
+  // Fitting again to the same images gives the same stem; uint8 images about the same.
   auto before = ae->whiten.clone();
-  ae->fit_whitening(x);
+  ae->fit_whitening(images);
   EXPECT_TRUE(torch::equal(before, ae->whiten));
+  ae->fit_whitening((images * 255).round().to(torch::kU8));
+  EXPECT_LT((before - ae->whiten).abs().max().item<double>(),
+            0.05 * before.abs().max().item<double>());
+  // Images that are all the mean cannot be whitened: an error naming the key.
+  ae->set_normalization(torch::full({3}, 0.5), torch::ones({3}));
+  try {
+    ae->fit_whitening(torch::full({4, 3, 16, 16}, 0.5));
+    FAIL() << "a stem was fitted to images without variation";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.whiten_patch"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Whitening, NoStemUnlessAskedAndTheDescriptionSaysWhich) {

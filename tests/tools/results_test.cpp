@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "aefx/util/json.h"
 #include "test_util.h"
@@ -88,6 +89,33 @@ TEST_F(ResultsTool, AblationChangesOneThingPerRowOnValidationOnly) {
   }
   ASSERT_EQ(run("table", &out), 0) << out;
   EXPECT_NE(out.find("random frozen encoder"), std::string::npos) << out;
+}
+
+TEST_F(ResultsTool, AblationReusesTheSeedRunAsReferenceAndMeasuresTheStemRows) {
+  std::string out;
+  const std::string stem = " --set model.whiten_patch=3";
+  ASSERT_EQ(run("seeds " + config_ + " --seeds 0" + stem, &out), 0) << out;
+  const fs::path ref = dir_ / "runs/tiny-seed0";
+  const auto trained = fs::last_write_time(ref / "checkpoints/autoencoder.pt");
+  const auto classified = fs::last_write_time(ref / "classify.json");
+  ASSERT_EQ(run("ablation " + config_ + " --rows untrained,no-stem --resume" + stem, &out), 0)
+      << out;
+  EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
+  EXPECT_EQ(fs::last_write_time(ref / "checkpoints/autoencoder.pt"), trained);
+  EXPECT_EQ(fs::last_write_time(ref / "classify.json"), classified);
+  const util::Json a = util::read_json_file(dir_ / "results/ablation-tiny.json");
+  std::vector<std::string> labels;
+  for (const auto& r : a["rows"]) labels.push_back(r["label"].get<std::string>());
+  EXPECT_EQ(labels, (std::vector<std::string>{"none: random frozen encoder (pretrain.epochs 0)",
+                                              "masked 0.25 + denoising 0.05 (as shipped)",
+                                              "no whitening stem (model.whiten_patch 0)",
+                                              "3x3 whitening stem (as shipped)"}));
+  EXPECT_EQ(a["rows"][1]["val_accuracy"].get<double>(),
+            util::read_json_file(ref / "classify.json")["val_accuracy"].get<double>());
+  EXPECT_NE(run("ablation " + config_ + " --rows bogus", &out), 0);
+  EXPECT_NE(out.find("unknown row bogus"), std::string::npos) << out;
+  EXPECT_NE(run("ablation " + config_ + " --rows no-stem", &out), 0);
+  EXPECT_NE(out.find("model.whiten_patch > 0"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -48,7 +48,8 @@ class Pretrainer {
 constexpr int64_t kStemImages = 10000;
 
 /// Fits the autoencoder's whitening stem (when it has one) to at most kStemImages uint8
-/// `images`, spread evenly over them; the model's normalisation must already be set.
+/// `images`, every step-th of the first step x kStemImages; the model's normalisation must already
+/// be set, and the model still be on the CPU.
 void fit_stem(models::AutoencoderImpl& ae, const torch::Tensor& images);
 
 /// Reconstruction MSE of uncorrupted uint8 `images`, in [0, 1] pixel units, in batches of

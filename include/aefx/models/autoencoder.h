@@ -72,11 +72,13 @@ class AutoencoderImpl : public torch::nn::Module {
   torch::Tensor normalize(const torch::Tensor& images01) const;
   torch::Tensor denormalize(const torch::Tensor& normalized) const;
   void set_normalization(const torch::Tensor& mean, const torch::Tensor& std);
-  /// Fits the whitening stem to normalised training images (N x C x H x W): the k x k patches'
-  /// second moment M = U diag(l) U^T, whiten = U diag(1 / sqrt(l + eps)) U^T with eps =
-  /// model.whiten_eps x mean(l) (ZCA with a ridge), unwhiten = the rows of its inverse that
-  /// give each patch's centre pixel. No-op without a stem.
-  void fit_whitening(const torch::Tensor& normalized);
+  /// Fits the whitening stem to training images (N x C x H x W, uint8 or floats in [0, 1]; on
+  /// the CPU, before the model moves to another device), normalised with the model's mean/std
+  /// chunk by chunk: the k x k patches' second moment M = U diag(l) U^T, whiten = U diag(1 /
+  /// sqrt(l + eps)) U^T with eps = model.whiten_eps x mean(l) (ZCA with a ridge), unwhiten = the
+  /// rows of its inverse that give each patch's centre pixel. No-op without a stem; throws
+  /// std::runtime_error when the images do not vary at all.
+  void fit_whitening(const torch::Tensor& images);
   bool has_stem() const { return whiten.defined(); }
 
   const config::ModelConfig& config() const { return cfg_; }
