@@ -17,7 +17,8 @@ Standard library only (any python3). Every figure comes from the run folders aef
       whitening stem (without it, trained and random), single- vs multi-scale codes, avg vs
       avg+max pooling, linear vs MLP head. Each objective pretrains once; the code and head
       variants re-run only `classify` on a copy of the reference encoder. The reference is the
-      run folder of `seeds` for the config's seed (reused with --resume). Writes
+      run folder of `seeds` for the config's seed (reused with --resume, as are finished
+      pretraining rows). Writes
       results/ablation-<config name>.json with the rows measured.
 
   tools/results.py table
@@ -114,7 +115,10 @@ def cmd_seeds(args):
         "data": aefx_get(args, args.config, args.set, "data.root"),
         "test_accuracy": spread([x["test_accuracy"] for x in runs]),
         "val_accuracy": spread([x["val_accuracy"] for x in runs]),
-        "wall_seconds": spread([x["wall_seconds"] for x in runs]),
+        # A resumed run's run.json times only its last part: the wall time leaves those out.
+        "wall_seconds": spread([x["wall_seconds"] for x in runs if not x["resumed"]] or
+                               [x["wall_seconds"] for x in runs]),
+        "resumed_seeds": [x["seed"] for x in runs if x["resumed"]],
         "runs": runs,
         "git_commit": r["git_commit"],
         "machine": r["machine"],
@@ -163,8 +167,9 @@ def cmd_ablation(args):
         resume = args.resume and not from_dir and os.path.exists(
             os.path.join(run_dir, "progress.json"))
         if tag == "reference" and os.path.exists(run_dir) and not resume:
-            sys.exit("ablation: %s exists (a seeds run?): pass --resume to reuse it, or remove it"
-                     % run_dir)
+            sys.exit("ablation: %s exists (a seeds run?): %s" % (run_dir, (
+                "it holds no run to resume; remove it" if args.resume else
+                "pass --resume to reuse it, or remove it")))
         if not resume:
             shutil.rmtree(run_dir, ignore_errors=True)
         if from_dir:
@@ -173,8 +178,9 @@ def cmd_ablation(args):
                      "classify" if from_dir else "pretrain,classify", resume)
         c = load_json(os.path.join(run_dir, "classify.json"))
         p = load_json(os.path.join(run_dir, "pretrain.json"))
-        if resume:  # the time of the run that did the work, not of this check
-            t = load_json(os.path.join(run_dir, "run.json"))["wall_seconds"]
+        if resume:  # the stages' time in the run that did the work, not this check's
+            stages = load_json(os.path.join(run_dir, "run.json"))["stages"]
+            t = stages.get("pretrain", 0.0) + stages.get("classify", 0.0)
         print("%-18s val %.4f" % (tag, c["val_accuracy"]), flush=True)
         return {"overrides": overrides, "val_accuracy": c["val_accuracy"],
                 "code_dim": c["code_dim"], "val_psnr": p["val_psnr"], "seconds": t,

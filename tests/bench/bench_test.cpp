@@ -20,9 +20,24 @@ using aefx::testing::TempDir;
 class Bench : public ::testing::Test {
  protected:
   void SetUp() override { config_ = testing::write_tiny_setup(dir_); }
+  /// Whether /usr/bin/python3 can run tools/bench_pytorch.py.
+  static bool have_pytorch() {
+    std::string out;
+    return testing::run_command("/usr/bin/python3 -c 'import torch, yaml'", &out) == 0;
+  }
+  /// Runs tools/bench_pytorch.py on the tiny config with `args`; its exit code, output in `out`.
+  int bench_pytorch(const std::string& args, std::string* out) const {
+    return testing::run_command("cd " + std::string(AEFX_SOURCE_DIR) +
+                                    " && /usr/bin/python3 tools/bench_pytorch.py " + config_ +
+                                    " --aefx " + AEFX_BINARY + " " + args,
+                                out);
+  }
   TempDir dir_;
   std::string config_;
 };
+
+constexpr const char* kNoPytorch =
+    "/usr/bin/python3 lacks torch or yaml (python3-torch, python3-yaml)";
 
 TEST_F(Bench, ReportsEveryPieceAndThePipeline) {
   const auto cfg = config::load_config(config_);
@@ -68,16 +83,13 @@ TEST_F(Bench, CliPrintsJsonAndRejectsBadOptions) {
 }
 
 TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
+  if (!have_pytorch()) GTEST_SKIP() << kNoPytorch;
   std::string out;
-  if (testing::run_command("/usr/bin/python3 -c 'import torch, yaml'", &out) != 0) {
-    GTEST_SKIP() << "/usr/bin/python3 lacks torch or yaml (python3-torch, python3-yaml)";
-  }
-  const std::string cmd = "cd " + std::string(AEFX_SOURCE_DIR) +
-                          " && /usr/bin/python3 tools/bench_pytorch.py " + config_ + " --aefx " +
-                          AEFX_BINARY +
-                          " --rounds 1 --steps 2 --warmup 1 --variants eager,eager-tuned-malloc"
-                          " --precisions fp32,bf16";
-  ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
+  ASSERT_EQ(bench_pytorch("--rounds 1 --steps 2 --warmup 1 --variants eager,eager-tuned-malloc"
+                          " --precisions fp32,bf16",
+                          &out),
+            0)
+      << out;
   // Both sides count the same FLOPs: the PyTorch model has the same convolutions.
   const auto aefx_part = out.substr(out.find("\"aefx\""));
   const auto eager_part = out.substr(out.find("\"eager\""));
@@ -96,16 +108,13 @@ TEST_F(Bench, PytorchComparisonBuildsTheSameModel) {
 }
 
 TEST_F(Bench, PytorchComparisonMirrorsTheWhiteningStem) {
+  if (!have_pytorch()) GTEST_SKIP() << kNoPytorch;
   std::string out;
-  if (testing::run_command("/usr/bin/python3 -c 'import torch, yaml'", &out) != 0) {
-    GTEST_SKIP() << "/usr/bin/python3 lacks torch or yaml (python3-torch, python3-yaml)";
-  }
-  const std::string cmd = "cd " + std::string(AEFX_SOURCE_DIR) +
-                          " && /usr/bin/python3 tools/bench_pytorch.py " + config_ + " --aefx " +
-                          AEFX_BINARY +
-                          " --set model.whiten_patch=3 --rounds 1 --steps 2 --warmup 1"
-                          " --variants eager --precisions fp32";
-  ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
+  ASSERT_EQ(bench_pytorch("--set model.whiten_patch=3 --rounds 1 --steps 2 --warmup 1"
+                          " --variants eager --precisions fp32",
+                          &out),
+            0)
+      << out;
   // The stem's convolution and the wider first and last convolutions, counted on both sides.
   const double aefx_flops =
       json_number(out.substr(out.find("\"aefx\"")), "forward_flops_per_image");
