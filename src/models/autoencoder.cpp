@@ -39,6 +39,11 @@ ArchitectureType entry_for() {
           &T::description};
 }
 
+/// The row of a k x k patch vector (im2col's order: channel, row, column) holding channel c's
+/// centre pixel: the stem's output channel that passes it through until fitted, and the row of
+/// the stem's inverse that recovers it.
+int64_t centre_row(int64_t c, int64_t k) { return c * k * k + (k / 2) * k + k / 2; }
+
 const ArchitectureType& architecture_type(const config::ModelConfig& cfg) {
   static const ArchitectureType kTypes[] = {entry_for<ConvAutoencoderImpl>(),
                                             entry_for<DenseAutoencoderImpl>()};
@@ -66,7 +71,7 @@ AutoencoderImpl::AutoencoderImpl(const config::ModelConfig& cfg, int64_t channel
     auto w = torch::zeros({d, channels, k, k});
     auto u = torch::zeros({channels, d, 1, 1});
     for (int64_t c = 0; c < channels; ++c) {
-      const int64_t centre = c * k * k + (k / 2) * k + k / 2;
+      const int64_t centre = centre_row(c, k);
       w[centre][c][k / 2][k / 2] = 1.0;
       u[c][centre][0][0] = 1.0;
     }
@@ -133,7 +138,7 @@ void AutoencoderImpl::fit_whitening(const torch::Tensor& images) {
   auto w = torch::mm(u * damped.rsqrt(), u.t());
   auto inverse = torch::mm(u * damped.sqrt(), u.t());
   std::vector<int64_t> centres;
-  for (int64_t c = 0; c < channels_; ++c) centres.push_back(c * k * k + (k / 2) * k + k / 2);
+  for (int64_t c = 0; c < channels_; ++c) centres.push_back(centre_row(c, k));
   auto rows = inverse.index_select(0, torch::tensor(centres));
   whiten.copy_(w.to(torch::kFloat).reshape(whiten.sizes()));
   unwhiten.copy_(rows.to(torch::kFloat).reshape(unwhiten.sizes()));
