@@ -21,6 +21,17 @@ Standard library only (any python3). Every figure comes from the run folders aef
       pretraining rows). Writes
       results/ablation-<config name>.json with the rows measured.
 
+  tools/results.py labels CONFIG [--seeds 0,1,2] [--labels 10,100,1000,0] [--set key=value ...]
+      The label-efficiency table: for each number of labels per class (0 = all) and seed, the
+      TEST accuracy of a linear head and of k-NN (evaluate.knn_k, cosine, temperature-weighted)
+      on three features: the frozen trained encoder's codes, the same encoder untrained
+      (pretrain.epochs 0) and the raw pixels (the baseline stage). Each seed pretrains once (the
+      trained encoder is the `seeds` run folder of that seed, reused with --resume) and every
+      row re-runs classify and evaluate (or the baseline) on a copy, with
+      classify.labels_per_class and classify.hidden=[] (a linear head). Few labels are few
+      steps: the head's epochs grow so that every row trains at least ~200 steps (LABEL_EPOCHS).
+      Writes results/labels-<config name>.json.
+
   tools/results.py table
       Prints the Results tables of docs/results.md (Markdown) from what is under results/.
 
@@ -234,6 +245,91 @@ def cmd_ablation(args):
     })
 
 
+# Head epochs per labels-per-class setting (the config's for all labels): a linear head on 10
+# labels per class with flipped codes has 200 rows, one step per epoch.
+LABEL_EPOCHS = {10: 200, 100: 100, 1000: 30}
+FEATURES = ["trained", "untrained", "pixels"]
+
+
+def cmd_labels(args):
+    base = aefx_get(args, args.config, args.set, "name")
+    seeds = [int(x) for x in args.seeds.split(",")]
+    labels = [int(x) for x in args.labels.split(",")]
+    rows = []
+    for seed in seeds:
+        encoders = {}
+        for feature, overrides in (("trained", []), ("untrained", ["pretrain.epochs=0"])):
+            name = ("%s-seed%d" % (base, seed) if feature == "trained"
+                    else "%s-labels-seed%d-untrained" % (base, seed))
+            run_dir = os.path.join(args.runs, name)
+            done = os.path.exists(os.path.join(run_dir, "pretrain.json"))
+            if not done:
+                resume = args.resume and os.path.exists(os.path.join(run_dir, "progress.json"))
+                if not resume and feature == "untrained":
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                aefx_run(args, args.config, args.set + overrides + ["seed=%d" % seed,
+                                                                     "name=" + name],
+                         "pretrain", resume)
+            encoders[feature] = (run_dir, overrides)
+        for per_class in labels:
+            head = ["classify.hidden=[]", "classify.labels_per_class=%d" % per_class,
+                    "seed=%d" % seed]
+            if per_class in LABEL_EPOCHS:
+                head.append("classify.epochs=%d" % LABEL_EPOCHS[per_class])
+            for feature in FEATURES:
+                name = "%s-labels-seed%d-%s-%d" % (base, seed, feature, per_class)
+                run_dir = os.path.join(args.runs, name)
+                done = os.path.exists(os.path.join(
+                    run_dir, "baseline.json" if feature == "pixels" else "metrics.json"))
+                if not (args.resume and done):
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    src, overrides = encoders["trained" if feature == "pixels" else feature]
+                    if feature != "pixels":
+                        shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns(
+                            "*.pt", "*.png", "report.html", "metrics*", "classify*",
+                            "baseline.json", "run.json", "progress.json", "log.txt"))
+                        shutil.copytree(os.path.join(src, "checkpoints"),
+                                        os.path.join(run_dir, "checkpoints"),
+                                        ignore=shutil.ignore_patterns("*_last.pt", "head.pt"),
+                                        dirs_exist_ok=True)
+                    aefx_run(args, args.config, args.set + overrides + head + [
+                        "name=" + name, "report.pictures=false"],
+                        "baseline" if feature == "pixels" else "classify,evaluate")
+                if feature == "pixels":
+                    b = load_json(os.path.join(run_dir, "baseline.json"))
+                    linear, knn = b["test_accuracy"], b.get("knn_accuracy")
+                else:
+                    m = load_json(os.path.join(run_dir, "metrics.json"))
+                    linear, knn = m["test_accuracy"], m.get("knn_accuracy")
+                rows.append({"seed": seed, "labels_per_class": per_class, "features": feature,
+                             "linear_test_accuracy": linear, "knn_test_accuracy": knn})
+                print("seed %d  labels/class %-5s %-9s linear %.4f  k-NN %s" % (
+                    seed, per_class or "all", feature, linear,
+                    "%.4f" % knn if knn is not None else "-"), flush=True)
+    table = []
+    for per_class in labels:
+        for feature in FEATURES:
+            sel = [r for r in rows if r["labels_per_class"] == per_class and
+                   r["features"] == feature]
+            table.append({"labels_per_class": per_class, "features": feature,
+                          "linear": spread([r["linear_test_accuracy"] for r in sel]),
+                          "knn": spread([r["knn_test_accuracy"] for r in sel
+                                         if r["knn_test_accuracy"] is not None] or [0.0])})
+    r = load_json(os.path.join(encoders["trained"][0], "run.json")) if os.path.exists(
+        os.path.join(encoders["trained"][0], "run.json")) else {}
+    write_json(os.path.join(args.results, "labels-%s.json" % base), {
+        "config": os.path.relpath(os.path.abspath(args.config), ROOT),
+        "overrides": args.set,
+        "metric": "test accuracy; linear head (classify.hidden []) and k-NN on the frozen "
+                  "features; labels_per_class 0 = all labelled train images",
+        "label_epochs": LABEL_EPOCHS,
+        "table": table,
+        "runs": rows,
+        "git_commit": r.get("git_commit"),
+        "machine": r.get("machine"),
+    })
+
+
 def cmd_table(args):
     res = args.results
     print("| config | test accuracy, mean ± std (min–max) | seeds | wall per run | peak RSS |"
@@ -263,17 +359,30 @@ def cmd_table(args):
         for r in a["rows"]:
             print("| %s | %s | %.2f%% | %d | %.2f dB |" % (
                 r["group"], r["label"], 100 * r["val_accuracy"], r["code_dim"], r["val_psnr"]))
+    for f in sorted(os.listdir(res)) if os.path.isdir(res) else []:
+        if not f.startswith("labels-"):
+            continue
+        a = load_json(os.path.join(res, f))
+        print("\nLabel efficiency of `%s` (%s):\n" % (a["config"], a["metric"]))
+        print("| labels per class | features | linear head | k-NN |")
+        print("|---|---|---|---|")
+        for r in a["table"]:
+            print("| %s | %s | %.2f%% ± %.2f | %.2f%% ± %.2f |" % (
+                r["labels_per_class"] or "all", r["features"], 100 * r["linear"]["mean"],
+                100 * r["linear"]["std"], 100 * r["knn"]["mean"], 100 * r["knn"]["std"]))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["seeds", "ablation", "table"])
+    ap.add_argument("command", choices=["seeds", "ablation", "labels", "table"])
     ap.add_argument("config", nargs="?")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--aefx", default=os.path.join(ROOT, "build", "aefx"))
     ap.add_argument("--runs", default=os.path.join(ROOT, "models", "results"))
     ap.add_argument("--results", default=os.path.join(ROOT, "results"))
+    ap.add_argument("--labels", default="10,100,1000,0",
+                    help="labels: labelled train images per class, 0 = all (default 10,100,1000,0)")
     ap.add_argument("--rows", help="ablation: the rows to measure, comma-separated (default all: "
                     + ",".join(ABLATION_ROWS) + ")")
     ap.add_argument("--resume", action="store_true",
@@ -282,7 +391,8 @@ def main():
     args = ap.parse_args()
     if args.command != "table" and not args.config:
         ap.error(args.command + " needs a CONFIG")
-    {"seeds": cmd_seeds, "ablation": cmd_ablation, "table": cmd_table}[args.command](args)
+    {"seeds": cmd_seeds, "ablation": cmd_ablation, "labels": cmd_labels,
+     "table": cmd_table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,12 @@ Check<std::string> non_empty() {
     return v.empty() || control ? "a non-empty string without control characters" : "";
   };
 }
+// An optional path: empty, or as non_empty.
+Check<std::string> path_or_empty() {
+  return [](const std::string& v) {
+    return v.empty() || non_empty()(v).empty() ? "" : "a path without control characters";
+  };
+}
 // Class names: each one a non-empty string without control characters, none twice.
 Check<std::vector<std::string>> names() {
   return [](const std::vector<std::string>& v) {
@@ -248,6 +254,9 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(data.limit_test, at_least<int64_t>(0), kBaselineInput),
       AEFX_FIELD(data.image_size, at_least<int64_t>(8), kBaselineInput),
       AEFX_FIELD(data.class_names, names(), kBaselineInput),
+      AEFX_FIELD(data.unlabeled, path_or_empty(), kPerMachine),
+      AEFX_FIELD(data.unlabeled_only, nullptr, 0),
+      AEFX_FIELD(data.cache_dir, path_or_empty(), kPerMachine),
       AEFX_FIELD(model.type, nullptr, 0),
       AEFX_FIELD(model.widths, list_of_at_least(1, false), 0),
       AEFX_FIELD(model.blocks, list_of_at_least(1, false), 0),
@@ -284,7 +293,10 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(classify.pooling, nullptr, kBaselineInput),
       AEFX_FIELD(classify.flip_codes, nullptr, kBaselineInput),
       AEFX_FIELD(classify.code_batch_size, at_least<int64_t>(1), kBaselineInput),
+      AEFX_FIELD(classify.labels_per_class, at_least<int64_t>(0), kBaselineInput),
       AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1), 0),
+      AEFX_FIELD(evaluate.knn_k, at_least<int64_t>(0), 0),
+      AEFX_FIELD(evaluate.knn_temperature, positive(), 0),
       AEFX_FIELD_AS("export.device", export_.device, device_spec(), 0),
       AEFX_FIELD_AS("export.tolerance", export_.tolerance, positive(), 0),
       AEFX_FIELD(report.pictures, nullptr, kNoEffect),
@@ -397,6 +409,10 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 }
 
 void check_consistency(const Config& c) {
+  if (c.data.unlabeled_only && c.data.unlabeled.empty()) {
+    throw std::invalid_argument(
+        "config key 'data.unlabeled_only': true needs data.unlabeled (a folder of images)");
+  }
   if (!c.data.class_names.empty() && c.data.format != DataFormat::kIdx) {
     throw std::invalid_argument("config key 'data.class_names': only for data.format idx (" +
                                 std::string(name_of(c.data.format)) +

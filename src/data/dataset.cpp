@@ -62,6 +62,18 @@ std::vector<std::string> unexpected_files(const fs::path& dir) {
   return extra;
 }
 
+/// The batch files of a split, in record order.
+std::vector<fs::path> cifar_split_files(const fs::path& dir, Split split) {
+  std::vector<fs::path> files;
+  if (split == Split::kTrain) {
+    for (int b = 1; b <= 5; ++b)
+      files.push_back(dir / ("data_batch_" + std::to_string(b) + ".bin"));
+  } else {
+    files.push_back(dir / "test_batch.bin");
+  }
+  return files;
+}
+
 at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
 
 }  // namespace
@@ -104,13 +116,7 @@ Dataset parse_cifar10_batch(const uint8_t* data, size_t size, const std::string&
 
 Dataset load_cifar10_binary(const std::string& root, Split split) {
   const fs::path dir = cifar_dir(root);
-  std::vector<fs::path> files;
-  if (split == Split::kTrain) {
-    for (int b = 1; b <= 5; ++b)
-      files.push_back(dir / ("data_batch_" + std::to_string(b) + ".bin"));
-  } else {
-    files.push_back(dir / "test_batch.bin");
-  }
+  const auto files = cifar_split_files(dir, split);
   const auto extra = unexpected_files(dir);
   if (!extra.empty()) {
     std::string names;
@@ -126,6 +132,28 @@ Dataset load_cifar10_binary(const std::string& root, Split split) {
     labels.push_back(part.labels);
   }
   return Dataset{torch::cat(images), torch::cat(labels), cifar10_class_names()};
+}
+
+std::vector<std::string> record_names(const config::DataConfig& cfg, Split split, int64_t n) {
+  std::vector<std::string> names;
+  names.reserve(static_cast<size_t>(n));
+  auto add = [&](const std::string& file, int64_t records) {
+    for (int64_t r = 0; r < records && static_cast<int64_t>(names.size()) < n; ++r)
+      names.push_back(file + "#" + std::to_string(r));
+  };
+  if (cfg.format == config::DataFormat::kIdx) {
+    add(idx_images_file(cfg.root, split), n);
+  } else if (cfg.format == config::DataFormat::kCifar10Binary) {
+    // The sizes load_cifar10_binary checked: whole records, read in this order.
+    for (const auto& f : cifar_split_files(cifar_dir(cfg.root), split))
+      add(f.string(), static_cast<int64_t>(fs::file_size(f)) / kCifarRecordBytes);
+  }
+  if (static_cast<int64_t>(names.size()) != n) {
+    throw std::runtime_error(std::string("record_names: data.format ") +
+                             config::name_of(cfg.format) + " in " + cfg.root + " does not name " +
+                             std::to_string(n) + " records");
+  }
+  return names;
 }
 
 Dataset load_split(const config::DataConfig& cfg, Split split, uint64_t seed) {
@@ -177,6 +205,42 @@ std::pair<Dataset, Dataset> split_validation(const Dataset& full, int64_t val_si
   auto val_idx = perm.narrow(0, 0, val_size);
   auto train_idx = perm.narrow(0, val_size, full.size() - val_size);
   return {full.subset(train_idx), full.subset(val_idx)};
+}
+
+Dataset class_balanced_subset(const Dataset& ds, int64_t per_class, uint64_t seed) {
+  if (per_class == 0) return ds;
+  const auto classes = static_cast<int64_t>(ds.class_names.size());
+  const auto order = torch::randperm(ds.size(), seeded(seed), torch::kLong);
+  const auto labels = ds.labels.index_select(0, order).contiguous();
+  const int64_t* lab = labels.data_ptr<int64_t>();
+  const int64_t* ord = order.data_ptr<int64_t>();
+  std::vector<int64_t> taken(static_cast<size_t>(classes), 0), keep;
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    auto& n = taken[static_cast<size_t>(lab[i])];
+    if (n < per_class) {
+      ++n;
+      keep.push_back(ord[i]);
+    }
+  }
+  for (int64_t k = 0; k < classes; ++k) {
+    if (taken[static_cast<size_t>(k)] < per_class) {
+      throw std::invalid_argument(
+          "config key 'classify.labels_per_class': " + std::to_string(per_class) +
+          " labelled images per class asked for, but class '" +
+          ds.class_names[static_cast<size_t>(k)] + "' has " +
+          std::to_string(taken[static_cast<size_t>(k)]) + " in the train split");
+    }
+  }
+  std::sort(keep.begin(), keep.end());
+  return ds.subset(torch::tensor(keep, torch::kLong));
+}
+
+std::pair<Dataset, Dataset> load_labelled_train_val(const config::Config& cfg) {
+  auto [train, val] = load_train_val(cfg);
+  // Its own stream of the seed, so the subset does not move when other draws change.
+  train = class_balanced_subset(train, cfg.classify.labels_per_class,
+                                static_cast<uint64_t>(cfg.seed) + 17);
+  return {std::move(train), std::move(val)};
 }
 
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images) {

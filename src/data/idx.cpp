@@ -117,6 +117,12 @@ torch::Tensor parse_idx(const uint8_t* data, size_t size, int64_t dims, const st
   return raw.clone();  // from_blob does not own the bytes
 }
 
+std::string idx_images_file(const std::string& root, Split split) {
+  return find_idx_file(
+             root, std::string(split == Split::kTrain ? "train" : "t10k") + "-images-idx3-ubyte")
+      .string();
+}
+
 Dataset load_idx(const std::string& root, Split split,
                  const std::vector<std::string>& class_names) {
   const fs::path r(root);

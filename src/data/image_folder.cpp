@@ -22,17 +22,38 @@
 namespace aefx::data {
 namespace fs = std::filesystem;
 
-#ifdef AEFX_HAVE_OPENCV
-namespace {
-
-bool is_image_name(const fs::path& p) {
-  std::string ext = p.extension().string();
+bool is_image_file_name(const std::string& file) {
+  std::string ext = fs::path(file).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   static const std::vector<std::string> kExts{".png", ".jpg", ".jpeg", ".bmp",  ".ppm",
                                               ".pgm", ".pbm", ".tif",  ".tiff", ".webp"};
   return std::find(kExts.begin(), kExts.end(), ext) != kExts.end();
 }
+
+std::vector<std::string> find_images(const std::string& dir, int64_t* others) {
+  if (!fs::is_directory(dir)) throw std::runtime_error("image folder " + dir + " does not exist");
+  std::vector<std::string> files;
+  int64_t skipped = 0;
+  std::error_code ec;
+  const auto opts = fs::directory_options::follow_directory_symlink |
+                    fs::directory_options::skip_permission_denied;
+  for (fs::recursive_directory_iterator it(dir, opts, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    if (is_image_file_name(it->path().string())) {
+      files.push_back(it->path().string());
+    } else {
+      ++skipped;
+    }
+  }
+  if (ec) throw std::runtime_error("cannot list image folder " + dir + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  if (others) *others = skipped;
+  return files;
+}
+
+namespace {
 
 std::vector<std::string> sorted_subdirs(const fs::path& dir) {
   std::vector<std::string> names;
@@ -43,11 +64,72 @@ std::vector<std::string> sorted_subdirs(const fs::path& dir) {
   return names;
 }
 
-/// Whether the file starts like one of the formats of is_image_name. cv::imread picks its decoder
-/// by content, not name, so without this check any file would also reach every other decoder
-/// OpenCV was built with: GDAL (all its drivers) for a file starting "NITF", GDCM for DICOM,
-/// OpenJPEG, Radiance HDR, PAM, PFM, Sun raster. Two of them look further in: DICOM ("DICM" at
-/// byte 128, GDCM, which aborts the process on some malformed files) and DTED ("DTED" at byte
+}  // namespace
+
+ImageList list_image_folder(const std::string& root, Split split) {
+  const std::string split_name = split == Split::kTrain ? "train" : "test";
+  const fs::path dir = fs::path(root) / split_name;
+  if (!fs::is_directory(dir)) {
+    throw std::runtime_error("image folder " + dir.string() + " does not exist (expected " + root +
+                             "/{train,test}/<class>/<images>)");
+  }
+  ImageList list;
+  list.class_names = sorted_subdirs(dir);
+  const auto& classes = list.class_names;
+  if (classes.empty())
+    throw std::runtime_error("image folder " + dir.string() + " has no class folders");
+  // Test classes must be exactly the train classes, or labels would silently mean other things.
+  const fs::path train_dir = fs::path(root) / "train";
+  if (split == Split::kTest && fs::is_directory(train_dir)) {
+    const auto train_classes = sorted_subdirs(train_dir);
+    for (const auto& c : train_classes) {
+      if (std::find(classes.begin(), classes.end(), c) == classes.end()) {
+        throw std::runtime_error("image folder " + dir.string() + " is missing class folder '" + c +
+                                 "' that train has");
+      }
+    }
+    for (const auto& c : classes) {
+      if (std::find(train_classes.begin(), train_classes.end(), c) == train_classes.end()) {
+        throw std::runtime_error("image folder " + dir.string() + " has class folder '" + c +
+                                 "' that train does not have");
+      }
+    }
+  }
+  int64_t skipped = 0;
+  for (size_t k = 0; k < classes.size(); ++k) {
+    std::vector<std::string> in_class;
+    for (const auto& e : fs::directory_iterator(dir / classes[k])) {
+      if (!e.is_regular_file()) continue;
+      if (is_image_file_name(e.path().string())) {
+        in_class.push_back(e.path().string());
+      } else {
+        ++skipped;
+      }
+    }
+    if (in_class.empty()) {
+      throw std::runtime_error("class folder " + (dir / classes[k]).string() + " has no images");
+    }
+    std::sort(in_class.begin(), in_class.end());
+    for (auto& f : in_class) {
+      list.files.push_back(std::move(f));
+      list.labels.push_back(static_cast<int64_t>(k));
+    }
+  }
+  if (skipped > 0) {
+    util::log_warn("skipped " + std::to_string(skipped) + " non-image file(s) under " +
+                   dir.string());
+  }
+  return list;
+}
+
+#ifdef AEFX_HAVE_OPENCV
+namespace {
+
+/// Whether the file starts like one of the formats of is_image_file_name. cv::imread picks its
+/// decoder by content, not name, so without this check any file would also reach every other
+/// decoder OpenCV was built with: GDAL (all its drivers) for a file starting "NITF", GDCM for
+/// DICOM, OpenJPEG, Radiance HDR, PAM, PFM, Sun raster. Two of them look further in: DICOM ("DICM"
+/// at byte 128, GDCM, which aborts the process on some malformed files) and DTED ("DTED" at byte
 /// 140, GDAL); a file that also carries either mark is refused, whatever it starts with.
 bool has_image_signature(const fs::path& file) {
   char bytes[144] = {};
@@ -115,6 +197,8 @@ static void decode_into(const fs::path& file, int size, uint8_t* dst) {
   std::memcpy(dst, rgb.data, static_cast<size_t>(size) * size * 3);
 }
 
+bool can_decode_images() { return true; }
+
 torch::Tensor decode_image(const std::string& file, int64_t size) {
   if (!fs::exists(file)) throw std::runtime_error("image " + file + " does not exist");
   auto hwc = torch::empty({size, size, 3}, torch::kUInt8);
@@ -123,58 +207,8 @@ torch::Tensor decode_image(const std::string& file, int64_t size) {
 }
 
 Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
-  const std::string split_name = split == Split::kTrain ? "train" : "test";
-  const fs::path dir = fs::path(root) / split_name;
-  if (!fs::is_directory(dir)) {
-    throw std::runtime_error("image folder " + dir.string() + " does not exist (expected " + root +
-                             "/{train,test}/<class>/<images>)");
-  }
-  auto classes = sorted_subdirs(dir);
-  if (classes.empty())
-    throw std::runtime_error("image folder " + dir.string() + " has no class folders");
-  // Test classes must be exactly the train classes, or labels would silently mean other things.
-  const fs::path train_dir = fs::path(root) / "train";
-  if (split == Split::kTest && fs::is_directory(train_dir)) {
-    const auto train_classes = sorted_subdirs(train_dir);
-    for (const auto& c : train_classes) {
-      if (std::find(classes.begin(), classes.end(), c) == classes.end()) {
-        throw std::runtime_error("image folder " + dir.string() + " is missing class folder '" + c +
-                                 "' that train has");
-      }
-    }
-    for (const auto& c : classes) {
-      if (std::find(train_classes.begin(), train_classes.end(), c) == train_classes.end()) {
-        throw std::runtime_error("image folder " + dir.string() + " has class folder '" + c +
-                                 "' that train does not have");
-      }
-    }
-  }
-  std::vector<fs::path> files;
-  std::vector<int64_t> labels;
-  int64_t skipped = 0;
-  for (size_t k = 0; k < classes.size(); ++k) {
-    std::vector<fs::path> in_class;
-    for (const auto& e : fs::directory_iterator(dir / classes[k])) {
-      if (!e.is_regular_file()) continue;
-      if (is_image_name(e.path())) {
-        in_class.push_back(e.path());
-      } else {
-        ++skipped;
-      }
-    }
-    if (in_class.empty()) {
-      throw std::runtime_error("class folder " + (dir / classes[k]).string() + " has no images");
-    }
-    std::sort(in_class.begin(), in_class.end());
-    for (auto& f : in_class) {
-      files.push_back(std::move(f));
-      labels.push_back(static_cast<int64_t>(k));
-    }
-  }
-  if (skipped > 0) {
-    util::log_warn("skipped " + std::to_string(skipped) + " non-image file(s) under " +
-                   dir.string());
-  }
+  const ImageList list = list_image_folder(root, split);
+  const auto& files = list.files;
   const auto n = static_cast<int64_t>(files.size());
   auto hwc = torch::empty({n, size, size, 3}, torch::kUInt8);
   uint8_t* base = hwc.data_ptr<uint8_t>();
@@ -198,11 +232,13 @@ Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
   for (unsigned t = 0; t < nthreads; ++t) pool.emplace_back(worker);
   for (auto& t : pool) t.join();
   if (failed) throw std::runtime_error(error);
-  return Dataset{hwc.permute({0, 3, 1, 2}).contiguous(), torch::tensor(labels, torch::kLong),
-                 classes};
+  return Dataset{hwc.permute({0, 3, 1, 2}).contiguous(), torch::tensor(list.labels, torch::kLong),
+                 list.class_names};
 }
 
 #else
+
+bool can_decode_images() { return false; }
 
 torch::Tensor decode_image(const std::string& file, int64_t) {
   throw std::runtime_error("cannot decode " + file +

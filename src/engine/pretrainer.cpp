@@ -26,41 +26,50 @@ double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, 
   return group.sum(sum.item<double>()) / static_cast<double>(images.numel());
 }
 
-void fit_stem(models::AutoencoderImpl& ae, const torch::Tensor& images) {
-  if (!ae.has_stem() || images.size(0) == 0) return;
+void fit_stem(models::AutoencoderImpl& ae, const data::ImageRows& images) {
+  if (!ae.has_stem() || images.size() == 0) return;
   // At most kStemImages, every step-th one (the training split is already shuffled).
-  const int64_t step = std::max<int64_t>(1, images.size(0) / kStemImages);
-  ae.fit_whitening(images.slice(0, 0, std::min(images.size(0), step * kStemImages), step));
+  const int64_t step = std::max<int64_t>(1, images.size() / kStemImages);
+  ae.fit_whitening(images.rows(0, std::min(images.size(), step * kStemImages), step));
 }
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
                        const torch::Device& device, dist::Group& group)
+    : Pretrainer(cfg, data::ImageRows(train.images), device, group) {}
+
+Pretrainer::Pretrainer(const config::Config& cfg, const data::ImageRows& train,
+                       const torch::Device& device, dist::Group& group)
     : cfg_(cfg.pretrain),
-      ae_(cfg.model, train.images.size(1), train.images.size(2)),
+      ae_(cfg.model, train.channels(), train.height()),
       dtype_(compute_dtype(cfg.precision, device)),
+      device_(device),
       group_(group) {
-  auto [mean, std] = data::channel_stats(train.images);
+  auto [mean, std] = train.channel_stats();
   ae_->set_normalization(mean, std);
-  fit_stem(*ae_, train.images);
+  fit_stem(*ae_, train);
+  train.release();
   ae_->to(device);
   to_channels_last(*ae_);
   ae_->train();
   // The whole training set lives on the device as uint8; batches are gathered and augmented
   // there.
-  images_ = train.images.to(device);
+  images_ = train.to(device);
   opt_ = make_optimizer(cfg_.optimizer, ae_->parameters(), cfg_.lr, cfg_.weight_decay);
   dist::sync_from_main(*ae_, group_);
 }
 
 torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
-  auto x = data::to_float(images_.index_select(0, indices), images_.device());
+  // Mapped images (data.unlabeled) leave the resident set every so often: peak memory does not
+  // grow with their number.
+  if (++steps_ % 64 == 0) images_.release();
+  auto x = data::to_float(images_.gather(indices), device());
   if (cfg_.augment) x = data::augment_batch(x, cfg_.crop_padding, true);
   auto clean = ae_->normalize(x);
   auto input = models::corrupt(clean, cfg_.mask_ratio, cfg_.mask_patch, cfg_.noise);
   auto target = ae_->target(clean);
   torch::Tensor recon;
   {
-    util::Autocast autocast(images_.device(), dtype_);
+    util::Autocast autocast(device(), dtype_);
     recon = ae_->forward(input);
   }
   auto loss = torch::mse_loss(recon.to(torch::kFloat), target);  // the loss in fp32
@@ -85,12 +94,13 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
     bn->options.momentum(c10::nullopt);
   }
   ae_->train();
-  util::Autocast autocast(images_.device(), dtype_);  // the statistics of what training computes
-  const int64_t n = std::min(images, images_.size(0));
+  util::Autocast autocast(device(), dtype_);  // the statistics of what training computes
+  const int64_t n = std::min(images, images_.size());
   for (int64_t i = 0; i < n; i += batch_size) {
-    ae_->forward(ae_->normalize(
-        data::to_float(images_.narrow(0, i, std::min(batch_size, n - i)), images_.device())));
+    ae_->forward(
+        ae_->normalize(data::to_float(images_.rows(i, std::min(n, i + batch_size)), device())));
   }
+  images_.release();
   for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
 }
 

@@ -253,6 +253,7 @@ std::optional<BaselineSummary> BaselineSummary::read(const RunFolder& folder) {
     s.val_accuracy = get_double(j, "val_accuracy");
     s.best_epoch = get_int(j, "best_epoch");
     s.seconds = get_double(j, "seconds");
+    s.knn_accuracy = get_optional(j, "knn_accuracy");
     return s;
   });
 }
@@ -266,6 +267,7 @@ void BaselineSummary::write(const RunFolder& folder) const {
                                                         {"test_images", test_images},
                                                         {"val_accuracy", number(val_accuracy)},
                                                         {"best_epoch", best_epoch},
+                                                        {"knn_accuracy", number(knn_accuracy)},
                                                         {"seconds", number(seconds)}});
 }
 
@@ -280,6 +282,9 @@ std::optional<Metrics> Metrics::read(const RunFolder& folder) {
     m.confusion_matrix = j.value("confusion_matrix", std::vector<std::vector<int64_t>>{});
     m.val_psnr = get_optional(j, "val_psnr");
     m.code_dim = get_int(j, "code_dim");
+    m.knn_accuracy = get_optional(j, "knn_accuracy");
+    m.knn_k = j.value("knn_k", int64_t{0});
+    m.knn_temperature = j.value("knn_temperature", 0.0);
     const auto r = j.find("reconstruction");
     if (r != j.end() && r->is_object() && !r->value("test_mse", Json()).is_null()) {
       PretrainSummary p;
@@ -336,6 +341,9 @@ void Metrics::write(const RunFolder& folder) const {
                                                {"confusion_matrix", confusion_matrix},
                                                {"val_psnr", number(val_psnr)},
                                                {"code_dim", code_dim},
+                                               {"knn_accuracy", number(knn_accuracy)},
+                                               {"knn_k", knn_k},
+                                               {"knn_temperature", knn_temperature},
                                                {"reconstruction", recon},
                                                {"baseline", base},
                                                {"timings",

@@ -202,4 +202,30 @@ double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,
                 : static_cast<double>(correct) / static_cast<double>(n);
 }
 
+KnnClassifier::KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels,
+                             int64_t classes, int64_t k, double temperature)
+    : train_(torch::nn::functional::normalize(
+          train.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().dim(1))),
+      labels_(labels.to(train.device(), torch::kLong)),
+      classes_(classes),
+      k_(std::min(k, train.size(0))),
+      temperature_(temperature) {
+  TORCH_CHECK(train.dim() == 2 && labels.dim() == 1 && labels.size(0) == train.size(0),
+              "KnnClassifier: N x D features and N labels expected");
+  TORCH_CHECK(k_ > 0 && temperature > 0, "KnnClassifier: k and temperature must be positive");
+}
+
+torch::Tensor KnnClassifier::predict(const torch::Tensor& queries) const {
+  torch::NoGradGuard no_grad;
+  const auto q =
+      torch::nn::functional::normalize(queries.to(train_.device(), torch::kFloat),
+                                       torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto [sim, idx] = q.mm(train_.t()).topk(k_, 1);
+  // fp32 votes, whatever dtype autocast gave the similarities in.
+  const auto weights = sim.to(torch::kFloat).div(temperature_).exp();
+  auto votes = torch::zeros({q.size(0), classes_}, q.options());
+  votes.scatter_add_(1, labels_.index({idx.flatten()}).view_as(idx), weights);
+  return votes.argmax(1);
+}
+
 }  // namespace aefx::metrics

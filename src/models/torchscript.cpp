@@ -123,9 +123,11 @@ void save_scripted(torch::jit::Module& module, const std::string& path,
   util::atomic_write_text(path, bytes.str());
 }
 
-ExportedClassifier::ExportedClassifier(const std::string& path) {
+ExportedModel::ExportedModel(const std::string& path, const std::string& kind) : path_(path) {
   if (!std::filesystem::exists(path))
     throw std::runtime_error("model file " + path + " does not exist");
+  if (std::filesystem::is_directory(path))
+    throw std::runtime_error("model file " + path + " is a folder, not an exported .pt file");
   torch::jit::ExtraFilesMap extra{{kExportMetaName, ""}};
   try {
     module_ = torch::jit::load(path, torch::kCPU, extra);
@@ -134,12 +136,13 @@ ExportedClassifier::ExportedClassifier(const std::string& path) {
         "cannot load " + path +
         ": not a TorchScript model file (corrupt, truncated or another format?)");
   }
-  if (extra[kExportMetaName].empty()) {
+  meta_json_ = extra[kExportMetaName];
+  if (meta_json_.empty()) {
     throw std::runtime_error(path + " is a TorchScript file but not an aefx export (no " +
                              std::string(kExportMetaName) + " inside)");
   }
   try {
-    const auto meta = util::Json::parse(extra[kExportMetaName]);
+    const auto meta = util::Json::parse(meta_json_);
     kind_ = meta.at("kind").get<std::string>();
     class_names_ = meta.at("class_names").get<std::vector<std::string>>();
     image_size_ = meta.at("input").at("height").get<int64_t>();
@@ -147,15 +150,27 @@ ExportedClassifier::ExportedClassifier(const std::string& path) {
   } catch (const util::Json::exception& e) {
     throw std::runtime_error(path + ": unreadable aefx metadata: " + e.what());
   }
-  if (kind_ != "classifier") {
-    throw std::runtime_error(path + " is an aefx " + kind_ + " export; this needs classifier.pt");
+  if (kind_ != kind) {
+    throw std::runtime_error(path + " is an aefx " + kind_ + " export; this needs " + kind + ".pt");
   }
   module_.eval();
 }
 
-torch::Tensor ExportedClassifier::logits(const torch::Tensor& images) {
+torch::Tensor ExportedModel::forward(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   return module_.forward({images}).toTensor();
+}
+
+void ExportedModel::to(const torch::Device& device) {
+  TORCH_CHECK(!frozen_, "ExportedModel::to after freeze");
+  module_.to(device);
+  device_ = device;
+}
+
+void ExportedModel::freeze() {
+  if (frozen_) return;
+  module_ = torch::jit::freeze(module_);
+  frozen_ = true;
 }
 
 }  // namespace aefx::models

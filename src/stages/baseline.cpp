@@ -3,8 +3,11 @@
 // between the two test accuracies.
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "aefx/data/dataset.h"
 #include "aefx/engine/head_trainer.h"
+#include "aefx/metrics/metrics.h"
 #include "aefx/models/features.h"
 #include "aefx/stages/stages.h"
 #include "aefx/util/log.h"
@@ -17,7 +20,7 @@ void baseline(engine::RunContext& ctx) {
   const auto& cfg = ctx.config;
   const auto& c = cfg.classify;
   const double t0 = util::now_seconds();
-  auto [train, val] = data::load_train_val(cfg);
+  auto [train, val] = data::load_labelled_train_val(cfg);
   const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   util::throw_if_interrupted("during baseline while loading the data");
   auto labels = train.labels.to(ctx.device);
@@ -37,6 +40,13 @@ void baseline(engine::RunContext& ctx) {
                             models::pixel_features(val.images, ctx.device, false),
                             val.labels.to(ctx.device), options, ctx.group);
   int64_t correct = 0;
+  // k-NN on the raw pixels, by the protocol evaluate applies to the codes.
+  std::optional<metrics::KnnClassifier> knn;
+  if (cfg.evaluate.knn_k > 0 && train.size() > 0) {
+    knn.emplace(models::pixel_features(train.images, ctx.device, false), train.labels,
+                options.classes, cfg.evaluate.knn_k, cfg.evaluate.knn_temperature);
+  }
+  metrics::ConfusionMatrix knn_cm(options.classes);
   {
     torch::NoGradGuard no_grad;
     util::Autocast autocast(ctx.device, options.dtype);
@@ -44,9 +54,10 @@ void baseline(engine::RunContext& ctx) {
     const int64_t batch = cfg.evaluate.batch_size;
     for (int64_t i = 0; i < test.size(); i += batch) {
       const int64_t b = std::min(batch, test.size() - i);
-      auto pred =
-          r.head->forward(models::pixel_features(test.images.narrow(0, i, b), ctx.device, false));
+      const auto pixels = models::pixel_features(test.images.narrow(0, i, b), ctx.device, false);
+      auto pred = r.head->forward(pixels);
       correct += pred.argmax(1).cpu().eq(test.labels.narrow(0, i, b)).sum().item<int64_t>();
+      if (knn) knn_cm.add(knn->predict(pixels), test.labels.narrow(0, i, b));
     }
   }
   engine::BaselineSummary summary;
@@ -57,6 +68,7 @@ void baseline(engine::RunContext& ctx) {
   summary.test_images = test.size();
   summary.val_accuracy = r.best_val_accuracy;
   summary.best_epoch = r.best_epoch;
+  if (knn && test.size() > 0) summary.knn_accuracy = knn_cm.accuracy();
   util::log_info(util::strfmt(
       "baseline: raw pixels, test accuracy %.4f on %lld images (best val_acc %.4f at epoch %lld)",
       summary.test_accuracy, static_cast<long long>(test.size()), r.best_val_accuracy,

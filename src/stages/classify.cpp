@@ -22,8 +22,13 @@ void classify(engine::RunContext& ctx) {
   models::FeatureExtractor features(
       engine::load_autoencoder(cfg, ctx.folder, ctx.device, ctx.group),
       models::code_spec(cfg.model, c), ctx.device, ctx.compute_dtype());
-  auto [train, val] = data::load_train_val(cfg);
+  auto [train, val] = data::load_labelled_train_val(cfg);
   util::throw_if_interrupted("during classify while loading the data");
+  if (c.labels_per_class > 0) {
+    util::log_info(util::strfmt("classify: %lld labelled train images (%lld per class)",
+                                static_cast<long long>(train.size()),
+                                static_cast<long long>(c.labels_per_class)));
+  }
   const bool main = ctx.is_main();
   std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
   if (main) epoch_log.emplace(ctx.folder.metrics_jsonl(), ctx.folder.metrics_csv());

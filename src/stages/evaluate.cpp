@@ -47,6 +47,8 @@ void evaluate(engine::RunContext& ctx) {
   // latents.png shows the codes of a fixed random subset of the test images.
   torch::Tensor drawn;  // bool per test image
   std::vector<torch::Tensor> drawn_codes, drawn_labels;
+  const bool knn = cfg.evaluate.knn_k > 0;
+  std::vector<torch::Tensor> test_codes;  // for the k-NN accuracy
   if (pictures) {
     const int64_t k = std::min(cfg.report.latent_points, test.size());
     auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(cfg.seed));
@@ -65,6 +67,7 @@ void evaluate(engine::RunContext& ctx) {
         logits = head->forward(codes);
       }
       cm.add(logits.argmax(1), test.labels.narrow(0, i, b));
+      if (knn) test_codes.push_back(codes);
       if (pictures) {
         auto rows = drawn.narrow(0, i, b).nonzero().flatten();
         // Standardised as the head sees them, so no feature dominates by its scale alone.
@@ -73,6 +76,34 @@ void evaluate(engine::RunContext& ctx) {
         drawn_labels.push_back(test.labels.narrow(0, i, b).index_select(0, rows));
       }
     }
+  }
+  std::optional<double> knn_accuracy;
+  int64_t knn_k = 0;
+  if (knn && test.size() > 0) {
+    // The labelled images the head learnt from (classify.labels_per_class), without flips.
+    const auto train = data::load_labelled_train_val(cfg).first;
+    util::throw_if_interrupted("during evaluate while loading the data");
+    const metrics::KnnClassifier classifier(
+        features.encode(train.images, cfg.classify.code_batch_size), train.labels, classes,
+        cfg.evaluate.knn_k, cfg.evaluate.knn_temperature);
+    knn_k = classifier.k();
+    metrics::ConfusionMatrix knn_cm(classes);
+    int64_t at = 0;
+    for (const auto& codes : test_codes) {
+      util::throw_if_interrupted("during evaluate's k-NN");
+      torch::Tensor pred;
+      {
+        util::Autocast autocast(ctx.device, features.dtype());
+        pred = classifier.predict(codes);
+      }
+      knn_cm.add(pred, test.labels.narrow(0, at, codes.size(0)));
+      at += codes.size(0);
+    }
+    knn_accuracy = knn_cm.accuracy();
+    util::log_info(
+        util::strfmt("evaluate: k-NN accuracy %.4f (k %lld, temperature %g, %lld train codes)",
+                     *knn_accuracy, static_cast<long long>(knn_k), cfg.evaluate.knn_temperature,
+                     static_cast<long long>(train.size())));
   }
   const auto pre = engine::PretrainSummary::read(folder);
   const auto cls = engine::ClassifySummary::read(folder);
@@ -85,6 +116,9 @@ void evaluate(engine::RunContext& ctx) {
   m.confusion_matrix = cm.counts();
   if (pre) m.val_psnr = pre->val_psnr;
   m.code_dim = head->code_mean.size(0);
+  m.knn_accuracy = knn_accuracy;
+  m.knn_k = knn_k;
+  m.knn_temperature = knn ? cfg.evaluate.knn_temperature : 0.0;
   m.reconstruction = pre;
   m.baseline = current_baseline(ctx);
   if (pre) m.pretrain_seconds = pre->seconds;

@@ -127,8 +127,10 @@ void pretrain(engine::RunContext& ctx) {
   const auto& folder = ctx.folder;
   const double t_start = util::now_seconds();
   auto [train, val] = data::load_train_val(cfg);
+  // The labelled train images and data.unlabeled's (cached and mapped), or these alone.
+  const data::ImageRows rows = data::pretrain_rows(cfg, train);
   util::throw_if_interrupted("during pretrain while loading the data");
-  const int64_t n = train.size();
+  const int64_t n = rows.size();
   const int64_t batch = engine::fitted_batch("pretrain", "training images", n, p.batch_size);
   // Each rank trains on its slice of every global batch.
   dist::EpochSampler sampler(n, batch, "pretrain.batch_size", cfg.seed, "pretrain", ctx.group,
@@ -144,11 +146,11 @@ void pretrain(engine::RunContext& ctx) {
           : "",
       static_cast<long long>(steps)));
 
-  engine::Pretrainer pt(cfg, train, ctx.device, ctx.group);
+  engine::Pretrainer pt(cfg, rows, ctx.device, ctx.group);
   auto& ae = pt.model();
   const bool main = ctx.is_main();
   if (main) std::filesystem::create_directories(folder.checkpoints());
-  const int64_t channels = train.images.size(1), side = train.images.size(2);
+  const int64_t channels = rows.channels(), side = rows.height();
   const std::string architecture = models::describe_architecture(cfg.model, channels, side);
   std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
   if (main) epoch_log.emplace(folder.metrics_jsonl(), folder.metrics_csv());

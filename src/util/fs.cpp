@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,17 +28,18 @@ void fsync_path(const fs::path& path) {
 
 }  // namespace
 
-void atomic_write(const fs::path& path, const std::function<void(const fs::path& tmp)>& writer) {
+void atomic_write(const fs::path& path, const std::function<void(const fs::path& tmp)>& writer,
+                  bool durable) {
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
   try {
     writer(tmp);
     if (!fs::exists(tmp)) throw std::runtime_error("nothing was written");
-    fsync_path(tmp);
+    if (durable) fsync_path(tmp);
     std::error_code ec;
     fs::rename(tmp, path, ec);
     if (ec) throw std::runtime_error(ec.message());
     // The rename itself reaches the disk only when the folder's entry does.
-    fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path());
+    if (durable) fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path());
   } catch (const std::exception& e) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
@@ -45,19 +47,91 @@ void atomic_write(const fs::path& path, const std::function<void(const fs::path&
   }
 }
 
-void atomic_write_text(const fs::path& path, const std::string& content) {
-  atomic_write(path, [&](const fs::path& tmp) {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw std::runtime_error(std::strerror(errno));
-    errno = 0;
-    const bool wrote =
-        std::fwrite(content.data(), 1, content.size(), f) == content.size() && std::fflush(f) == 0;
-    const int err = errno;
-    const bool closed = std::fclose(f) == 0;
-    if (!wrote || !closed) {
-      throw std::runtime_error(err != 0 ? std::strerror(err) : "write failed (disk full?)");
+void atomic_write_text(const fs::path& path, const std::string& content, bool durable) {
+  atomic_write(
+      path,
+      [&](const fs::path& tmp) {
+        std::FILE* f = std::fopen(tmp.c_str(), "wb");
+        if (!f) throw std::runtime_error(std::strerror(errno));
+        errno = 0;
+        const bool wrote = std::fwrite(content.data(), 1, content.size(), f) == content.size() &&
+                           std::fflush(f) == 0;
+        const int err = errno;
+        const bool closed = std::fclose(f) == 0;
+        if (!wrote || !closed) {
+          throw std::runtime_error(err != 0 ? std::strerror(err) : "write failed (disk full?)");
+        }
+      },
+      durable);
+}
+
+AppendFile::AppendFile(const fs::path& path, int64_t keep_bytes) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || st.st_size < keep_bytes) {
+    ::close(fd_);
+    throw std::runtime_error(path.string() + " holds " + std::to_string(st.st_size) +
+                             " bytes, fewer than the " + std::to_string(keep_bytes) +
+                             " already written to it (changed by something else?)");
+  }
+  size_ = st.st_size;
+  truncate(keep_bytes);
+}
+
+AppendFile::AppendFile(AppendFile&& other) noexcept
+    : path_(std::move(other.path_)), fd_(other.fd_), size_(other.size_) {
+  other.fd_ = -1;
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendFile::append(const void* data, size_t bytes) {
+  const auto* p = static_cast<const char*>(data);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pwrite(fd_, p + done, bytes - done, static_cast<off_t>(size_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      // Back to the last whole append. Should even this fail, size() still says what is whole
+      // and the next AppendFile on the file cuts it there.
+      [[maybe_unused]] const int cut = ::ftruncate(fd_, static_cast<off_t>(size_));
+      throw std::runtime_error("cannot write " + path_.string() + ": " + std::strerror(err));
     }
-  });
+    done += static_cast<size_t>(n);
+  }
+  size_ += static_cast<int64_t>(bytes);
+}
+
+void AppendFile::write_at(int64_t offset, const void* data, size_t bytes) {
+  if (offset < 0 || offset + static_cast<int64_t>(bytes) > size_)
+    throw std::logic_error("AppendFile::write_at past the end of " + path_.string());
+  const auto* p = static_cast<const char*>(data);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pwrite(fd_, p + done, bytes - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw std::runtime_error("cannot write " + path_.string() + ": " +
+                               std::strerror(n < 0 ? errno : EIO));
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void AppendFile::truncate(int64_t bytes) {
+  if (::ftruncate(fd_, static_cast<off_t>(bytes)) != 0)
+    throw std::runtime_error("cannot cut " + path_.string() + ": " + std::strerror(errno));
+  size_ = bytes;
+}
+
+void AppendFile::sync() {
+  if (::fsync(fd_) != 0)
+    throw std::runtime_error("cannot flush " + path_.string() + ": " + std::strerror(errno));
 }
 
 std::string read_text(const fs::path& path) {

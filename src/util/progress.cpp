@@ -43,11 +43,13 @@ std::string format_progress(const ProgressInfo& p, int width) {
   const double frac =
       p.steps > 0 ? std::clamp(static_cast<double>(p.step) / static_cast<double>(p.steps), 0.0, 1.0)
                   : 0.0;
-  const std::string head = strfmt("%s %lld/%lld", p.stage.c_str(), static_cast<long long>(p.epoch),
-                                  static_cast<long long>(p.epochs));
-  const std::string tail =
-      strfmt("%3.0f%% %.0f img/s  loss %.4g  lr %.1e  ETA %s", 100.0 * frac, p.images_per_second,
-             p.loss, p.lr, format_duration(p.eta_seconds).c_str());
+  const std::string head =
+      p.epochs > 0 ? strfmt("%s %lld/%lld", p.stage.c_str(), static_cast<long long>(p.epoch),
+                            static_cast<long long>(p.epochs))
+                   : p.stage;
+  const std::string loss = p.show_loss ? strfmt("  loss %.4g  lr %.1e", p.loss, p.lr) : "";
+  const std::string tail = strfmt("%3.0f%% %.0f img/s%s  ETA %s", 100.0 * frac, p.images_per_second,
+                                  loss.c_str(), format_duration(p.eta_seconds).c_str());
   const int bar = width - static_cast<int>(head.size() + tail.size()) - 4;
   if (bar < 5) return (head + " " + tail).substr(0, static_cast<size_t>(std::max(0, width)));
   const int filled = static_cast<int>(std::floor(frac * bar));

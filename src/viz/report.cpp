@@ -198,6 +198,11 @@ fs::path write_report(const fs::path& run_dir) {
   card(pct(num(cls, &ClassifySummary::val_accuracy)),
        "best validation accuracy (epoch " + fmt(num(cls, &ClassifySummary::best_epoch), "%.0f") +
            ")");
+  if (metrics && metrics->knn_accuracy) {
+    card(pct(*metrics->knn_accuracy),
+         "k-NN test accuracy (k " + fmt(static_cast<double>(metrics->knn_k), "%.0f") +
+             ", cosine, temperature " + fmt(metrics->knn_temperature, "%g") + ")");
+  }
   card(fmt(num(pre, &PretrainSummary::val_psnr), "%.2f dB"), "validation reconstruction PSNR");
   if (std::isfinite(num(pre, &PretrainSummary::test_psnr))) {
     card(fmt(pre->test_psnr, "%.2f dB"),

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "aefx/data/image_cache.h"
+#include "aefx/data/image_rows.h"
 #include "aefx/data/preprocess.h"
 #include "test_util.h"
 
@@ -102,6 +104,71 @@ TEST(Split, DeterministicDisjointAndSized) {
   auto all = std::get<0>(torch::sort(torch::cat({train.labels, val.labels})));
   EXPECT_TRUE(torch::equal(all, torch::arange(50, torch::kLong)));
   EXPECT_THROW(split_validation(full, 50, 3), std::invalid_argument);
+}
+
+TEST(Split, ClassBalancedSubsetIsSeededAndRefusesTooFewImages) {
+  auto [img, lab] = testing::synthetic_images(60, 3, 8, 2);
+  const Dataset ds{img, lab, {"a", "b", "c"}};
+  const auto sub = class_balanced_subset(ds, 4, 7);
+  ASSERT_EQ(sub.size(), 12);
+  EXPECT_TRUE(torch::equal(torch::bincount(sub.labels), torch::tensor({4, 4, 4}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(class_balanced_subset(ds, 4, 7).images, sub.images));
+  EXPECT_FALSE(torch::equal(class_balanced_subset(ds, 4, 8).images, sub.images));
+  EXPECT_EQ(class_balanced_subset(ds, 0, 7).size(), 60);
+  try {
+    class_balanced_subset(ds, 21, 7);
+    ADD_FAILURE() << "21 per class out of 20 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("classify.labels_per_class"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("class 'a' has 20"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ImageRows, GatherKeepsOrderAcrossPartsAndStatsMatchTheWhole) {
+  const auto a = torch::randint(0, 256, {5, 3, 4, 4}, torch::kUInt8);
+  const auto b = torch::randint(0, 256, {7, 3, 4, 4}, torch::kUInt8);
+  ImageRows rows(a);
+  rows.append(b);
+  const auto whole = torch::cat({a, b});
+  ASSERT_EQ(rows.size(), 12);
+  const auto idx = torch::tensor({11, 0, 6, 4, 5, 2}, torch::kLong);
+  EXPECT_TRUE(torch::equal(rows.gather(idx), whole.index_select(0, idx)));
+  EXPECT_TRUE(torch::equal(rows.rows(1, 12, 3), whole.slice(0, 1, 12, 3)));
+  const auto [mean, std] = rows.channel_stats();
+  const auto [want_mean, want_std] = channel_stats(whole);
+  EXPECT_TRUE(torch::allclose(mean, want_mean, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(std, want_std, 1e-5, 1e-6));
+  EXPECT_THROW(rows.append(torch::zeros({2, 1, 4, 4}, torch::kUInt8)), c10::Error);
+}
+
+TEST(ImageCache, DecodesOnceSkipsBadFilesAndRebuildsWhenTheFilesChange) {
+  if (!can_decode_images()) GTEST_SKIP() << "built without OpenCV";
+  testing::TempDir dir;
+  auto [img, lab] = testing::synthetic_images(9, 3, 12, 4);
+  std::vector<std::string> files;
+  for (int64_t i = 0; i < 9; ++i) {
+    files.push_back((dir / ("img" + std::to_string(i) + ".png")).string());
+    testing::write_png(files.back(), img[i], 12);
+  }
+  testing::write_bytes(dir / "bad.png", "garbage");
+  files.insert(files.begin() + 4, (dir / "bad.png").string());
+  auto cache = ImageCache::open(files, 12, 3, (dir / "cache").string());
+  ASSERT_EQ(cache->size(), 9);
+  EXPECT_EQ(cache->skipped(), 1);
+  EXPECT_TRUE(torch::equal(cache->images(), img)) << "rows in file order, the bad one left out";
+  const auto built = std::filesystem::last_write_time(cache->path());
+  cache->release();
+  EXPECT_TRUE(torch::equal(cache->images(), img)) << "released pages read back";
+  EXPECT_EQ(std::filesystem::last_write_time(
+                ImageCache::open(files, 12, 3, (dir / "cache").string())->path()),
+            built);
+  const auto grey = ImageCache::open(files, 12, 1, (dir / "cache").string());
+  EXPECT_TRUE(torch::equal(grey->images(), to_channels(img, 1)));
+  EXPECT_FALSE(std::filesystem::exists(cache->path())) << "the stale cache is removed";
+  testing::write_png(files[0], img[8], 12);  // a changed file: another key
+  const auto rebuilt = ImageCache::open(files, 12, 3, (dir / "cache").string());
+  EXPECT_NE(rebuilt->path(), cache->path());
+  EXPECT_TRUE(torch::equal(rebuilt->images()[0], img[8]));
 }
 
 TEST(Split, LimitKeepsSeededSubset) {

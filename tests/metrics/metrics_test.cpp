@@ -39,6 +39,23 @@ TEST(ConfusionMatrix, CountsAccuracyPerClass) {
                c10::Error);
 }
 
+TEST(Knn, CosineNeighboursVoteWeightedByTemperature) {
+  // Class 0 points along x, class 1 along y; lengths must not matter (cosine).
+  const auto train = torch::tensor({{1.0f, 0.0f}, {5.0f, 0.2f}, {0.0f, 3.0f}, {0.1f, 1.0f}});
+  const auto labels = torch::tensor({0, 0, 1, 1}, torch::kLong);
+  KnnClassifier knn(train, labels, 2, 2, 0.07);
+  EXPECT_TRUE(torch::equal(knn.predict(torch::tensor({{2.0f, 0.1f}, {0.2f, 7.0f}})),
+                           torch::tensor({0, 1}, torch::kLong)));
+  EXPECT_EQ(KnnClassifier(train, labels, 2, 200, 0.07).k(), 4);  // capped at the train rows
+  // Two class-0 neighbours at similarity 0.6 against one class-1 neighbour at 1.0: a low
+  // temperature lets the close one win (e^(1/0.07) > 2 e^(0.6/0.07)), a high one the majority.
+  const auto t2 = torch::tensor({{0.6f, 0.8f}, {0.6f, -0.8f}, {1.0f, 0.0f}});
+  const auto l2 = torch::tensor({0, 0, 1}, torch::kLong);
+  const auto q = torch::tensor({{1.0f, 0.0f}});
+  EXPECT_EQ(KnnClassifier(t2, l2, 2, 3, 0.07).predict(q).item<int64_t>(), 1);
+  EXPECT_EQ(KnnClassifier(t2, l2, 2, 3, 10.0).predict(q).item<int64_t>(), 0);
+}
+
 TEST(Psnr, KnownValues) {
   EXPECT_DOUBLE_EQ(psnr(0.01), 20.0);
   EXPECT_DOUBLE_EQ(psnr(1.0), 0.0);

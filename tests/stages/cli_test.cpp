@@ -51,7 +51,7 @@ TEST_F(Cli, HelpAndVersion) {
   EXPECT_NE(v.out.find("aefx 0."), std::string::npos);
   // Every subcommand has help with examples.
   for (const char* cmd :
-       {"run", "config", "bench", "predict", "evaluate", "report", "runs", "info"}) {
+       {"run", "config", "bench", "predict", "extract", "evaluate", "report", "runs", "info"}) {
     const auto h = aefx(std::string(cmd) + " --help");
     EXPECT_EQ(h.code, 0) << cmd;
     EXPECT_NE(h.out.find("usage: aefx " + std::string(cmd)), std::string::npos) << h.out;

@@ -230,7 +230,7 @@ TEST(EndToEnd, WhiteningStemIsFittedSavedAndExported) {
   const auto train = data::load_train_val(cfg).first;
   auto [mean, std] = data::channel_stats(train.images);
   fresh->set_normalization(mean, std);
-  engine::fit_stem(*fresh, train.images);
+  engine::fit_stem(*fresh, data::ImageRows(train.images));
   EXPECT_TRUE(torch::equal(saved->whiten, fresh->whiten));
   EXPECT_TRUE(torch::equal(saved->unwhiten, fresh->unwhiten));
   EXPECT_FALSE(torch::allclose(fresh->whiten, models::Autoencoder(cfg.model, 3, 16)->whiten))
@@ -252,6 +252,53 @@ TEST(EndToEnd, WhiteningStemIsFittedSavedAndExported) {
   auto random = engine::load_autoencoder(control, engine::RunFolder(dir / "runs/control"),
                                          torch::kCPU, alone);
   EXPECT_TRUE(torch::equal(random->whiten, saved->whiten));
+}
+
+/// data.unlabeled joins the labelled train images in pretraining (or replaces them), through a
+/// cache built once; classify still learns from the labelled images alone, and few of them with
+/// classify.labels_per_class.
+TEST(EndToEnd, UnlabeledImagesArePretrainedOnAndLabelsPerClassLimitsTheHead) {
+  if (!data::can_decode_images()) GTEST_SKIP() << "built without OpenCV: no image files";
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 60, 50);
+  auto [img, lab] = testing::synthetic_images(70, 5, 24, 9);
+  for (int64_t i = 0; i < 70; ++i) {
+    const fs::path f = dir / "photos" / (i % 3 ? "a" : "b/c") / ("p" + std::to_string(i) + ".jpg");
+    fs::create_directories(f.parent_path());
+    testing::write_png(f.string(), img[i], 24);  // any size: resized to data.image_size
+  }
+  testing::write_bytes(dir / "photos" / "a" / "bad.jpg", "not a jpeg");
+  const std::vector<std::string> unlabeled{"data.unlabeled=" + (dir / "photos").string(),
+                                           "data.cache_dir=" + (dir / "cache").string()};
+  auto sets = unlabeled;
+  sets.insert(sets.end(), {"classify.labels_per_class=5", "stages=[pretrain, classify]"});
+  engine::run_stages(tiny(dir, "both", sets), {"pretrain", "classify"}, builtin_stages());
+  const auto pre = engine::PretrainSummary::read(engine::RunFolder(dir / "runs" / "both"));
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->train_images, 300 - 40 + 70);  // limit_train 300 less val_size 40, 70 photos
+  std::vector<fs::path> caches;
+  for (const auto& e : fs::directory_iterator(dir / "cache")) caches.push_back(e.path());
+  ASSERT_EQ(caches.size(), 1u);
+  const auto built = fs::last_write_time(caches[0]);
+  const auto log = testing::read_file(dir / "runs" / "both" / "log.txt");
+  EXPECT_NE(log.find("bad.jpg"), std::string::npos) << "the skipped file is named";
+  EXPECT_NE(log.find("50 labelled train images (5 per class)"), std::string::npos);
+
+  sets = unlabeled;
+  sets.push_back("data.unlabeled_only=true");
+  engine::run_stages(tiny(dir, "only", sets), {"pretrain"}, builtin_stages());
+  const auto only = engine::PretrainSummary::read(engine::RunFolder(dir / "runs" / "only"));
+  EXPECT_EQ(only->train_images, 70);
+  EXPECT_EQ(fs::last_write_time(caches[0]), built) << "the cache is reused, not rebuilt";
+
+  EXPECT_THROW(tiny(dir, "x", {"data.unlabeled_only=true"}), std::invalid_argument);
+  fs::create_directories(dir / "empty");
+  EXPECT_THROW(engine::run_stages(tiny(dir, "x", {"data.unlabeled=" + (dir / "empty").string()}),
+                                  {"pretrain"}, builtin_stages()),
+               std::runtime_error);
+  EXPECT_THROW(engine::run_stages(tiny(dir, "y", {"classify.labels_per_class=100"}),
+                                  {"pretrain", "classify"}, builtin_stages()),
+               std::invalid_argument);
 }
 
 TEST(EndToEnd, ClassifyBeforePretrainNamesMissingFile) {

@@ -38,6 +38,7 @@ Action setup_launch(CLI::App& app);
 Action setup_config(CLI::App& app);
 Action setup_bench(CLI::App& app);
 Action setup_predict(CLI::App& app);
+Action setup_extract(CLI::App& app);
 Action setup_evaluate(CLI::App& app);
 Action setup_report(CLI::App& app);
 Action setup_runs(CLI::App& app);

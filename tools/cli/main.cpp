@@ -35,6 +35,12 @@ const std::vector<Command>& commands() {
       {"predict", "predict --model classifier.pt IMAGE... [--top-k K] [--json]",
        "classify image files with an exported classifier.pt (no config or run folder needed)",
        setup_predict},
+      {"extract",
+       "extract --model MODEL --out DIR (INPUT... | --data DIR [--format F] [--split S])\n"
+       "         [--dtype float32|float16] [--batch N] [--device D] [--resume]",
+       "write an exported encoder's codes for image files, folders or a data set to\n"
+       "DIR/features.npy with DIR/index.csv and DIR/meta.json (resumable)",
+       setup_extract},
       {"evaluate",
        "evaluate --model classifier.pt --data DIR [--format cifar10-binary|image-folder|idx]\n"
        "         [--batch N] [--json]",
@@ -58,6 +64,7 @@ constexpr const char* kExamples = R"(examples:
   aefx config configs/cifar10.yaml --get data.root
   aefx bench configs/cifar10-cpu.yaml --set data.root=/data/cifar10 --pipeline
   aefx predict --model models/cifar10/classifier.pt cat.png ship.jpg --top-k 3
+  aefx extract --model models/cifar10 photos/ --out feats
   aefx evaluate --model models/cifar10/classifier.pt --data data/cifar10
   aefx report models/cifar10-cpu
   aefx runs

@@ -132,6 +132,13 @@ struct DataConfig {
   /// idx only: the names of labels 0, 1, ... (empty = "0".."9"; a label without a name is an
   /// error).
   std::vector<std::string> class_names{};
+  /// A folder of images of any layout (searched recursively; names and class folders ignored)
+  /// that pretrain uses besides the labelled train split; "" = none. Decoded once into a uint8
+  /// cache file (data/image_cache.h) read through a memory map.
+  std::string unlabeled{};
+  bool unlabeled_only = false;  ///< pretrain on data.unlabeled alone (classify still uses labels)
+  /// Where the cache of data.unlabeled lives; "" = data.unlabeled/.aefx-cache.
+  std::string cache_dir{};
 };
 
 /// Image channels a data format gives: 1 (grey) for idx, 3 (RGB) for the others.
@@ -191,11 +198,18 @@ struct ClassifyConfig {
   Pooling pooling = Pooling::kAvg;  ///< each grid cell: avg, max or avgmax (both, concatenated)
   bool flip_codes = true;           ///< also cache codes of horizontally flipped train images
   int64_t code_batch_size = 500;    ///< batch size for computing codes
+  /// Labelled train images per class the head (and the baseline, and the k-NN evaluation) use:
+  /// a seeded, class-balanced subset; 0 = all. Validation is unchanged.
+  int64_t labels_per_class = 0;
 };
 
 /// Test-set evaluation.
 struct EvaluateConfig {
   int64_t batch_size = 500;
+  /// k-NN accuracy of the frozen codes (Wu et al. 2018): the k nearest labelled train codes by
+  /// cosine similarity vote with weights exp(similarity / knn_temperature); 0 = not measured.
+  int64_t knn_k = 200;
+  double knn_temperature = 0.07;
 };
 
 /// TorchScript export.

@@ -54,12 +54,45 @@ inline constexpr int64_t kIdxMaxBytes = int64_t{1} << 30;
 /// than the dimensions declare (truncated, trailing bytes), or an empty dimension.
 torch::Tensor parse_idx(const uint8_t* data, size_t size, int64_t dims, const std::string& name);
 
+/// The IDX images file load_idx reads for `split` (train-images-idx3-ubyte or
+/// t10k-images-idx3-ubyte, plain or .gz) under `root`; throws as load_idx does when it is missing.
+std::string idx_images_file(const std::string& root, Split split);
+
 /// Reads MNIST-format IDX files from `root`: {train,t10k}-images-idx3-ubyte and
 /// {train,t10k}-labels-idx1-ubyte, each plain or .gz (also with '.' before idx, as some copies
 /// name them). Images come as N x 1 x rows x cols. `class_names` names labels 0, 1, ...; empty
 /// means "0".."9". Throws std::runtime_error naming the file for a missing or malformed file,
 /// images and labels of different counts, or a label without a class name.
 Dataset load_idx(const std::string& root, Split split, const std::vector<std::string>& class_names);
+
+/// Whether `file` has an image extension this reader decodes (.png, .jpg, .jpeg, .bmp, .ppm, .pgm,
+/// .pbm, .tif, .tiff, .webp; any case).
+bool is_image_file_name(const std::string& file);
+
+/// The image files under `dir`, searched recursively (symbolic links followed), sorted by path;
+/// `others`, when given, counts the files skipped for their names. Throws std::runtime_error
+/// naming `dir` when it is not a folder or cannot be listed.
+std::vector<std::string> find_images(const std::string& dir, int64_t* others = nullptr);
+
+/// The files of an image folder's split, in the order load_image_folder reads them, with their
+/// labels (indices into class_names, the sorted class folders).
+struct ImageList {
+  std::vector<std::string> files;
+  std::vector<int64_t> labels;
+  std::vector<std::string> class_names;
+};
+
+/// Lists root/{train,test}/<class>/<image> without decoding: the checks and warnings of
+/// load_image_folder (missing folder, no classes, test classes that differ from train's, a
+/// class with no images, non-image files).
+ImageList list_image_folder(const std::string& root, Split split);
+
+/// Whether this build decodes image files (it was built with OpenCV).
+bool can_decode_images();
+
+/// Where each record of a CIFAR-10 binary or IDX split comes from, as "FILE#record" (0-based
+/// within its file), for the `n` records load_split read (in that order, before any limit).
+std::vector<std::string> record_names(const config::DataConfig& cfg, Split split, int64_t n);
 
 /// Reads root/{train,test}/<class>/<image>, decoding in parallel with OpenCV, converting to
 /// RGB and resizing to size x size. Classes are the sorted sub-folder names; files that are
@@ -84,6 +117,15 @@ std::pair<Dataset, Dataset> split_validation(const Dataset& full, int64_t val_si
 /// The train/validation split every stage uses: the train split of `cfg.data` with
 /// data.val_size images held out, both drawn from the run's seed (so the same images each time).
 std::pair<Dataset, Dataset> load_train_val(const config::Config& cfg);
+
+/// `per_class` images of each class of `ds`, drawn with a permutation seeded by `seed`, in the
+/// order they have in `ds`; all of `ds` when per_class is 0. Throws std::invalid_argument naming
+/// classify.labels_per_class and the class when a class has fewer images.
+Dataset class_balanced_subset(const Dataset& ds, int64_t per_class, uint64_t seed);
+
+/// What the classify head learns from: load_train_val with classify.labels_per_class applied to
+/// the train part (validation unchanged). Classify, the baseline and the k-NN evaluation use it.
+std::pair<Dataset, Dataset> load_labelled_train_val(const config::Config& cfg);
 
 /// Per-channel mean and std of uint8 images, in [0, 1] units (float tensors of C).
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images);

@@ -8,6 +8,7 @@
 
 #include "aefx/config/config.h"
 #include "aefx/data/dataset.h"
+#include "aefx/data/image_rows.h"
 #include "aefx/dist/dist.h"
 #include "aefx/models/autoencoder.h"
 
@@ -20,6 +21,9 @@ class Pretrainer {
   /// The weights start as rank 0's, and every step averages the gradients over the ranks of
   /// `group` before the optimizer step (nothing to do with one process).
   Pretrainer(const config::Config& cfg, const data::Dataset& train, const torch::Device& device,
+             dist::Group& group);
+  /// The same on rows of several sources (data::pretrain_rows: labelled and unlabeled images).
+  Pretrainer(const config::Config& cfg, const data::ImageRows& train, const torch::Device& device,
              dist::Group& group);
   /// One optimisation step on the training images at `indices` (a long tensor on the device):
   /// gather, augment, corrupt, reconstruct (under autocast when the config's precision is bf16),
@@ -34,12 +38,16 @@ class Pretrainer {
   /// What the forward passes compute in: the config's precision on this device.
   torch::ScalarType dtype() const { return dtype_; }
   torch::optim::Optimizer& optimizer() { return *opt_; }
+  /// Where the training images and the model live.
+  torch::Device device() const { return device_; }
 
  private:
   config::PretrainConfig cfg_;
   models::Autoencoder ae_;
   torch::ScalarType dtype_;  ///< what the forward pass computes in (config precision)
-  torch::Tensor images_;
+  torch::Device device_;
+  data::ImageRows images_;
+  int64_t steps_ = 0;
   std::unique_ptr<torch::optim::Optimizer> opt_;
   dist::Group& group_;
 };
@@ -50,7 +58,7 @@ constexpr int64_t kStemImages = 10000;
 /// Fits the autoencoder's whitening stem (when it has one) to at most kStemImages uint8
 /// `images`, every step-th of the first step x kStemImages; the model's normalisation must already
 /// be set, and the model still be on the CPU.
-void fit_stem(models::AutoencoderImpl& ae, const torch::Tensor& images);
+void fit_stem(models::AutoencoderImpl& ae, const data::ImageRows& images);
 
 /// Reconstruction MSE of uncorrupted uint8 `images`, in [0, 1] pixel units, in batches of
 /// `batch`, the autoencoder computing in `dtype` (util/precision.h; the error is summed in

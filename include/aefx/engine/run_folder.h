@@ -156,6 +156,8 @@ struct BaselineSummary {
   double val_accuracy = 0;
   int64_t best_epoch = 0;
   double seconds = 0;
+  /// k-NN test accuracy of the raw pixels (evaluate.knn_k > 0), as evaluate measures the codes'.
+  std::optional<double> knn_accuracy;
 
   /// `inputs` for a config: the seed and every data.* and classify.* key.
   static std::string inputs_for(const config::Config& cfg);
@@ -173,6 +175,10 @@ struct Metrics {
   std::vector<std::vector<int64_t>> confusion_matrix;
   std::optional<double> val_psnr;  ///< pretrain's
   int64_t code_dim = 0;
+  /// k-NN accuracy of the test codes against the labelled train codes (evaluate.knn_k > 0).
+  std::optional<double> knn_accuracy;
+  int64_t knn_k = 0;
+  double knn_temperature = 0;
   /// The compression view, as pretrain measured it on the test set (absent without pretrain.json).
   std::optional<PretrainSummary> reconstruction;
   /// The same head on raw pixels, when the baseline stage ran for this config.

@@ -103,4 +103,24 @@ struct AccuracyOptions {
 double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,
                            const torch::Tensor& labels, const AccuracyOptions& options = {});
 
+/// Weighted k-nearest-neighbour classification of frozen features, the protocol of Wu et al.
+/// 2018 ("Unsupervised feature learning via non-parametric instance discrimination") that
+/// solo-learn and lightly report: features L2-normalised, the k most similar train rows by
+/// cosine similarity each vote for their class with weight exp(similarity / temperature).
+class KnnClassifier {
+ public:
+  /// `train` N x D features (any device; normalised and kept there), `labels` int64 N in
+  /// 0..classes-1. k is capped at N.
+  KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels, int64_t classes, int64_t k,
+                double temperature);
+  /// Predicted classes (int64, on the features' device) of `queries` M x D.
+  torch::Tensor predict(const torch::Tensor& queries) const;
+  int64_t k() const { return k_; }
+
+ private:
+  torch::Tensor train_, labels_;
+  int64_t classes_, k_;
+  double temperature_;
+};
+
 }  // namespace aefx::metrics

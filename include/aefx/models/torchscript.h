@@ -33,25 +33,49 @@ inline constexpr const char* kExportMetaName = "aefx.json";
 void save_scripted(torch::jit::Module& module, const std::string& path,
                    const std::string& meta_json);
 
-/// An exported classifier loaded from its .pt alone: no config, no run folder.
-class ExportedClassifier {
+/// An exported model loaded from its .pt alone (no config, no run folder), with the metadata
+/// aefx embedded in it.
+class ExportedModel {
  public:
-  /// Throws std::runtime_error naming the file when it is missing, not TorchScript, or not an
-  /// aefx export.
-  explicit ExportedClassifier(const std::string& path);
-  /// Logits for float images N x C x H x W in [0, 1].
-  torch::Tensor logits(const torch::Tensor& images);
+  /// Loads `path` onto the CPU. Throws std::runtime_error naming the file when it is missing, not
+  /// TorchScript, not an aefx export, or an export of another kind than `kind` ("encoder",
+  /// "autoencoder", "classifier").
+  ExportedModel(const std::string& path, const std::string& kind);
+  /// The model's output for float images N x C x H x W in [0, 1] on its device, without
+  /// gradients.
+  torch::Tensor forward(const torch::Tensor& images);
+  /// Moves the module to `device`.
+  void to(const torch::Device& device);
+  /// Freezes the module for inference (torch::jit::freeze, as torch.jit.freeze: attributes
+  /// become constants, BatchNorm is folded into the convolutions): 1.6x faster on a CPU, the
+  /// outputs equal within float rounding. Call after to(); idempotent.
+  void freeze();
+  const torch::Device& device() const { return device_; }
+  /// The embedded aefx.json (as model.json) as text.
+  const std::string& meta_json() const { return meta_json_; }
   const std::vector<std::string>& class_names() const { return class_names_; }
   int64_t image_size() const { return image_size_; }
   int64_t channels() const { return channels_; }
   const std::string& kind() const { return kind_; }
+  const std::string& path() const { return path_; }
 
  private:
   torch::jit::Module module_;
+  torch::Device device_ = torch::kCPU;
+  bool frozen_ = false;
+  std::string path_, meta_json_;
   std::vector<std::string> class_names_;
   int64_t image_size_ = 32;
   int64_t channels_ = 3;
   std::string kind_;
+};
+
+/// An exported classifier.pt: images -> logits.
+class ExportedClassifier : public ExportedModel {
+ public:
+  explicit ExportedClassifier(const std::string& path) : ExportedModel(path, "classifier") {}
+  /// Logits for float images N x C x H x W in [0, 1].
+  torch::Tensor logits(const torch::Tensor& images) { return forward(images); }
 };
 
 }  // namespace aefx::models

@@ -25,6 +25,7 @@ struct ProgressInfo {
   double loss = 0;  ///< running mean loss of the epoch
   double lr = 0;
   double eta_seconds = -1;  ///< time left for the stage; < 0 unknown
+  bool show_loss = true;    ///< false: no loss and lr (work that does not train)
 };
 
 /// "1:02:03", "12:34" or "45s"; "?" for a negative duration.
@@ -32,7 +33,8 @@ std::string format_duration(double seconds);
 
 /// The progress line, at most `width` columns (the bar takes what is left; dropped when the
 /// width is too small), e.g.
-/// "pretrain 3/30 [######------]  52% 1840 img/s  loss 0.2154  lr 1.9e-03  ETA 8:12".
+/// "pretrain 3/30 [######------]  52% 1840 img/s  loss 0.2154  lr 1.9e-03  ETA 8:12"; with
+/// epochs 0 the stage's name stands alone ("extract [###---]  50% 2100 img/s  ETA 12s").
 std::string format_progress(const ProgressInfo& p, int width);
 
 /// Shows the progress of one loop. Bar mode redraws at most every `bar_interval` seconds; lines
