@@ -30,7 +30,8 @@ Standard library only (any python3). Every figure comes from the run folders aef
       row re-runs classify and evaluate (or the baseline) on a copy, with
       classify.labels_per_class and classify.hidden=[] (a linear head). Few labels are few
       steps: the head's epochs grow so that every row trains at least ~200 steps (LABEL_EPOCHS).
-      Writes results/labels-<config name>.json.
+      Writes results/labels-<config name>.json (with --resume, merged with the rows of other
+      seeds and label counts already there).
 
   tools/results.py table
       Prints the Results tables of docs/results.md (Markdown) from what is under results/.
@@ -306,18 +307,26 @@ def cmd_labels(args):
                 print("seed %d  labels/class %-5s %-9s linear %.4f  k-NN %s" % (
                     seed, per_class or "all", feature, linear,
                     "%.4f" % knn if knn is not None else "-"), flush=True)
+    out = os.path.join(args.results, "labels-%s.json" % base)
+    if args.resume and os.path.exists(out):  # keep the rows of other seeds and label counts
+        mine = {(r["seed"], r["labels_per_class"], r["features"]) for r in rows}
+        rows = [r for r in load_json(out)["runs"]
+                if (r["seed"], r["labels_per_class"], r["features"]) not in mine] + rows
+    rows.sort(key=lambda r: (r["seed"], r["labels_per_class"] or 10**9,
+                             FEATURES.index(r["features"])))
     table = []
-    for per_class in labels:
+    for per_class in sorted({r["labels_per_class"] for r in rows}, key=lambda x: x or 10**9):
         for feature in FEATURES:
             sel = [r for r in rows if r["labels_per_class"] == per_class and
                    r["features"] == feature]
             table.append({"labels_per_class": per_class, "features": feature,
+                          "seeds": [r["seed"] for r in sel],
                           "linear": spread([r["linear_test_accuracy"] for r in sel]),
                           "knn": spread([r["knn_test_accuracy"] for r in sel
                                          if r["knn_test_accuracy"] is not None] or [0.0])})
     r = load_json(os.path.join(encoders["trained"][0], "run.json")) if os.path.exists(
         os.path.join(encoders["trained"][0], "run.json")) else {}
-    write_json(os.path.join(args.results, "labels-%s.json" % base), {
+    write_json(out, {
         "config": os.path.relpath(os.path.abspath(args.config), ROOT),
         "overrides": args.set,
         "metric": "test accuracy; linear head (classify.hidden []) and k-NN on the frozen "
@@ -364,12 +373,13 @@ def cmd_table(args):
             continue
         a = load_json(os.path.join(res, f))
         print("\nLabel efficiency of `%s` (%s):\n" % (a["config"], a["metric"]))
-        print("| labels per class | features | linear head | k-NN |")
-        print("|---|---|---|---|")
+        print("| labels per class | features | linear head | k-NN | seeds |")
+        print("|---|---|---|---|---|")
         for r in a["table"]:
-            print("| %s | %s | %.2f%% ± %.2f | %.2f%% ± %.2f |" % (
+            print("| %s | %s | %.2f%% ± %.2f | %.2f%% ± %.2f | %s |" % (
                 r["labels_per_class"] or "all", r["features"], 100 * r["linear"]["mean"],
-                100 * r["linear"]["std"], 100 * r["knn"]["mean"], 100 * r["knn"]["std"]))
+                100 * r["linear"]["std"], 100 * r["knn"]["mean"], 100 * r["knn"]["std"],
+                ",".join(str(x) for x in r["seeds"])))
 
 
 def main():

@@ -17,6 +17,7 @@
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/fs.h"
+#include "aefx/util/hash.h"
 #include "aefx/util/log.h"
 #include "aefx/util/runtime.h"
 
@@ -34,27 +35,20 @@ struct Header {
   uint64_t key;
 };
 
-uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 /// What the cache's content depends on: the files as the file system describes them (path,
 /// size, modification time), the image size, the channels and this layout's version.
 uint64_t cache_key(const std::vector<std::string>& files, int64_t size, int64_t channels) {
-  uint64_t h = fnv1a("aefx-image-cache-1 " + std::to_string(size) + " " + std::to_string(channels));
+  uint64_t h =
+      util::fnv1a("aefx-image-cache-1 " + std::to_string(size) + " " + std::to_string(channels));
   for (const auto& f : files) {
     struct stat st {};
     const bool ok = ::stat(f.c_str(), &st) == 0;
-    h = fnv1a(f + '\n' +
-                  (ok ? std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
-                            std::to_string(st.st_mtim.tv_nsec)
-                      : std::string("missing")) +
-                  '\n',
-              h);
+    h = util::fnv1a(f + '\n' +
+                        (ok ? std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) +
+                                  "." + std::to_string(st.st_mtim.tv_nsec)
+                            : std::string("missing")) +
+                        '\n',
+                    h);
   }
   return h;
 }
@@ -179,7 +173,7 @@ std::shared_ptr<const ImageCache> ImageCache::open(const std::vector<std::string
   TORCH_CHECK(!files.empty() && size > 0 && (channels == 1 || channels == 3),
               "ImageCache::open: files, a size and 1 or 3 channels expected");
   const uint64_t key = cache_key(files, size, channels);
-  const std::string name = util::strfmt("images-%016llx.u8", static_cast<unsigned long long>(key));
+  const std::string name = "images-" + util::hex64(key) + ".u8";
   const fs::path path = fs::path(dir) / name;
   std::error_code ec;
   if (!fs::exists(path, ec)) {

@@ -14,6 +14,7 @@
 #include "aefx/data/preprocess.h"
 #include "aefx/extract/npy.h"
 #include "aefx/util/fs.h"
+#include "aefx/util/hash.h"
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
 #include "aefx/util/precision.h"
@@ -144,32 +145,20 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-/// FNV-1a over `text`: what a resumed extraction compares to know its inputs and model are the
-/// same (not a security measure).
-uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 std::string inputs_fingerprint(const Inputs& inputs) {
-  uint64_t h = fnv1a(std::to_string(inputs.size()));
+  uint64_t h = util::fnv1a(std::to_string(inputs.size()));
   for (size_t i = 0; i < inputs.names.size(); ++i)
-    h = fnv1a(inputs.labels[i], fnv1a(inputs.names[i] + '\n', h));
-  return util::strfmt("%016llx", static_cast<unsigned long long>(h));
+    h = util::fnv1a(inputs.labels[i], util::fnv1a(inputs.names[i] + '\n', h));
+  return util::hex64(h);
 }
 
 /// The model as a resumed extraction must find it again: its file, size and metadata.
 util::Json model_identity(const models::ExportedModel& encoder) {
   std::error_code ec;
   const auto path = fs::absolute(encoder.path(), ec);
-  return util::Json{
-      {"path", (ec ? fs::path(encoder.path()) : path).string()},
-      {"bytes", static_cast<int64_t>(fs::file_size(encoder.path()))},
-      {"meta",
-       util::strfmt("%016llx", static_cast<unsigned long long>(fnv1a(encoder.meta_json())))}};
+  return util::Json{{"path", (ec ? fs::path(encoder.path()) : path).string()},
+                    {"bytes", static_cast<int64_t>(fs::file_size(encoder.path()))},
+                    {"meta", util::hex64(util::fnv1a(encoder.meta_json()))}};
 }
 
 const char* dtype_name(torch::ScalarType dtype) {
@@ -189,14 +178,20 @@ struct State {
                       {"index_bytes", index_bytes},
                       {"skipped", skipped}};
   }
-  static State from_json(const util::Json& j) {
-    State s;
-    s.identity = j.at("identity");
-    s.next_input = j.at("next_input").get<int64_t>();
-    s.rows = j.at("rows").get<int64_t>();
-    s.index_bytes = j.at("index_bytes").get<int64_t>();
-    s.skipped = j.at("skipped");
-    return s;
+  static State read(const fs::path& file) {
+    const auto j = util::read_json_file(file);
+    try {
+      State s;
+      s.identity = j.at("identity");
+      s.next_input = j.at("next_input").get<int64_t>();
+      s.rows = j.at("rows").get<int64_t>();
+      s.index_bytes = j.at("index_bytes").get<int64_t>();
+      s.skipped = j.at("skipped");
+      return s;
+    } catch (const util::Json::exception& e) {
+      throw std::runtime_error(file.string() + " is damaged (" + e.what() +
+                               "); remove the folder to start again");
+    }
   }
 };
 
@@ -311,7 +306,7 @@ Result extract(models::ExportedModel& encoder, const Inputs& inputs, const Optio
   result.inputs = inputs.size();
   std::error_code ec;
   if (options.resume && fs::exists(state_file, ec)) {
-    const State saved = State::from_json(util::read_json_file(state_file));
+    const State saved = State::read(state_file);
     const std::string diff = first_difference(state.identity, saved.identity);
     if (!diff.empty()) {
       throw std::invalid_argument(

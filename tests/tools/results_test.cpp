@@ -57,6 +57,31 @@ TEST_F(ResultsTool, SeedsRecordEveryRunAndSummarise) {
   EXPECT_NE(out.find("tiny.yaml"), std::string::npos) << out;
 }
 
+TEST_F(ResultsTool, LabelsTableComparesTheThreeFeaturesPerLabelCountAndMergesSeeds) {
+  std::string out;
+  ASSERT_EQ(run("labels " + config_ + " --seeds 0 --labels 3,0", &out), 0) << out;
+  const fs::path file = dir_ / "results/labels-tiny.json";
+  auto a = util::read_json_file(file);
+  ASSERT_EQ(a["runs"].size(), 6u) << "2 label counts x trained, untrained, pixels";
+  for (const auto& r : a["runs"]) {
+    EXPECT_GE(r["linear_test_accuracy"].get<double>(), 0.0);
+    EXPECT_LE(r["knn_test_accuracy"].get<double>(), 1.0);
+  }
+  // The head of the 3-labels row learnt from 3 images per class, linear.
+  const YAML::Node c =
+      YAML::LoadFile((dir_ / "runs/tiny-labels-seed0-trained-3/config.yaml").string());
+  EXPECT_EQ(c["classify"]["labels_per_class"].as<int>(), 3);
+  EXPECT_EQ(c["classify"]["hidden"].size(), 0u);
+  // Another seed with --resume adds its rows; the first seed's are kept, not rerun.
+  ASSERT_EQ(run("labels " + config_ + " --seeds 1 --labels 3 --resume", &out), 0) << out;
+  a = util::read_json_file(file);
+  EXPECT_EQ(a["runs"].size(), 9u);
+  EXPECT_EQ(a["table"][0]["seeds"], util::Json::parse("[0, 1]"));
+  EXPECT_EQ(a["table"][0]["linear"]["n"], 2);
+  ASSERT_EQ(run("table", &out), 0) << out;
+  EXPECT_NE(out.find("Label efficiency"), std::string::npos) << out;
+}
+
 TEST_F(ResultsTool, AblationChangesOneThingPerRowOnValidationOnly) {
   std::string out;
   ASSERT_EQ(run("ablation " + config_, &out), 0) << out;
