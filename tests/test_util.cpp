@@ -200,6 +200,12 @@ int Child::wait() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+AefxResult aefx(const std::string& args) {
+  AefxResult r;
+  r.code = run_command(std::string(AEFX_BINARY) + " " + args, &r.out);
+  return r;
+}
+
 std::string write_tiny_setup(const TempDir& dir) {
   write_cifar_binary(dir / "data", 20, 20);
   const auto config = (dir / "tiny.yaml").string();

@@ -48,6 +48,15 @@ void write_bytes(const std::filesystem::path& file, const std::string& bytes);
 /// Runs a shell command; returns its exit code and fills `output` with stdout+stderr.
 int run_command(const std::string& cmd, std::string* output);
 
+/// What the aefx binary did: its exit code and its output (stdout and stderr).
+struct AefxResult {
+  int code;
+  std::string out;
+};
+
+/// Runs the aefx binary under test with `args` (a shell command line).
+AefxResult aefx(const std::string& args);
+
 /// A child process running a shell command, its stdout and stderr on one pipe: for tests that
 /// signal a real aefx process at a known point of its output.
 class Child {

@@ -61,7 +61,8 @@ def reference(args, frozen):
 
 
 def run(cmd):
-    """Runs cmd; returns (seconds of wall, peak RSS in MB)."""
+    """Runs cmd in a fresh process; returns (seconds of wall, its peak RSS in MB, from wait4).
+    Exits with the command's output when it fails."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read()

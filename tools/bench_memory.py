@@ -27,17 +27,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
-
-def run(cmd):
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{out}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+from bench_extract import run  # the same measurement: wall seconds and peak RSS via wait4
 
 
 def make(src, dest, counts):

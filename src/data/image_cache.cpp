@@ -55,28 +55,6 @@ uint64_t cache_key(const std::vector<std::string>& files, int64_t size, int64_t 
 
 std::string errno_text() { return std::strerror(errno); }
 
-void pwrite_all(int fd, const void* data, size_t bytes, int64_t offset, const std::string& path) {
-  const auto* p = static_cast<const char*>(data);
-  size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pwrite(fd, p + done, bytes - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error("cannot write " + path + ": " + errno_text());
-    done += static_cast<size_t>(n);
-  }
-}
-
-void pread_all(int fd, void* data, size_t bytes, int64_t offset, const std::string& path) {
-  auto* p = static_cast<char*>(data);
-  size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pread(fd, p + done, bytes - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error("cannot read " + path + ": " + errno_text());
-    done += static_cast<size_t>(n);
-  }
-}
-
 /// Decodes `files` into a new cache file at `path` (through a temporary file renamed at the end).
 void build(const std::vector<std::string>& files, int64_t size, int64_t channels, uint64_t key,
            const std::string& path) {
@@ -105,7 +83,8 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
             ++done;
             continue;
           }
-          pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row, tmp);
+          util::pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row,
+                           tmp);
           ok[static_cast<size_t>(i)] = 1;
           ++done;
         } catch (const std::exception& e) {
@@ -133,8 +112,8 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
         continue;
       }
       if (rows != i) {
-        pread_all(fd, buffer.data(), buffer.size(), kHeaderBytes + i * row, tmp);
-        pwrite_all(fd, buffer.data(), buffer.size(), kHeaderBytes + rows * row, tmp);
+        util::pread_all(fd, buffer.data(), buffer.size(), kHeaderBytes + i * row, tmp);
+        util::pwrite_all(fd, buffer.data(), buffer.size(), kHeaderBytes + rows * row, tmp);
       }
       ++rows;
     }
@@ -148,7 +127,7 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
     const Header h{rows, channels, size, n - rows, key};
     std::memcpy(head.data(), kMagic, sizeof kMagic);
     std::memcpy(head.data() + sizeof kMagic, &h, sizeof h);
-    pwrite_all(fd, head.data(), head.size(), 0, tmp);
+    util::pwrite_all(fd, head.data(), head.size(), 0, tmp);
     if (::fsync(fd) != 0) throw std::runtime_error("cannot flush " + tmp + ": " + errno_text());
     ::close(fd);
     std::error_code ec;

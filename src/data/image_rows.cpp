@@ -57,8 +57,8 @@ std::pair<torch::Tensor, torch::Tensor> ImageRows::channel_stats() const {
     const auto x = rows(i, std::min(size_, i + kChunk)).to(torch::kCPU, torch::kDouble).div_(255.0);
     sum += x.sum({0, 2, 3});
     sq += x.square().sum({0, 2, 3});
+    release();  // the mapped pages read so far leave the resident set
   }
-  release();
   const double count = static_cast<double>(size_ * height() * width());
   const auto mean = sum / count;
   const auto var = (sq / count - mean.square()).clamp_min(0);

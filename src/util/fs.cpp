@@ -89,20 +89,40 @@ AppendFile::~AppendFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void AppendFile::append(const void* data, size_t bytes) {
+void pwrite_all(int fd, const void* data, size_t bytes, int64_t offset, const std::string& name) {
   const auto* p = static_cast<const char*>(data);
   size_t done = 0;
   while (done < bytes) {
-    const ssize_t n = ::pwrite(fd_, p + done, bytes - done, static_cast<off_t>(size_ + done));
+    const ssize_t n = ::pwrite(fd, p + done, bytes - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      // Back to the last whole append. Should even this fail, size() still says what is whole
-      // and the next AppendFile on the file cuts it there.
-      [[maybe_unused]] const int cut = ::ftruncate(fd_, static_cast<off_t>(size_));
-      throw std::runtime_error("cannot write " + path_.string() + ": " + std::strerror(err));
-    }
+    if (n <= 0)
+      throw std::runtime_error("cannot write " + name + ": " +
+                               std::strerror(n < 0 ? errno : ENOSPC));
     done += static_cast<size_t>(n);
+  }
+}
+
+void pread_all(int fd, void* data, size_t bytes, int64_t offset, const std::string& name) {
+  auto* p = static_cast<char*>(data);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd, p + done, bytes - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error("cannot read " + name + ": " +
+                               (n < 0 ? std::strerror(errno) : "the file is shorter"));
+    done += static_cast<size_t>(n);
+  }
+}
+
+void AppendFile::append(const void* data, size_t bytes) {
+  try {
+    pwrite_all(fd_, data, bytes, size_, path_.string());
+  } catch (const std::runtime_error&) {
+    // Back to the last whole append. Should even this fail, size() still says what is whole
+    // and the next AppendFile on the file cuts it there.
+    [[maybe_unused]] const int cut = ::ftruncate(fd_, static_cast<off_t>(size_));
+    throw;
   }
   size_ += static_cast<int64_t>(bytes);
 }
@@ -110,17 +130,7 @@ void AppendFile::append(const void* data, size_t bytes) {
 void AppendFile::write_at(int64_t offset, const void* data, size_t bytes) {
   if (offset < 0 || offset + static_cast<int64_t>(bytes) > size_)
     throw std::logic_error("AppendFile::write_at past the end of " + path_.string());
-  const auto* p = static_cast<const char*>(data);
-  size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pwrite(fd_, p + done, bytes - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw std::runtime_error("cannot write " + path_.string() + ": " +
-                               std::strerror(n < 0 ? errno : EIO));
-    }
-    done += static_cast<size_t>(n);
-  }
+  pwrite_all(fd_, data, bytes, offset, path_.string());
 }
 
 void AppendFile::truncate(int64_t bytes) {

@@ -19,16 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using aefx::testing::TempDir;
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result aefx(const std::string& args) {
-  Result r;
-  r.code = testing::run_command(std::string(AEFX_BINARY) + " " + args, &r.out);
-  return r;
-}
+using testing::aefx;
 
 size_t lines(const std::string& s) {
   return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));

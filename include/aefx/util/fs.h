@@ -21,6 +21,13 @@ void atomic_write(const fs::path& path, const std::function<void(const fs::path&
 /// Atomically replaces `path` with `content`.
 void atomic_write_text(const fs::path& path, const std::string& content, bool durable = true);
 
+/// Writes all `bytes` of `data` at `offset` of the open file `fd` (pwrite, retried after a short
+/// write or EINTR). Throws std::runtime_error "cannot write NAME: reason" (a full disk: ENOSPC).
+void pwrite_all(int fd, const void* data, size_t bytes, int64_t offset, const std::string& name);
+
+/// Reads exactly `bytes` at `offset` of `fd` into `data`; throws "cannot read NAME: reason".
+void pread_all(int fd, void* data, size_t bytes, int64_t offset, const std::string& name);
+
 /// A file written by appending, that knows its size and never keeps a partial append: a write
 /// that fails (a full disk, the file-size limit) cuts the file back to its size before the append
 /// and throws std::runtime_error naming the file and the reason. Move-only; closes the file.
