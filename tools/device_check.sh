@@ -18,12 +18,16 @@
 #         3. tests.log    the whole test suite, the CUDA tests included
 #         4. results/     (step "seeds", not in the default set) configs/cifar10.yaml once per
 #                         seed through tools/results.py seeds: the reported GPU figures
+#         5. extract/     (step "extract", not in the default set) aefx extract of CIFAR-10's
+#                         50,000 train images from memory on the GPU (bf16, batches of 1024)
+#                         with a run folder of steps 1 or 4: its meta.json (images/s)
 #       and prints a summary table last. A step that fails or runs out of time is reported and
 #       the next one still runs. The limits (build 200 s, run 90, bench 200, tests 90) keep the
 #       whole command inside the 10 minutes one device command may take; the seeds step (380 s)
 #       goes in a second command, `AEFX_CHECK_STEPS=seeds tools/device_check.sh run $OUT`, which
-#       reuses the build while the machine is still warm.
-# Environment: AEFX_CHECK_STEPS (default run,bench,tests; any of run,bench,tests,seeds),
+#       reuses the build while the machine is still warm (`AEFX_CHECK_STEPS=seeds,extract` adds
+#       the extraction, 60 s more).
+# Environment: AEFX_CHECK_STEPS (default run,bench,tests; any of run,bench,tests,seeds,extract),
 # AEFX_CHECK_SEEDS (default 0,1,2), AEFX_CHECK_ROUNDS (bench rounds, default 2),
 # AEFX_CHECK_PRECISIONS (default bf16; "bf16,fp32" doubles the bench), AEFX_CHECK_JOBS (build
 # jobs, default all cores), AEFX_TORCH_PREFIX (LibTorch's CMake prefix, default python3's torch).
@@ -134,6 +138,16 @@ run_checks() {
       --aefx "$bin" --runs /tmp/aefx-runs --results "$out/results" "${sets[@]}"
   fi
 
+  # 5. Feature extraction on the GPU from memory, with the encoder of a run above.
+  if wanted extract; then
+    local model
+    model=$(dirname "$(ls -d /tmp/aefx-runs/cifar10*/encoder.pt 2>/dev/null | head -1)")
+    step extract 60 "$bin" extract --model "$model" --data "$data" --split train --device cuda \
+      --precision bf16 --batch 1024 --dtype float16 --out /tmp/aefx-extract --quiet
+    mkdir -p "$out/extract"
+    cp /tmp/aefx-extract/meta.json "$out/extract/" 2>/dev/null
+  fi
+
   python3 - "$out" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
@@ -164,6 +178,9 @@ if r:
     rows.append(("precision", r.get("precision")))
 if m:
     rows.append(("test accuracy", f"{m['test_accuracy']:.4f}"))
+x = load("extract/meta.json")
+if x:
+    rows.append(("aefx extract img/s (GPU, bf16, from memory)", f"{x['images_per_second']:.0f}"))
 print("\n== summary")
 for k, v in rows:
     print(f"{k:48s} {v}")
@@ -175,5 +192,5 @@ EOF
 case ${1:-} in
   prepare) prepare "${2:-}" ;;
   run) [ $# -eq 2 ] || { echo "usage: tools/device_check.sh run OUT_DIR" >&2; exit 2; }; run_checks "$2" ;;
-  *) sed -n '2,29p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,33p' "$0" >&2; exit 2 ;;
 esac

@@ -268,14 +268,20 @@ TEST(Config, KeyFiltersCompareTheKeysTheyAlwaysDid) {
     // --resume: all but stages, threads, report.* and distributed.*.
     EXPECT_EQ(selects(kResumeKeys, key), !(key == "stages" || key == "threads" || report || dist))
         << key;
-    // The ranks of a run: all but threads, device, data.root, output_dir, stages and report.*.
+    // The ranks of a run: all but threads, device, the paths a machine has its own of
+    // (data.root, data.unlabeled, data.cache_dir, output_dir), stages and report.*.
+    const bool path = key == "data.root" || key == "data.unlabeled" || key == "data.cache_dir" ||
+                      key == "output_dir";
     EXPECT_EQ(selects(kRankKeys, key),
-              !(key == "threads" || key == "device" || key == "data.root" || key == "output_dir" ||
-                key == "stages" || report))
+              !(key == "threads" || key == "device" || path || key == "stages" || report))
         << key;
-    // The raw-pixel baseline: seed, precision, data.* and classify.*.
+    // The raw-pixel baseline: seed, precision, data.* but what only pretrain reads (the unlabeled
+    // images and their cache), and classify.*.
+    const bool pretrain_only =
+        key == "data.unlabeled" || key == "data.unlabeled_only" || key == "data.cache_dir";
     EXPECT_EQ(selects(kBaselineKeys, key), key == "seed" || key == "precision" ||
-                                               starts(key, "data.") || starts(key, "classify."))
+                                               (starts(key, "data.") && !pretrain_only) ||
+                                               starts(key, "classify."))
         << key;
   }
   Config a, b;
