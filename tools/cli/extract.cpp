@@ -136,7 +136,7 @@ Action setup_extract(CLI::App& app) {
       ->type_name("N")
       ->check(integer_at_least(0));
   app.add_flag("--resume", a->options.resume,
-               "continue the extraction stopped in DIR (same model, inputs and dtype)");
+               "continue the extraction stopped in DIR (same model, inputs, dtype and precision)");
   app.add_flag("--quiet", a->quiet, "print warnings and errors only (no progress)");
   return [a] { return extract_command(*a); };
 }
