@@ -202,10 +202,18 @@ double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,
                 : static_cast<double>(correct) / static_cast<double>(n);
 }
 
+namespace {
+
+/// Rows scaled to unit L2 norm (as torch.nn.functional.normalize, eps 1e-12).
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  return x / x.norm(2, 1, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+}  // namespace
+
 KnnClassifier::KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels,
                              int64_t classes, int64_t k, double temperature)
-    : train_(torch::nn::functional::normalize(
-          train.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().dim(1))),
+    : train_(unit_rows(train.to(torch::kFloat))),
       labels_(labels.to(train.device(), torch::kLong)),
       classes_(classes),
       k_(std::min(k, train.size(0))),
@@ -217,9 +225,7 @@ KnnClassifier::KnnClassifier(const torch::Tensor& train, const torch::Tensor& la
 
 torch::Tensor KnnClassifier::predict(const torch::Tensor& queries) const {
   torch::NoGradGuard no_grad;
-  const auto q =
-      torch::nn::functional::normalize(queries.to(train_.device(), torch::kFloat),
-                                       torch::nn::functional::NormalizeFuncOptions().dim(1));
+  const auto q = unit_rows(queries.to(train_.device(), torch::kFloat));
   auto [sim, idx] = q.mm(train_.t()).topk(k_, 1);
   // fp32 votes, whatever dtype autocast gave the similarities in.
   const auto weights = sim.to(torch::kFloat).div(temperature_).exp();
