@@ -73,6 +73,15 @@ def run(cmd):
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+def emit(result, path):
+    """Prints `result` as JSON, and writes it to `path` too when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
 def aefx_extract(args, inputs, tmp):
     """Extraction seconds (meta.json), images, wall seconds and peak RSS over the given runs."""
     seconds = images = wall = 0.0
@@ -135,11 +144,7 @@ def main():
     for name in ("pytorch-frozen", "aefx-memory", "aefx-jpeg"):
         if name in result:
             result[name]["vs_pytorch"] = result[name]["images_per_second"] / base
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench_extract import run  # the same measurement: wall seconds and peak RSS via wait4
+from bench_extract import emit, run  # the same measurement: wall seconds, peak RSS (wait4)
 
 
 def make(src, dest, counts):
@@ -102,11 +102,7 @@ def main():
     for command in ("extract", "pretrain"):
         r = [x["peak_rss_mb"] for x in rows if x["command"] == command]
         result[command + "_rss_growth"] = max(r) / min(r)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
