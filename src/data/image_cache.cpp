@@ -66,7 +66,7 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
     const int64_t row = channels * size * size;
     std::vector<char> ok(files.size(), 0);
     std::vector<std::string> reasons(files.size());
-    std::atomic<int64_t> next{0}, done{0};
+    std::atomic<int64_t> next{0};
     std::atomic<bool> failed{false};
     std::string error;
     std::mutex mu;
@@ -80,13 +80,11 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
                       .contiguous();
           } catch (const std::runtime_error& e) {
             reasons[static_cast<size_t>(i)] = e.what();
-            ++done;
             continue;
           }
           util::pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row,
                            tmp);
           ok[static_cast<size_t>(i)] = 1;
-          ++done;
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(mu);
           if (!failed.exchange(true)) error = e.what();
