@@ -243,12 +243,28 @@ std::pair<Dataset, Dataset> load_labelled_train_val(const config::Config& cfg) {
   return {std::move(train), std::move(val)};
 }
 
+void ChannelMoments::add(const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4, "channel statistics expect N x C x H x W images");
+  const auto x = images.to(torch::kCPU, torch::kDouble).div_(255.0);
+  auto sum = x.sum({0, 2, 3});
+  auto sq = x.square().sum({0, 2, 3});
+  sum_ = sum_.defined() ? sum_ + sum : sum;
+  sq_ = sq_.defined() ? sq_ + sq : sq;
+  count_ += static_cast<double>(x.numel() / x.size(1));
+}
+
+std::pair<torch::Tensor, torch::Tensor> ChannelMoments::mean_std() const {
+  TORCH_CHECK(count_ > 0, "channel statistics of no images");
+  const auto mean = sum_ / count_;
+  const auto var = (sq_ / count_ - mean.square()).clamp_min(0);
+  return {mean.to(torch::kFloat), var.sqrt().clamp_min(1e-6).to(torch::kFloat)};
+}
+
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images) {
-  TORCH_CHECK(images.dim() == 4, "channel_stats expects N x C x H x W images");
-  auto x = images.to(torch::kDouble).div_(255.0);
-  auto mean = x.mean({0, 2, 3});
-  auto std = x.std({0, 2, 3}, /*unbiased=*/false).clamp_min(1e-6);
-  return {mean.to(torch::kFloat), std.to(torch::kFloat)};
+  constexpr int64_t kChunk = 4096;  // images per chunk: a few MB of doubles, whatever N is
+  ChannelMoments m;
+  for (int64_t i = 0; i < images.size(0); i += kChunk) m.add(images.slice(0, i, i + kChunk));
+  return m.mean_std();
 }
 
 torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip) {

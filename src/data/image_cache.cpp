@@ -1,5 +1,6 @@
 #include "aefx/data/image_cache.h"
 
+#include <ATen/Parallel.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -7,13 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/fs.h"
@@ -66,41 +64,28 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
     const int64_t row = channels * size * size;
     std::vector<char> ok(files.size(), 0);
     std::vector<std::string> reasons(files.size());
-    std::atomic<int64_t> next{0};
-    std::atomic<bool> failed{false};
-    std::string error;
-    std::mutex mu;
-    auto worker = [&] {
-      for (int64_t i = next++; i < n && !failed; i = next++) {
-        try {
-          torch::Tensor img;
-          try {
-            img = to_channels(decode_image(files[static_cast<size_t>(i)], size).unsqueeze(0),
-                              channels)
-                      .contiguous();
-          } catch (const std::runtime_error& e) {
-            reasons[static_cast<size_t>(i)] = e.what();
-            continue;
-          }
-          util::pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row,
-                           tmp);
-          ok[static_cast<size_t>(i)] = 1;
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (!failed.exchange(true)) error = e.what();
-        }
-      }
-    };
     util::log_info(util::strfmt("caching %lld images (%lld x %lld x %lld) in %s",
                                 static_cast<long long>(n), static_cast<long long>(channels),
                                 static_cast<long long>(size), static_cast<long long>(size),
                                 path.c_str()));
     const double t0 = util::now_seconds();
-    const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
-    if (failed) throw std::runtime_error(error);
+    // Decoded on torch's intra-op threads: an undecodable file is noted and skipped, a failed
+    // write ends the build (at::parallel_for rethrows the first exception here).
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        torch::Tensor img;
+        try {
+          img =
+              to_channels(decode_image(files[static_cast<size_t>(i)], size).unsqueeze(0), channels)
+                  .contiguous();
+        } catch (const std::runtime_error& e) {
+          reasons[static_cast<size_t>(i)] = e.what();
+          continue;
+        }
+        util::pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row, tmp);
+        ok[static_cast<size_t>(i)] = 1;
+      }
+    });
     // Rows of skipped files leave holes: the rows after them move down, in order.
     int64_t rows = 0;
     std::vector<char> buffer(static_cast<size_t>(row));

@@ -1,15 +1,13 @@
 // Image-folder reader: root/{train,test}/<class>/<image>, decoded with OpenCV.
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <stdexcept>
 #include <string_view>
-#include <thread>
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/log.h"
@@ -213,25 +211,11 @@ Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
   auto hwc = torch::empty({n, size, size, 3}, torch::kUInt8);
   uint8_t* base = hwc.data_ptr<uint8_t>();
   const size_t stride = static_cast<size_t>(size) * size * 3;
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
-  std::string error;
-  std::mutex error_mu;
-  auto worker = [&] {
-    for (int64_t i = next++; i < n && !failed; i = next++) {
-      try {
-        decode_into(files[static_cast<size_t>(i)], static_cast<int>(size), base + stride * i);
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!failed.exchange(true)) error = e.what();
-      }
-    }
-  };
-  const unsigned nthreads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < nthreads; ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
-  if (failed) throw std::runtime_error(error);
+  // Decoded on torch's intra-op threads; the first exception is rethrown here.
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      decode_into(files[static_cast<size_t>(i)], static_cast<int>(size), base + stride * i);
+  });
   return Dataset{hwc.permute({0, 3, 1, 2}).contiguous(), torch::tensor(list.labels, torch::kLong),
                  list.class_names};
 }

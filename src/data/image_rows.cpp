@@ -48,21 +48,13 @@ ImageRows ImageRows::to(const torch::Device& device) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> ImageRows::channel_stats() const {
-  if (parts_.size() == 1 && !parts_[0].cache) return data::channel_stats(parts_[0].images);
-  // Sums in double over chunks, so that memory does not grow with the rows.
   constexpr int64_t kChunk = 4096;
-  auto sum = torch::zeros({channels()}, torch::kDouble);
-  auto sq = torch::zeros({channels()}, torch::kDouble);
+  ChannelMoments m;
   for (int64_t i = 0; i < size_; i += kChunk) {
-    const auto x = rows(i, std::min(size_, i + kChunk)).to(torch::kCPU, torch::kDouble).div_(255.0);
-    sum += x.sum({0, 2, 3});
-    sq += x.square().sum({0, 2, 3});
+    m.add(rows(i, std::min(size_, i + kChunk)));
     release();  // the mapped pages read so far leave the resident set
   }
-  const double count = static_cast<double>(size_ * height() * width());
-  const auto mean = sum / count;
-  const auto var = (sq / count - mean.square()).clamp_min(0);
-  return {mean.to(torch::kFloat), var.sqrt().clamp_min(1e-6).to(torch::kFloat)};
+  return m.mean_std();
 }
 
 void ImageRows::release() const {

@@ -212,24 +212,31 @@ torch::Tensor unit_rows(const torch::Tensor& x) {
 }  // namespace
 
 KnnClassifier::KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels,
-                             int64_t classes, int64_t k, double temperature)
-    : train_(unit_rows(train.to(torch::kFloat))),
-      labels_(labels.to(train.device(), torch::kLong)),
+                             int64_t classes, int64_t k, double temperature,
+                             torch::ScalarType dtype)
+    : labels_(labels.to(train.device(), torch::kLong)),
       classes_(classes),
       k_(std::min(k, train.size(0))),
       temperature_(temperature) {
   TORCH_CHECK(train.dim() == 2 && labels.dim() == 1 && labels.size(0) == train.size(0),
               "KnnClassifier: N x D features and N labels expected");
   TORCH_CHECK(k_ > 0 && temperature > 0, "KnnClassifier: k and temperature must be positive");
+  // Normalised in float32 a chunk of rows at a time: no float32 copy of all N rows.
+  constexpr int64_t kChunk = 4096;
+  train_ = torch::empty(train.sizes(), train.options().dtype(dtype));
+  for (int64_t i = 0; i < train.size(0); i += kChunk) {
+    const int64_t n = std::min(kChunk, train.size(0) - i);
+    train_.narrow(0, i, n).copy_(unit_rows(train.narrow(0, i, n).to(torch::kFloat)));
+  }
 }
 
 torch::Tensor KnnClassifier::predict(const torch::Tensor& queries) const {
   torch::NoGradGuard no_grad;
-  const auto q = unit_rows(queries.to(train_.device(), torch::kFloat));
+  const auto q = unit_rows(queries.to(train_.device(), torch::kFloat)).to(train_.scalar_type());
   auto [sim, idx] = q.mm(train_.t()).topk(k_, 1);
-  // fp32 votes, whatever dtype autocast gave the similarities in.
+  // fp32 votes, whatever dtype the similarities are in.
   const auto weights = sim.to(torch::kFloat).div(temperature_).exp();
-  auto votes = torch::zeros({q.size(0), classes_}, q.options());
+  auto votes = torch::zeros({q.size(0), classes_}, weights.options());
   votes.scatter_add_(1, labels_.index({idx.flatten()}).view_as(idx), weights);
   return votes.argmax(1);
 }

@@ -56,6 +56,18 @@ TEST(Knn, CosineNeighboursVoteWeightedByTemperature) {
   EXPECT_EQ(KnnClassifier(t2, l2, 2, 3, 10.0).predict(q).item<int64_t>(), 0);
 }
 
+TEST(Knn, Bfloat16SimilaritiesAgreeWithFloat) {
+  torch::manual_seed(3);
+  const auto train = torch::randn({300, 64});
+  const auto labels = torch::randint(0, 5, {300}, torch::kLong);
+  const auto queries = train.narrow(0, 0, 50) + 0.1 * torch::randn({50, 64});
+  const auto fp32 = KnnClassifier(train, labels, 5, 20, 0.07).predict(queries);
+  const auto bf16 = KnnClassifier(train, labels, 5, 20, 0.07, torch::kBFloat16).predict(queries);
+  EXPECT_EQ(bf16.scalar_type(), torch::kLong);
+  EXPECT_GE((fp32 == bf16).sum().item<int64_t>(), 48);  // near ties may round the other way
+  EXPECT_TRUE(torch::equal(fp32, labels.narrow(0, 0, 50)));  // each query's own row wins
+}
+
 TEST(Psnr, KnownValues) {
   EXPECT_DOUBLE_EQ(psnr(0.01), 20.0);
   EXPECT_DOUBLE_EQ(psnr(1.0), 0.0);

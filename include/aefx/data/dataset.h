@@ -127,6 +127,19 @@ Dataset class_balanced_subset(const Dataset& ds, int64_t per_class, uint64_t see
 /// the train part (validation unchanged). Classify, the baseline and the k-NN evaluation use it.
 std::pair<Dataset, Dataset> load_labelled_train_val(const config::Config& cfg);
 
+/// Per-channel sums of uint8 images added chunk by chunk, so that memory does not grow with the
+/// number of images; mean and std in [0, 1] units (float tensors of C).
+class ChannelMoments {
+ public:
+  /// Adds a chunk of N x C x H x W uint8 images (any device).
+  void add(const torch::Tensor& images);
+  std::pair<torch::Tensor, torch::Tensor> mean_std() const;
+
+ private:
+  torch::Tensor sum_, sq_;
+  double count_ = 0;
+};
+
 /// Per-channel mean and std of uint8 images, in [0, 1] units (float tensors of C).
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images);
 

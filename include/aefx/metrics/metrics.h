@@ -109,10 +109,12 @@ double classifier_accuracy(const LogitsFn& logits, const torch::Tensor& images,
 /// cosine similarity each vote for their class with weight exp(similarity / temperature).
 class KnnClassifier {
  public:
-  /// `train` N x D features (any device; normalised and kept there), `labels` int64 N in
-  /// 0..classes-1. k is capped at N.
+  /// `train` N x D features (any device; normalised in float32, then kept there in `dtype`, the
+  /// dtype the similarities are computed in: bfloat16 halves the memory and time of the
+  /// N x M products where the hardware has it), `labels` int64 N in 0..classes-1. k is capped at
+  /// N.
   KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels, int64_t classes, int64_t k,
-                double temperature);
+                double temperature, torch::ScalarType dtype = torch::kFloat);
   /// Predicted classes (int64, on the features' device) of `queries` M x D.
   torch::Tensor predict(const torch::Tensor& queries) const;
   int64_t k() const { return k_; }
