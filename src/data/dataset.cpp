@@ -243,6 +243,10 @@ std::pair<Dataset, Dataset> load_labelled_train_val(const config::Config& cfg) {
   return {std::move(train), std::move(val)};
 }
 
+int64_t ChannelMoments::rows_per_chunk(int64_t row_elements) {
+  return std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, row_elements));
+}
+
 void ChannelMoments::add(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() == 4, "channel statistics expect N x C x H x W images");
   const auto x = images.to(torch::kCPU, torch::kDouble).div_(255.0);
@@ -261,9 +265,11 @@ std::pair<torch::Tensor, torch::Tensor> ChannelMoments::mean_std() const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images) {
-  constexpr int64_t kChunk = 4096;  // images per chunk: a few MB of doubles, whatever N is
+  TORCH_CHECK(images.dim() == 4, "channel statistics expect N x C x H x W images");
+  const int64_t chunk =
+      ChannelMoments::rows_per_chunk(images.size(1) * images.size(2) * images.size(3));
   ChannelMoments m;
-  for (int64_t i = 0; i < images.size(0); i += kChunk) m.add(images.slice(0, i, i + kChunk));
+  for (int64_t i = 0; i < images.size(0); i += chunk) m.add(images.slice(0, i, i + chunk));
   return m.mean_std();
 }
 

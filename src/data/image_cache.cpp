@@ -1,6 +1,5 @@
 #include "aefx/data/image_cache.h"
 
-#include <ATen/Parallel.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -69,22 +68,18 @@ void build(const std::vector<std::string>& files, int64_t size, int64_t channels
                                 static_cast<long long>(size), static_cast<long long>(size),
                                 path.c_str()));
     const double t0 = util::now_seconds();
-    // Decoded on torch's intra-op threads: an undecodable file is noted and skipped, a failed
-    // write ends the build (at::parallel_for rethrows the first exception here).
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        torch::Tensor img;
-        try {
-          img =
-              to_channels(decode_image(files[static_cast<size_t>(i)], size).unsqueeze(0), channels)
+    // An undecodable file is noted and skipped; a failed write ends the build.
+    util::parallel_for_each(n, [&](int64_t i) {
+      torch::Tensor img;
+      try {
+        img = to_channels(decode_image(files[static_cast<size_t>(i)], size).unsqueeze(0), channels)
                   .contiguous();
-        } catch (const std::runtime_error& e) {
-          reasons[static_cast<size_t>(i)] = e.what();
-          continue;
-        }
-        util::pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row, tmp);
-        ok[static_cast<size_t>(i)] = 1;
+      } catch (const std::runtime_error& e) {
+        reasons[static_cast<size_t>(i)] = e.what();
+        return;
       }
+      util::pwrite_all(fd, img.data_ptr(), static_cast<size_t>(row), kHeaderBytes + i * row, tmp);
+      ok[static_cast<size_t>(i)] = 1;
     });
     // Rows of skipped files leave holes: the rows after them move down, in order.
     int64_t rows = 0;

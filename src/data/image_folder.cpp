@@ -1,5 +1,4 @@
 // Image-folder reader: root/{train,test}/<class>/<image>, decoded with OpenCV.
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/log.h"
+#include "aefx/util/runtime.h"
 
 #ifdef AEFX_HAVE_OPENCV
 #include <opencv2/imgcodecs.hpp>
@@ -211,10 +211,8 @@ Dataset load_image_folder(const std::string& root, Split split, int64_t size) {
   auto hwc = torch::empty({n, size, size, 3}, torch::kUInt8);
   uint8_t* base = hwc.data_ptr<uint8_t>();
   const size_t stride = static_cast<size_t>(size) * size * 3;
-  // Decoded on torch's intra-op threads; the first exception is rethrown here.
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      decode_into(files[static_cast<size_t>(i)], static_cast<int>(size), base + stride * i);
+  util::parallel_for_each(n, [&](int64_t i) {
+    decode_into(files[static_cast<size_t>(i)], static_cast<int>(size), base + stride * i);
   });
   return Dataset{hwc.permute({0, 3, 1, 2}).contiguous(), torch::tensor(list.labels, torch::kLong),
                  list.class_names};

@@ -48,10 +48,10 @@ ImageRows ImageRows::to(const torch::Device& device) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> ImageRows::channel_stats() const {
-  constexpr int64_t kChunk = 4096;
+  const int64_t chunk = ChannelMoments::rows_per_chunk(channels() * height() * width());
   ChannelMoments m;
-  for (int64_t i = 0; i < size_; i += kChunk) {
-    m.add(rows(i, std::min(size_, i + kChunk)));
+  for (int64_t i = 0; i < size_; i += chunk) {
+    m.add(rows(i, std::min(size_, i + chunk)));
     release();  // the mapped pages read so far leave the resident set
   }
   return m.mean_std();

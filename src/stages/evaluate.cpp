@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <stdexcept>
 
 #include "aefx/engine/artifacts.h"
 #include "aefx/metrics/metrics.h"
@@ -83,6 +84,8 @@ void evaluate(engine::RunContext& ctx) {
     // The labelled images the head learnt from (classify.labels_per_class), without flips.
     const auto train = data::load_labelled_train_val(cfg).first;
     util::throw_if_interrupted("during evaluate while loading the data");
+    if (train.size() == 0)
+      throw std::runtime_error("evaluate.knn_k: no labelled train images to compare with");
     // The train codes kept in the compute dtype, encoded a chunk at a time: float32 codes of
     // the whole split at once (1.5 GB for the CPU preset's 45,000 x 8,192) would set the peak.
     torch::Tensor bank;

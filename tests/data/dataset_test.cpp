@@ -124,6 +124,26 @@ TEST(Split, ClassBalancedSubsetIsSeededAndRefusesTooFewImages) {
   }
 }
 
+TEST(ChannelMoments, ChunksAddUpToTheWholeAndChunksStayBounded) {
+  const auto images = torch::randint(0, 256, {10, 3, 5, 5}, torch::kUInt8);
+  const auto x = images.to(torch::kDouble).div(255.0);
+  const auto want_mean = x.mean({0, 2, 3}).to(torch::kFloat);
+  const auto want_std = x.std({0, 2, 3}, false).to(torch::kFloat);
+  ChannelMoments m;
+  m.add(images.narrow(0, 0, 3));
+  m.add(images.narrow(0, 3, 7));
+  const auto [mean, std] = m.mean_std();
+  EXPECT_TRUE(torch::allclose(mean, want_mean, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(std, want_std, 1e-5, 1e-6));
+  const auto [mean2, std2] = channel_stats(images);
+  EXPECT_TRUE(torch::allclose(mean2, want_mean, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(std2, want_std, 1e-5, 1e-6));
+  EXPECT_EQ(ChannelMoments::rows_per_chunk(3 * 32 * 32), 1365);  // 32 MB of doubles
+  EXPECT_EQ(ChannelMoments::rows_per_chunk(3 * 224 * 224), 27);
+  EXPECT_EQ(ChannelMoments::rows_per_chunk(int64_t{1} << 30), 1);
+  EXPECT_THROW(ChannelMoments().mean_std(), c10::Error);
+}
+
 TEST(ImageRows, GatherKeepsOrderAcrossPartsAndStatsMatchTheWhole) {
   const auto a = torch::randint(0, 256, {5, 3, 4, 4}, torch::kUInt8);
   const auto b = torch::randint(0, 256, {7, 3, 4, 4}, torch::kUInt8);
@@ -135,9 +155,9 @@ TEST(ImageRows, GatherKeepsOrderAcrossPartsAndStatsMatchTheWhole) {
   EXPECT_TRUE(torch::equal(rows.gather(idx), whole.index_select(0, idx)));
   EXPECT_TRUE(torch::equal(rows.rows(1, 12, 3), whole.slice(0, 1, 12, 3)));
   const auto [mean, std] = rows.channel_stats();
-  const auto [want_mean, want_std] = channel_stats(whole);
-  EXPECT_TRUE(torch::allclose(mean, want_mean, 1e-5, 1e-6));
-  EXPECT_TRUE(torch::allclose(std, want_std, 1e-5, 1e-6));
+  const auto x = whole.to(torch::kDouble).div(255.0);
+  EXPECT_TRUE(torch::allclose(mean, x.mean({0, 2, 3}).to(torch::kFloat), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(std, x.std({0, 2, 3}, false).to(torch::kFloat), 1e-5, 1e-6));
   EXPECT_THROW(rows.append(torch::zeros({2, 1, 4, 4}, torch::kUInt8)), c10::Error);
 }
 

@@ -61,10 +61,14 @@ TEST(Knn, Bfloat16SimilaritiesAgreeWithFloat) {
   const auto train = torch::randn({300, 64});
   const auto labels = torch::randint(0, 5, {300}, torch::kLong);
   const auto queries = train.narrow(0, 0, 50) + 0.1 * torch::randn({50, 64});
-  const auto fp32 = KnnClassifier(train, labels, 5, 20, 0.07).predict(queries);
-  const auto bf16 = KnnClassifier(train, labels, 5, 20, 0.07, torch::kBFloat16).predict(queries);
+  const KnnClassifier knn32(train, labels, 5, 20, 0.07);
+  const KnnClassifier knn16(train, labels, 5, 20, 0.07, torch::kBFloat16);
+  EXPECT_EQ(knn32.dtype(), torch::kFloat);
+  EXPECT_EQ(knn16.dtype(), torch::kBFloat16);
+  const auto fp32 = knn32.predict(queries);
+  const auto bf16 = knn16.predict(queries);
   EXPECT_EQ(bf16.scalar_type(), torch::kLong);
-  EXPECT_GE((fp32 == bf16).sum().item<int64_t>(), 48);  // near ties may round the other way
+  EXPECT_GE((fp32 == bf16).sum().item<int64_t>(), 48);       // near ties may round the other way
   EXPECT_TRUE(torch::equal(fp32, labels.narrow(0, 0, 50)));  // each query's own row wins
 }
 

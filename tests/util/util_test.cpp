@@ -1,11 +1,17 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <mutex>
+#include <set>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
@@ -114,6 +120,32 @@ TEST(Runtime, ThreadsAndDevice) {
 
 namespace aefx::util {
 namespace {
+
+TEST(Runtime, ParallelForEachVisitsEveryIndexOnceAndRethrowsTheFirstError) {
+  std::vector<std::atomic<int>> seen(1000);
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  parallel_for_each(1000, [&](int64_t i) {
+    ++seen[static_cast<size_t>(i)];
+    std::this_thread::sleep_for(std::chrono::microseconds(50));  // long enough to share out
+    std::lock_guard<std::mutex> lock(mu);
+    ids.insert(std::this_thread::get_id());
+  });
+  for (const auto& v : seen) EXPECT_EQ(v.load(), 1);
+  if (std::thread::hardware_concurrency() > 1) EXPECT_GE(ids.size(), 2u);
+  parallel_for_each(0, [](int64_t) { FAIL() << "called for n = 0"; });
+  std::atomic<int64_t> calls{0};
+  try {
+    parallel_for_each(100000, [&](int64_t i) {
+      ++calls;
+      if (i == 5) throw std::runtime_error("item 5 failed");
+    });
+    ADD_FAILURE() << "the exception was swallowed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "item 5 failed");
+  }
+  EXPECT_LT(calls.load(), 100000);  // the others stopped instead of finishing the range
+}
 
 TEST(Runtime, PeakRssGrowsWhenMemoryIsTouchedAndFreeMemoryCanBeReleased) {
   const int64_t before = peak_rss_bytes();

@@ -131,6 +131,9 @@ std::pair<Dataset, Dataset> load_labelled_train_val(const config::Config& cfg);
 /// number of images; mean and std in [0, 1] units (float tensors of C).
 class ChannelMoments {
  public:
+  /// Images per chunk for rows of `row_elements` values (C x H x W): about 4M values, 32 MB as
+  /// the doubles the sums are taken in.
+  static int64_t rows_per_chunk(int64_t row_elements);
   /// Adds a chunk of N x C x H x W uint8 images (any device).
   void add(const torch::Tensor& images);
   std::pair<torch::Tensor, torch::Tensor> mean_std() const;

@@ -118,6 +118,8 @@ class KnnClassifier {
   /// Predicted classes (int64, on the features' device) of `queries` M x D.
   torch::Tensor predict(const torch::Tensor& queries) const;
   int64_t k() const { return k_; }
+  /// The dtype the train features are kept and compared in.
+  torch::ScalarType dtype() const { return train_.scalar_type(); }
 
  private:
   torch::Tensor train_, labels_;
