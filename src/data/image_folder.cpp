@@ -10,7 +10,7 @@
 
 #include "aefx/data/dataset.h"
 #include "aefx/util/log.h"
-#include "aefx/util/runtime.h"
+#include "aefx/util/parallel.h"
 
 #ifdef AEFX_HAVE_OPENCV
 #include <opencv2/imgcodecs.hpp>

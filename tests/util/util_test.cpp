@@ -16,6 +16,7 @@
 #include "aefx/util/fs.h"
 #include "aefx/util/json.h"
 #include "aefx/util/log.h"
+#include "aefx/util/parallel.h"
 #include "aefx/util/precision.h"
 #include "aefx/util/progress.h"
 #include "aefx/util/runtime.h"

@@ -2,8 +2,6 @@
 // Process-wide runtime settings: thread count, allocator tuning, device choice.
 #include <torch/types.h>
 
-#include <cstdint>
-#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19,14 +17,6 @@ int configure_threads(int64_t threads);
 /// activations reuse warm pages instead of page-faulting fresh mmap'd memory every step
 /// (3.5x faster CPU training measured on a 2-core machine). Call once, early in main.
 void tune_allocator();
-
-/// Calls fn(i) for every i in [0, n) on up to `max_threads` threads (no more than the cores),
-/// each thread taking the next index as it finishes one, so that uneven items (image files of
-/// different sizes) balance. The first exception stops the other threads before their next
-/// index and is rethrown here. Not at::parallel_for: that is compiled into the caller, so it
-/// runs serially unless aefx itself is built with OpenMP (-fopenmp, with the OpenMP runtime of
-/// whichever LibTorch it links), and it hands each thread one fixed block.
-void parallel_for_each(int64_t n, const std::function<void(int64_t)>& fn, unsigned max_threads = 8);
 
 /// Hands the heap's free memory back to the kernel (malloc_trim). The allocator settings above
 /// keep up to 1 GiB of freed blocks for reuse within a stage; between stages that memory is
