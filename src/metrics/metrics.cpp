@@ -214,20 +214,35 @@ torch::Tensor unit_rows(const torch::Tensor& x) {
 KnnClassifier::KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels,
                              int64_t classes, int64_t k, double temperature,
                              torch::ScalarType dtype)
-    : labels_(labels.to(train.device(), torch::kLong)),
-      classes_(classes),
-      k_(std::min(k, train.size(0))),
-      temperature_(temperature) {
-  TORCH_CHECK(train.dim() == 2 && labels.dim() == 1 && labels.size(0) == train.size(0),
+    : KnnClassifier(train.dim() == 2 ? train.size(1) : 0, labels, classes, k, temperature, dtype,
+                    train.device()) {
+  TORCH_CHECK(train.dim() == 2 && train.size(0) == labels.size(0),
               "KnnClassifier: N x D features and N labels expected");
-  TORCH_CHECK(k_ > 0 && temperature > 0, "KnnClassifier: k and temperature must be positive");
-  // Normalised in float32 a chunk of rows at a time: no float32 copy of all N rows.
+  // A chunk of rows at a time: no float32 copy of all N rows.
   constexpr int64_t kChunk = 4096;
-  train_ = torch::empty(train.sizes(), train.options().dtype(dtype));
-  for (int64_t i = 0; i < train.size(0); i += kChunk) {
-    const int64_t n = std::min(kChunk, train.size(0) - i);
-    train_.narrow(0, i, n).copy_(unit_rows(train.narrow(0, i, n).to(torch::kFloat)));
-  }
+  for (int64_t i = 0; i < train.size(0); i += kChunk)
+    set_rows(i, train.narrow(0, i, std::min(kChunk, train.size(0) - i)));
+}
+
+KnnClassifier::KnnClassifier(int64_t dim, const torch::Tensor& labels, int64_t classes, int64_t k,
+                             double temperature, torch::ScalarType dtype,
+                             const torch::Device& device)
+    : labels_(labels.to(device, torch::kLong)),
+      classes_(classes),
+      k_(labels.dim() == 1 ? std::min(k, labels.size(0)) : 0),
+      temperature_(temperature) {
+  TORCH_CHECK(labels.dim() == 1 && dim > 0, "KnnClassifier: N labels and D > 0 features expected");
+  TORCH_CHECK(k_ > 0 && temperature > 0, "KnnClassifier: k and temperature must be positive");
+  train_ = torch::zeros({labels.size(0), dim}, torch::TensorOptions().dtype(dtype).device(device));
+}
+
+void KnnClassifier::set_rows(int64_t at, const torch::Tensor& rows) {
+  TORCH_CHECK(rows.dim() == 2 && rows.size(1) == train_.size(1) && at >= 0 &&
+                  at + rows.size(0) <= train_.size(0),
+              "KnnClassifier::set_rows: rows ", at, "..", at + rows.size(0), " of ", train_.size(0),
+              " x ", train_.size(1), " expected");
+  torch::NoGradGuard no_grad;
+  train_.narrow(0, at, rows.size(0)).copy_(unit_rows(rows.to(train_.device(), torch::kFloat)));
 }
 
 torch::Tensor KnnClassifier::predict(const torch::Tensor& queries) const {

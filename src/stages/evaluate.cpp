@@ -86,21 +86,18 @@ void evaluate(engine::RunContext& ctx) {
     util::throw_if_interrupted("during evaluate while loading the data");
     if (train.size() == 0)
       throw std::runtime_error("evaluate.knn_k: no labelled train images to compare with");
-    // The train codes kept in the compute dtype, encoded a chunk at a time: float32 codes of
-    // the whole split at once (1.5 GB for the CPU preset's 45,000 x 8,192) would set the peak.
-    torch::Tensor bank;
+    // The train codes go into the classifier's bank (in the compute dtype) a chunk at a time:
+    // float32 codes of the whole split at once (1.5 GB for the CPU preset's 45,000 x 8,192)
+    // would set the peak.
+    metrics::KnnClassifier classifier(features.code_dim(), train.labels, classes,
+                                      cfg.evaluate.knn_k, cfg.evaluate.knn_temperature,
+                                      features.dtype(), features.device());
     constexpr int64_t kChunk = 4096;
     for (int64_t i = 0; i < train.size(); i += kChunk) {
       const int64_t n = std::min(kChunk, train.size() - i);
-      const auto codes =
-          features.encode(train.images.narrow(0, i, n), cfg.classify.code_batch_size);
-      if (!bank.defined())
-        bank = torch::empty({train.size(), codes.size(1)}, codes.options().dtype(features.dtype()));
-      bank.narrow(0, i, n).copy_(codes);
+      classifier.set_rows(
+          i, features.encode(train.images.narrow(0, i, n), cfg.classify.code_batch_size));
     }
-    const metrics::KnnClassifier classifier(bank, train.labels, classes, cfg.evaluate.knn_k,
-                                            cfg.evaluate.knn_temperature, features.dtype());
-    bank = torch::Tensor();  // the classifier holds its own normalised copy
     knn_k = classifier.k();
     metrics::ConfusionMatrix knn_cm(classes);
     int64_t at = 0;

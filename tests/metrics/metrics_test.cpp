@@ -72,6 +72,23 @@ TEST(Knn, Bfloat16SimilaritiesAgreeWithFloat) {
   EXPECT_TRUE(torch::equal(fp32, labels.narrow(0, 0, 50)));  // each query's own row wins
 }
 
+TEST(Knn, BankFilledChunkByChunkMatchesTheWholeSplit) {
+  torch::manual_seed(4);
+  const auto train = torch::randn({300, 32}) * 3;
+  const auto labels = torch::randint(0, 4, {300}, torch::kLong);
+  const auto queries = torch::randn({40, 32});
+  const KnnClassifier whole(train, labels, 4, 15, 0.1);
+  KnnClassifier chunked(32, labels, 4, 15, 0.1, torch::kFloat, torch::kCPU);
+  // In an order other than the rows', in chunks of another dtype: the result is the same.
+  chunked.set_rows(200, train.narrow(0, 200, 100).to(torch::kDouble));
+  chunked.set_rows(0, train.narrow(0, 0, 128));
+  chunked.set_rows(128, train.narrow(0, 128, 72));
+  EXPECT_TRUE(torch::equal(whole.predict(queries), chunked.predict(queries)));
+  EXPECT_THROW(chunked.set_rows(290, train.narrow(0, 0, 20)), c10::Error);  // past the end
+  EXPECT_THROW(chunked.set_rows(0, torch::randn({5, 31})), c10::Error);     // wrong width
+  EXPECT_THROW(KnnClassifier(0, labels, 4, 15, 0.1, torch::kFloat, torch::kCPU), c10::Error);
+}
+
 TEST(Psnr, KnownValues) {
   EXPECT_DOUBLE_EQ(psnr(0.01), 20.0);
   EXPECT_DOUBLE_EQ(psnr(1.0), 0.0);

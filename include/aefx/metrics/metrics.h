@@ -115,6 +115,13 @@ class KnnClassifier {
   /// N.
   KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels, int64_t classes, int64_t k,
                 double temperature, torch::ScalarType dtype = torch::kFloat);
+  /// A bank of labels.size(0) rows of `dim` features on `device`, to be filled by set_rows
+  /// (rows not yet set are zero and vote with weight exp(0)): features computed a chunk at a
+  /// time go straight into it, with no copy of them all in another dtype.
+  KnnClassifier(int64_t dim, const torch::Tensor& labels, int64_t classes, int64_t k,
+                double temperature, torch::ScalarType dtype, const torch::Device& device);
+  /// Normalises `rows` (n x dim, any dtype) in float32 and stores them as rows at..at+n-1.
+  void set_rows(int64_t at, const torch::Tensor& rows);
   /// Predicted classes (int64, on the features' device) of `queries` M x D.
   torch::Tensor predict(const torch::Tensor& queries) const;
   int64_t k() const { return k_; }
