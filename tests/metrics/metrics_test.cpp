@@ -84,6 +84,12 @@ TEST(Knn, BankFilledChunkByChunkMatchesTheWholeSplit) {
   chunked.set_rows(0, train.narrow(0, 0, 128));
   chunked.set_rows(128, train.narrow(0, 128, 72));
   EXPECT_TRUE(torch::equal(whole.predict(queries), chunked.predict(queries)));
+  // Each row at its own offset: with k 1, a query next to row i gets row i's label.
+  KnnClassifier nearest(32, labels, 4, 1, 0.1, torch::kFloat, torch::kCPU);
+  nearest.set_rows(150, train.narrow(0, 150, 150));
+  nearest.set_rows(0, train.narrow(0, 0, 150));
+  EXPECT_TRUE(torch::equal(nearest.predict(train + 0.01 * torch::randn({300, 32})), labels));
+  EXPECT_THROW(chunked.set_rows(-1, train.narrow(0, 0, 5)), c10::Error);
   EXPECT_THROW(chunked.set_rows(290, train.narrow(0, 0, 20)), c10::Error);  // past the end
   EXPECT_THROW(chunked.set_rows(0, torch::randn({5, 31})), c10::Error);     // wrong width
   EXPECT_THROW(KnnClassifier(0, labels, 4, 15, 0.1, torch::kFloat, torch::kCPU), c10::Error);
