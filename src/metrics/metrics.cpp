@@ -233,7 +233,9 @@ KnnClassifier::KnnClassifier(int64_t dim, const torch::Tensor& labels, int64_t c
       temperature_(temperature) {
   TORCH_CHECK(labels.dim() == 1 && dim > 0, "KnnClassifier: N labels and D > 0 features expected");
   TORCH_CHECK(k_ > 0 && temperature > 0, "KnnClassifier: k and temperature must be positive");
-  train_ = torch::zeros({labels.size(0), dim}, torch::TensorOptions().dtype(dtype).device(device));
+  train_ = torch::empty({labels.size(0), dim}, torch::TensorOptions().dtype(dtype).device(device));
+  row_set_.assign(static_cast<size_t>(labels.size(0)), false);
+  unset_ = labels.size(0);
 }
 
 void KnnClassifier::set_rows(int64_t at, const torch::Tensor& rows) {
@@ -243,9 +245,17 @@ void KnnClassifier::set_rows(int64_t at, const torch::Tensor& rows) {
               " x ", train_.size(1), " expected");
   torch::NoGradGuard no_grad;
   train_.narrow(0, at, rows.size(0)).copy_(unit_rows(rows.to(train_.device(), torch::kFloat)));
+  for (int64_t r = at; r < at + rows.size(0); ++r) {
+    if (!row_set_[static_cast<size_t>(r)]) {
+      row_set_[static_cast<size_t>(r)] = true;
+      --unset_;
+    }
+  }
 }
 
 torch::Tensor KnnClassifier::predict(const torch::Tensor& queries) const {
+  TORCH_CHECK(unset_ == 0, "KnnClassifier::predict: ", unset_, " of ", train_.size(0),
+              " bank rows were never set");
   torch::NoGradGuard no_grad;
   const auto q = unit_rows(queries.to(train_.device(), torch::kFloat)).to(train_.scalar_type());
   auto [sim, idx] = q.mm(train_.t()).topk(k_, 1);

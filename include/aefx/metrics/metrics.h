@@ -116,13 +116,14 @@ class KnnClassifier {
   KnnClassifier(const torch::Tensor& train, const torch::Tensor& labels, int64_t classes, int64_t k,
                 double temperature, torch::ScalarType dtype = torch::kFloat);
   /// A bank of labels.size(0) rows of `dim` features on `device`, to be filled by set_rows
-  /// (rows not yet set are zero and vote with weight exp(0)): features computed a chunk at a
-  /// time go straight into it, with no copy of them all in another dtype.
+  /// before predict (which throws while a row is unset): features computed a chunk at a time go
+  /// straight into it, with no copy of them all in another dtype.
   KnnClassifier(int64_t dim, const torch::Tensor& labels, int64_t classes, int64_t k,
                 double temperature, torch::ScalarType dtype, const torch::Device& device);
   /// Normalises `rows` (n x dim, any dtype) in float32 and stores them as rows at..at+n-1.
   void set_rows(int64_t at, const torch::Tensor& rows);
-  /// Predicted classes (int64, on the features' device) of `queries` M x D.
+  /// Predicted classes (int64, on the features' device) of `queries` M x D. Throws c10::Error
+  /// while a row of the bank was never set.
   torch::Tensor predict(const torch::Tensor& queries) const;
   int64_t k() const { return k_; }
   /// The dtype the train features are kept and compared in.
@@ -132,6 +133,8 @@ class KnnClassifier {
   torch::Tensor train_, labels_;
   int64_t classes_, k_;
   double temperature_;
+  std::vector<bool> row_set_;  ///< which bank rows set_rows has filled
+  int64_t unset_ = 0;          ///< how many have not been
 };
 
 }  // namespace aefx::metrics
