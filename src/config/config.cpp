@@ -268,7 +268,11 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(model.output_activation, nullptr, 0),
       AEFX_FIELD(model.whiten_patch, at_least<int64_t>(0), 0),
       AEFX_FIELD(model.whiten_eps, positive(), 0),
+      AEFX_FIELD(model.whiten_center, nullptr, 0),
+      AEFX_FIELD(model.atoms, at_least<int64_t>(1), 0),
+      AEFX_FIELD(model.threshold, at_least(0.0), 0),
       AEFX_FIELD(pretrain.epochs, at_least<int64_t>(0), 0),
+      AEFX_FIELD(pretrain.epoch_images, at_least<int64_t>(0), 0),
       AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1), 0),
       AEFX_FIELD(pretrain.lr, positive(), 0),
       AEFX_FIELD(pretrain.optimizer, nullptr, 0),
@@ -442,6 +446,21 @@ void check_consistency(const Config& c) {
   }
   // A dense autoencoder has one code: the conv keys and classify.pool_grids/pooling do not apply.
   if (c.model.type == ModelType::kDense) return;
+  if (c.model.type == ModelType::kPatch) {
+    // One stage: the responses at every position whose whole patch lies inside the image.
+    if (c.model.whiten_patch == 0)
+      throw std::invalid_argument(
+          "config key 'model.whiten_patch': model.type patch needs the stem's patch side (odd, "
+          "e.g. 7), found 0");
+    const int64_t side = c.data.image_size - c.model.whiten_patch + 1;
+    if (c.classify.pool_grids.size() != 1 || c.classify.pool_grids[0] < 1 ||
+        c.classify.pool_grids[0] > side)
+      throw std::invalid_argument("config key 'classify.pool_grids': model.type patch has one " +
+                                  std::to_string(side) + "x" + std::to_string(side) +
+                                  " map, so expected [g] with 1 <= g <= " + std::to_string(side) +
+                                  ", found " + show(c.classify.pool_grids));
+    return;
+  }
   const auto stages = static_cast<int64_t>(c.model.widths.size());
   if (static_cast<int64_t>(c.model.blocks.size()) != stages) {
     throw std::invalid_argument(

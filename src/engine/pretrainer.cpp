@@ -26,11 +26,17 @@ double reconstruction_mse(models::Autoencoder& ae, const torch::Tensor& images, 
   return group.sum(sum.item<double>()) / static_cast<double>(images.numel());
 }
 
+namespace {
+/// At most kStemImages, every step-th one (the training split is already shuffled).
+torch::Tensor stem_images(const data::ImageRows& images) {
+  const int64_t step = std::max<int64_t>(1, images.size() / kStemImages);
+  return images.rows(0, std::min(images.size(), step * kStemImages), step);
+}
+}  // namespace
+
 void fit_stem(models::AutoencoderImpl& ae, const data::ImageRows& images) {
   if (!ae.has_stem() || images.size() == 0) return;
-  // At most kStemImages, every step-th one (the training split is already shuffled).
-  const int64_t step = std::max<int64_t>(1, images.size() / kStemImages);
-  ae.fit_whitening(images.rows(0, std::min(images.size(), step * kStemImages), step));
+  ae.fit_whitening(stem_images(images));
 }
 
 Pretrainer::Pretrainer(const config::Config& cfg, const data::Dataset& train,
@@ -47,6 +53,8 @@ Pretrainer::Pretrainer(const config::Config& cfg, const data::ImageRows& train,
   auto [mean, std] = train.channel_stats();
   ae_->set_normalization(mean, std);
   fit_stem(*ae_, train);
+  // Rank 0's start reaches the other ranks with its weights (sync_from_main below).
+  if (cfg_.epochs > 0 && train.size() > 0) ae_->init_from_data(stem_images(train));
   train.release();
   ae_->to(device);
   to_channels_last(*ae_);
@@ -86,6 +94,7 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
   for (auto& m : ae_->modules(false)) {
     if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
   }
+  if (norms.empty()) return;  // nothing to calibrate (the patch dictionary has no BatchNorm)
   // Momentum "none" makes the running statistics a cumulative average over the batches seen.
   std::vector<c10::optional<double>> momentum;
   for (auto* bn : norms) {

@@ -145,6 +145,7 @@ std::optional<PretrainSummary> PretrainSummary::read(const RunFolder& folder) {
     PretrainSummary s;
     s.epochs = get_int(j, "epochs");
     s.train_images = get_int(j, "train_images");
+    if (j.contains("epoch_images")) s.epoch_images = get_int(j, "epoch_images");
     s.val_images = get_int(j, "val_images");
     s.parameters = get_int(j, "parameters");
     s.val_mse = get_double(j, "val_mse");
@@ -181,6 +182,7 @@ void PretrainSummary::write(const RunFolder& folder) const {
                         Json{{"stage", "pretrain"},
                              {"epochs", epochs},
                              {"train_images", train_images},
+                             {"epoch_images", epoch_images},
                              {"val_images", val_images},
                              {"parameters", parameters},
                              {"val_mse", number(val_mse)},

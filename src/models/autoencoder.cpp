@@ -7,6 +7,7 @@
 
 #include "aefx/models/conv_autoencoder.h"
 #include "aefx/models/dense_autoencoder.h"
+#include "aefx/models/patch_autoencoder.h"
 #include "aefx/models/random.h"
 
 namespace aefx::models {
@@ -46,7 +47,8 @@ int64_t centre_row(int64_t c, int64_t k) { return c * k * k + (k / 2) * k + k / 
 
 const ArchitectureType& architecture_type(const config::ModelConfig& cfg) {
   static const ArchitectureType kTypes[] = {entry_for<ConvAutoencoderImpl>(),
-                                            entry_for<DenseAutoencoderImpl>()};
+                                            entry_for<DenseAutoencoderImpl>(),
+                                            entry_for<PatchAutoencoderImpl>()};
   for (const auto& t : kTypes) {
     if (config::name_of(cfg.type) == std::string(t.name)) return t;
   }
@@ -95,6 +97,10 @@ std::vector<torch::Tensor> AutoencoderImpl::encode(const torch::Tensor& normaliz
   return encoder->forward(target(normalized));
 }
 
+torch::Tensor AutoencoderImpl::codes(const torch::Tensor& normalized, const CodeSpec& spec) {
+  return pool_codes(encode(normalized), spec);
+}
+
 torch::Tensor AutoencoderImpl::target(const torch::Tensor& normalized) const {
   if (!has_stem()) return normalized;
   const int64_t pad = cfg_.whiten_patch / 2;
@@ -122,6 +128,7 @@ void AutoencoderImpl::fit_whitening(const torch::Tensor& images) {
     x = normalize(x.scalar_type() == torch::kByte ? x.to(torch::kFloat).div_(255)
                                                   : x.to(torch::kFloat));
     auto p = torch::im2col(x, {k, k}, {1, 1}, {0, 0}, {1, 1}).transpose(1, 2).reshape({-1, d});
+    if (cfg_.whiten_center) p = p - p.mean(1, true);
     moment += torch::mm(p.t(), p).to(torch::kDouble);
     count += p.size(0);
   }
@@ -136,6 +143,9 @@ void AutoencoderImpl::fit_whitening(const torch::Tensor& images) {
   }
   const auto damped = eigenvalues + cfg_.whiten_eps * mean_eigenvalue;
   auto w = torch::mm(u * damped.rsqrt(), u.t());
+  // With whiten_center the stem is W (I - 1 1^T / d): the centring folded in. Its inverse then
+  // recovers the centred patch, so to_images shows each centre pixel less its patch's mean.
+  if (cfg_.whiten_center) w = w - w.sum(1, true) / static_cast<double>(d);
   auto inverse = torch::mm(u * damped.sqrt(), u.t());
   std::vector<int64_t> centres;
   for (int64_t c = 0; c < channels_; ++c) centres.push_back(centre_row(c, k));

@@ -170,7 +170,9 @@ std::string ConvAutoencoderImpl::description(const config::ModelConfig& cfg, int
      << (cfg.output_activation == config::OutputActivation::kIdentity
              ? std::string()
              : std::string(" output=") + config::name_of(cfg.output_activation));
-  if (cfg.whiten_patch > 0) ss << " whiten=" << cfg.whiten_patch << "/" << cfg.whiten_eps;
+  if (cfg.whiten_patch > 0)
+    ss << " whiten=" << cfg.whiten_patch << "/" << cfg.whiten_eps
+       << (cfg.whiten_center ? " centred" : "");
   return ss.str();
 }
 

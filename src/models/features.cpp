@@ -22,7 +22,7 @@ FeatureExtractor::FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device 
 torch::Tensor FeatureExtractor::encode_normalized(const torch::Tensor& normalized) {
   torch::NoGradGuard no_grad;
   util::Autocast autocast(device_, dtype_);
-  return pool_codes(ae_->encode(normalized), spec_).to(torch::kFloat);
+  return ae_->codes(normalized, spec_).to(torch::kFloat);
 }
 
 torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batch_size,

@@ -1,6 +1,7 @@
 // pretrain: the autoencoder learns to reconstruct the training images (no labels).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -35,6 +36,7 @@ struct PretrainLoop {
   engine::RunContext& ctx;
   engine::Pretrainer& pt;
   dist::EpochSampler& sampler;
+  int64_t steps;  ///< per epoch: the sampler's, or fewer with pretrain.epoch_images
   const data::Dataset& val;
   const data::Dataset& shown;
   metrics::EpochLog* epoch_log;  ///< rank 0 only
@@ -50,7 +52,7 @@ std::vector<metrics::EpochRecord> train_autoencoder(const PretrainLoop& l) {
   const auto& p = cfg.pretrain;
   const auto& folder = l.ctx.folder;
   auto& ae = l.pt.model();
-  const int64_t steps = l.sampler.steps_per_epoch();
+  const int64_t steps = l.steps;
   engine::Trainer trainer("pretrain", p.epochs, steps, l.ctx.group,
                           "Lower pretrain.lr (or check the data)");
   auto lr =
@@ -135,7 +137,10 @@ void pretrain(engine::RunContext& ctx) {
   // Each rank trains on its slice of every global batch.
   dist::EpochSampler sampler(n, batch, "pretrain.batch_size", cfg.seed, "pretrain", ctx.group,
                              ctx.device);
-  const int64_t steps = sampler.steps_per_epoch();
+  // pretrain.epoch_images: the first batches of each epoch's shuffled order.
+  const int64_t steps =
+      p.epoch_images > 0 ? std::clamp<int64_t>(p.epoch_images / batch, 1, sampler.steps_per_epoch())
+                         : sampler.steps_per_epoch();
   util::log_info(util::strfmt(
       "pretrain: %lld train / %lld val images, batch %lld%s, %lld steps/epoch",
       static_cast<long long>(n), static_cast<long long>(val.size()), static_cast<long long>(batch),
@@ -160,7 +165,7 @@ void pretrain(engine::RunContext& ctx) {
   std::vector<metrics::EpochRecord> history;
   double last_mse = 0;  // the validation MSE of the model as saved (0 without validation images)
   if (p.epochs > 0) {
-    history = train_autoencoder({ctx, pt, sampler, val, shown, main ? &*epoch_log : nullptr,
+    history = train_autoencoder({ctx, pt, sampler, steps, val, shown, main ? &*epoch_log : nullptr,
                                  pictures, architecture, t_start});
     if (!std::isnan(history.back().val_mse)) last_mse = history.back().val_mse;
   } else {
@@ -198,6 +203,7 @@ void pretrain(engine::RunContext& ctx) {
   }
   summary.epochs = p.epochs;
   summary.train_images = n;
+  summary.epoch_images = steps * batch;
   summary.val_images = val.size();
   summary.val_mse = last_mse;
   summary.val_psnr = metrics::psnr(last_mse);

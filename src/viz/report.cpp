@@ -284,6 +284,9 @@ fs::path write_report(const fs::path& run_dir) {
   if (pre) {
     timing("pretrain", pre->seconds,
            fmt(static_cast<double>(pre->epochs), "%.0f") + " epochs, " +
+               (pre->epoch_images > 0 && pre->epoch_images < pre->train_images
+                    ? fmt(static_cast<double>(pre->epoch_images), "%.0f") + " of "
+                    : std::string()) +
                fmt(static_cast<double>(pre->train_images), "%.0f") + " images, " +
                fmt(pre->images_per_second.value_or(NAN), "%.0f") + " img/s in training");
   }

@@ -121,6 +121,32 @@ TEST(Config, WhiteningStemIsForConvModelsWithOddPatchesAndLinearOutput) {
             std::string::npos);
 }
 
+TEST(Config, PatchModelsNeedAStemAndOneGrid) {
+  const auto c = config::parse_config(
+      "model:\n  type: patch\n  whiten_patch: 7\n  atoms: 64\n  threshold: 0.5\n"
+      "classify:\n  pool_grids: [2]\npretrain:\n  epoch_images: 4096\n");
+  EXPECT_EQ(c.model.type, config::ModelType::kPatch);
+  EXPECT_EQ(c.model.atoms, 64);
+  EXPECT_DOUBLE_EQ(c.model.threshold, 0.5);
+  EXPECT_EQ(c.pretrain.epoch_images, 4096);
+  EXPECT_EQ(config::parse_config("").pretrain.epoch_images, 0);  // every image, unless asked
+  EXPECT_NE(error_of("model:\n  type: patch\nclassify:\n  pool_grids: [2]\n")
+                .find("config key 'model.whiten_patch': model.type patch needs"),
+            std::string::npos);
+  // 32 - 7 + 1 = 26 positions a side.
+  EXPECT_NE(error_of("model:\n  type: patch\n  whiten_patch: 7\nclassify:\n  pool_grids: [4, 2]\n")
+                .find("config key 'classify.pool_grids': model.type patch has one 26x26 map, so "
+                      "expected [g] with 1 <= g <= 26, found [4, 2]"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  type: patch\n  whiten_patch: 7\nclassify:\n  pool_grids: [27]\n")
+                .find("'classify.pool_grids'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  atoms: 0\n").find("'model.atoms'"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  threshold: -1\n").find("'model.threshold'"), std::string::npos);
+  EXPECT_NE(error_of("pretrain:\n  epoch_images: -1\n").find("'pretrain.epoch_images'"),
+            std::string::npos);
+}
+
 TEST(Config, DenseModelsAndIdxData) {
   // A dense model has one code: the conv checks (blocks per width, pool_grids) do not apply.
   const auto c = config::parse_config(

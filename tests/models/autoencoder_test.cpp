@@ -124,6 +124,32 @@ TEST(Whitening, FittedStemDecorrelatesPatchesAndToImagesUndoesIt) {
   }
 }
 
+TEST(Whitening, CentredStemIgnoresPatchBrightnessAndWhitensWhatIsLeft) {
+  torch::manual_seed(1);
+  auto cfg = small();
+  cfg.whiten_patch = 3;
+  cfg.whiten_eps = 1e-4;
+  cfg.whiten_center = true;
+  Autoencoder ae(cfg, 3, 16);
+  auto images = smooth_images(64, 16);
+  ae->set_normalization(torch::full({3}, 0.5), torch::full({3}, 0.25));
+  ae->fit_whitening(images);
+  auto x = ae->normalize(images);
+  // A constant added to every pixel (every whole patch's brightness) changes nothing; the
+  // border's patches reach into the zero padding.
+  const auto inside = [](const torch::Tensor& t) { return t.narrow(2, 1, 14).narrow(3, 1, 14); };
+  EXPECT_LT((inside(ae->target(x + 0.7)) - inside(ae->target(x))).abs().max().item<double>(), 1e-4);
+  // The centred patches' second moment is whitened: the identity less the mean direction.
+  auto w = ae->target(x).narrow(2, 1, 14).narrow(3, 1, 14).permute({0, 2, 3, 1}).reshape({-1, 27});
+  auto moment = torch::mm(w.t(), w) / static_cast<double>(w.size(0));
+  auto ones = torch::full({27, 1}, 1.0 / std::sqrt(27.0));
+  EXPECT_LT((moment - (torch::eye(27) - torch::mm(ones, ones.t()))).abs().max().item<double>(),
+            0.02);
+  EXPECT_NE(describe_architecture(cfg, 3, 16).find("centred"), std::string::npos);
+  cfg.whiten_center = false;
+  EXPECT_EQ(describe_architecture(cfg, 3, 16).find("centred"), std::string::npos);
+}
+
 TEST(Whitening, NoStemUnlessAskedAndTheDescriptionSaysWhich) {
   Autoencoder plain(small(), 3, 16);
   EXPECT_FALSE(plain->has_stem());
@@ -283,7 +309,8 @@ TEST(Factory, BuildsEachTypeAndRefusesAnother) {
     make_autoencoder(bad, 3, 16);
     FAIL() << "an unknown model.type was accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_EQ(std::string(e.what()), "config key 'model.type': expected conv or dense, found '?'");
+    EXPECT_EQ(std::string(e.what()),
+              "config key 'model.type': expected conv or dense or patch, found '?'");
   }
   EXPECT_THROW(describe_architecture(bad, 3, 16), std::invalid_argument);
   EXPECT_THROW(forward_flops(bad, 3, 16), std::invalid_argument);

@@ -254,6 +254,56 @@ TEST(EndToEnd, WhiteningStemIsFittedSavedAndExported) {
   EXPECT_TRUE(torch::equal(random->whiten, saved->whiten));
 }
 
+/// The patch dictionary through every stage: pretrain.epoch_images limits what each epoch trains
+/// on, the atoms move (the random control keeps its initial ones), and the exports, which take
+/// raw images, equal the native model.
+TEST(EndToEnd, PatchDictionaryTrainsOnEpochImagesAndExports) {
+  TempDir dir;
+  testing::write_cifar_binary(dir / "data", 80, 20);
+  const std::vector<std::string> patch = {"model.type=patch",      "model.whiten_patch=5",
+                                          "model.atoms=12",        "classify.pool_grids=[2]",
+                                          "pretrain.batch_size=8", "pretrain.mask_ratio=0",
+                                          "pretrain.noise=0",      "classify.epochs=1"};
+  auto sets = patch;
+  sets.insert(sets.end(), {"pretrain.epochs=2", "pretrain.epoch_images=20"});
+  const auto cfg = tiny(dir, "patch", sets);
+  engine::run_stages(cfg, cfg.stages, builtin_stages());
+  const engine::RunFolder folder(dir / "runs/patch");
+  const auto summary = engine::PretrainSummary::read(folder);
+  ASSERT_TRUE(summary.has_value());
+  EXPECT_EQ(summary->epoch_images, 16);  // 20 images, in whole batches of 8
+  EXPECT_EQ(summary->train_images, 40);
+  EXPECT_EQ(summary->history.size(), 2u);
+  dist::Group alone;
+  auto saved = engine::load_autoencoder(cfg, folder, torch::kCPU, alone);
+  auto sets0 = patch;
+  sets0.push_back("pretrain.epochs=0");
+  const auto control = tiny(dir, "control", sets0);
+  torch::manual_seed(static_cast<uint64_t>(control.seed));
+  const models::Autoencoder fresh(control.model, 3, control.data.image_size);
+  engine::run_stages(control, {"pretrain"}, builtin_stages());
+  auto random = engine::load_autoencoder(control, engine::RunFolder(dir / "runs/control"),
+                                         torch::kCPU, alone);
+  const auto atoms = [](const models::Autoencoder& ae) {
+    return ae->named_parameters()["encoder.atoms"];
+  };
+  EXPECT_TRUE(torch::equal(atoms(random), atoms(fresh)));
+  EXPECT_FALSE(torch::allclose(atoms(saved), atoms(fresh))) << "pretraining moved no atom";
+  EXPECT_TRUE(torch::equal(random->whiten, saved->whiten));
+  torch::NoGradGuard no_grad;
+  saved->eval();
+  auto x = torch::rand({5, 3, cfg.data.image_size, cfg.data.image_size});
+  auto codes =
+      models::pool_codes(saved->encode(saved->normalize(x)), saved->code_spec(cfg.classify));
+  EXPECT_EQ(codes.size(1), 2 * 12 * 4);
+  auto encoder = torch::jit::load(folder.encoder_export().string());
+  EXPECT_LE((encoder.forward({x}).toTensor() - codes).abs().max().item<double>(), 1e-4);
+  auto recon = saved->to_images(saved->forward(saved->normalize(x))).clamp(0, 1);
+  auto autoencoder = torch::jit::load(folder.autoencoder_export().string());
+  EXPECT_LE((autoencoder.forward({x}).toTensor() - recon).abs().max().item<double>(), 1e-4);
+  EXPECT_GT(util::read_json_file(folder.metrics())["test_accuracy"].get<double>(), 0.0);
+}
+
 /// data.unlabeled joins the labelled train images in pretraining (or replaces them), through a
 /// cache built once; classify still learns from the labelled images alone, and few of them with
 /// classify.labels_per_class.

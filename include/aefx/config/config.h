@@ -33,11 +33,11 @@ struct EnumNames<DataFormat> {
 };
 
 /// model.type: the autoencoder architecture.
-enum class ModelType { kConv, kDense };
+enum class ModelType { kConv, kDense, kPatch };
 template <>
 struct EnumNames<ModelType> {
-  static constexpr EnumName<ModelType> table[] = {{ModelType::kConv, "conv"},
-                                                  {ModelType::kDense, "dense"}};
+  static constexpr EnumName<ModelType> table[] = {
+      {ModelType::kConv, "conv"}, {ModelType::kDense, "dense"}, {ModelType::kPatch, "patch"}};
 };
 
 /// model.activation: after every hidden and code layer of a dense autoencoder.
@@ -144,8 +144,9 @@ struct DataConfig {
 /// Image channels a data format gives: 1 (grey) for idx, 3 (RGB) for the others.
 int64_t input_channels(const DataConfig& data);
 
-/// Autoencoder architecture: convolutional (widths, blocks, decoder_*) or dense (hidden,
-/// code_size, activation); output_activation applies to both.
+/// Autoencoder architecture: convolutional (widths, blocks, decoder_*), dense (hidden,
+/// code_size, activation) or a patch dictionary (whiten_patch, atoms, threshold);
+/// output_activation applies to conv and dense.
 struct ModelConfig {
   ModelType type = ModelType::kConv;
   std::vector<int64_t> widths{32, 64, 128};  ///< conv: channels per encoder stage
@@ -159,16 +160,28 @@ struct ModelConfig {
   Activation activation = Activation::kRelu;  ///< dense: after every hidden and the code layer
   /// The reconstruction in pixel units.
   OutputActivation output_activation = OutputActivation::kIdentity;
-  /// conv: side of the patches of a frozen ZCA-whitening stem fitted to the training images
-  /// (odd; 0 = no stem). The encoder sees, and the decoder reconstructs, the whitened image.
+  /// conv, patch: side of the patches of a frozen ZCA-whitening stem fitted to the training
+  /// images (odd; 0 = no stem, conv only). The encoder sees, and the decoder reconstructs, the
+  /// whitened image.
   int64_t whiten_patch = 0;
   /// The stem's ridge: eigenvalues below whiten_eps x their mean are damped, not amplified.
   double whiten_eps = 0.1;
+  /// The stem removes each patch's mean (over its C k^2 values) before whitening it: the
+  /// encoder sees no patch brightness, only its variation.
+  bool whiten_center = false;
+  /// patch: dictionary atoms (unit vectors in the whitened patch space); the code has 2 x atoms
+  /// channels (each response's positive and negative part).
+  int64_t atoms = 1600;
+  /// patch: the soft threshold of the responses (in whitened units).
+  double threshold = 0.25;
 };
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).
 struct PretrainConfig {
   int64_t epochs = 10;  ///< 0 = no training: the random encoder, as a control (docs/results.md)
+  /// Images each epoch trains on: the first ones of the epoch's shuffled order (a fresh random
+  /// subset every epoch); 0 = all of them.
+  int64_t epoch_images = 0;
   int64_t batch_size = 128;
   double lr = 2e-3;
   Optimizer optimizer = Optimizer::kAdamW;

@@ -115,6 +115,9 @@ struct PretrainEpoch {
 /// pretrain.json.
 struct PretrainSummary {
   int64_t epochs = 0, train_images = 0, val_images = 0, parameters = 0;
+  /// Images each epoch trained on (pretrain.epoch_images, rounded down to whole batches); 0 in
+  /// files written before the key existed, when every epoch saw all train_images.
+  int64_t epoch_images = 0;
   double val_mse = 0, val_psnr = 0;
   int64_t test_images = 0;
   double test_mse = 0, test_psnr = 0;

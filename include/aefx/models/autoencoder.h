@@ -1,7 +1,8 @@
 #pragma once
 // The autoencoder interface and its factory, the latent-code pooling and the classifier head.
 // Each architecture is one class behind the interface, in its own file: conv_autoencoder.h
-// (convolutional) and dense_autoencoder.h (dense, as in the classic MNIST experiments).
+// (convolutional), dense_autoencoder.h (dense, as in the classic MNIST experiments) and
+// patch_autoencoder.h (a dictionary of whitened patches).
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
@@ -61,9 +62,13 @@ class AutoencoderImpl : public torch::nn::Module {
   /// `target`: normalised pixels, or the whitened image with a stem. With
   /// model.output_activation sigmoid, the decoder's output goes through a sigmoid (pixels in
   /// [0, 1]) and is then normalised.
-  torch::Tensor forward(torch::Tensor normalized);
+  virtual torch::Tensor forward(torch::Tensor normalized);
   /// The encoder's stage maps for a normalised batch (through the stem, when there is one).
   std::vector<torch::Tensor> encode(const torch::Tensor& normalized);
+  /// The latent codes of a normalised batch read off as `spec` says: pool_codes(encode(x),
+  /// spec). An architecture may override it with a faster way to the same values (the frozen
+  /// encoder's inference path: feature extraction, classify, evaluate).
+  virtual torch::Tensor codes(const torch::Tensor& normalized, const CodeSpec& spec);
   /// What forward reconstructs for a clean normalised batch: the stem's output, or the batch.
   torch::Tensor target(const torch::Tensor& normalized) const;
   /// Images in [0, 1] from forward's output: the stem undone at each patch's centre pixel,
@@ -76,9 +81,15 @@ class AutoencoderImpl : public torch::nn::Module {
   /// the CPU, before the model moves to another device), normalised with the model's mean/std
   /// chunk by chunk: the k x k patches' second moment M = U diag(l) U^T, whiten = U diag(1 /
   /// sqrt(l + eps)) U^T with eps = model.whiten_eps x mean(l) (ZCA with a ridge), unwhiten = the
-  /// rows of its inverse that give each patch's centre pixel. No-op without a stem; throws
+  /// rows of its inverse that give each patch's centre pixel. With model.whiten_center, of the
+  /// patches less their mean, the centring folded into whiten. No-op without a stem; throws
   /// std::runtime_error when the images do not vary at all.
   void fit_whitening(const torch::Tensor& images);
+  /// Where training starts from the data, before pretraining (not for `pretrain.epochs: 0`,
+  /// whose random weights are the control), from the images fit_whitening saw (uint8 or floats
+  /// in [0, 1], on the CPU, normalisation and stem already fitted). The patch dictionary draws
+  /// its atoms from whitened training patches here; the default does nothing.
+  virtual void init_from_data(const torch::Tensor& images) { (void)images; }
   bool has_stem() const { return whiten.defined(); }
 
   const config::ModelConfig& config() const { return cfg_; }
@@ -125,8 +136,8 @@ class AutoencoderImpl : public torch::nn::Module {
   int64_t channels_, image_size_;
 };
 
-/// The autoencoder for model.type (conv | dense). Its table of types (autoencoder.cpp) is the
-/// only place that looks at model.type; the free functions below use it too. Throws
+/// The autoencoder for model.type (conv | dense | patch). Its table of types (autoencoder.cpp) is
+/// the only place that looks at model.type; the free functions below use it too. Throws
 /// std::invalid_argument for another type.
 std::shared_ptr<AutoencoderImpl> make_autoencoder(const config::ModelConfig& cfg, int64_t channels,
                                                   int64_t image_size);

@@ -1,0 +1,280 @@
+#include "aefx/models/patch_autoencoder.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <sstream>
+#include <vector>
+
+#include "aefx/models/script_writer.h"
+#include "aefx/util/parallel.h"
+
+namespace aefx::models {
+namespace {
+
+/// One image's code from its responses s (h x w positions, each a row of `atoms` floats): for
+/// each cell of adaptive pooling's g x g grid (rows floor(i h / g) to ceil((i + 1) h / g)), the
+/// average and/or max of relu(s - t) and relu(-s - t). `out` takes them in pool_codes' layout of
+/// the 2 x atoms x h x w map: every average cell (channel-major), then every max cell. Written
+/// by hand because LibTorch has no fused op for it: thresholding, concatenating and pooling
+/// with its ops reads and writes the 2 x atoms x h x w map six times, which made this model's
+/// codes ten times slower than its matrix product.
+void pool_split_sign(const float* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g,
+                     bool avg, bool max, float* out) {
+  const int64_t cells = g * g;
+  float* out_max = out + (avg ? 2 * atoms * cells : 0);
+  std::vector<float> acc(4 * static_cast<size_t>(atoms));
+  float* sum_pos = acc.data();
+  float* sum_neg = sum_pos + atoms;
+  float* max_pos = sum_neg + atoms;
+  float* max_neg = max_pos + atoms;
+  for (int64_t cy = 0; cy < g; ++cy) {
+    const int64_t y0 = cy * h / g, y1 = ((cy + 1) * h + g - 1) / g;
+    for (int64_t cx = 0; cx < g; ++cx) {
+      const int64_t x0 = cx * w / g, x1 = ((cx + 1) * w + g - 1) / g;
+      std::fill(acc.begin(), acc.end(), 0.0f);  // the maxima of values >= 0 start at 0 exactly
+      for (int64_t y = y0; y < y1; ++y) {
+        for (int64_t x = x0; x < x1; ++x) {
+          const float* row = s + (y * w + x) * atoms;
+          for (int64_t k = 0; k < atoms; ++k) {
+            const float pos = std::max(row[k] - t, 0.0f), neg = std::max(-row[k] - t, 0.0f);
+            sum_pos[k] += pos;
+            sum_neg[k] += neg;
+            max_pos[k] = std::max(max_pos[k], pos);
+            max_neg[k] = std::max(max_neg[k], neg);
+          }
+        }
+      }
+      const float inv = 1.0f / static_cast<float>((y1 - y0) * (x1 - x0));
+      const int64_t cell = cy * g + cx;
+      for (int64_t k = 0; k < atoms; ++k) {
+        if (avg) {
+          out[k * cells + cell] = sum_pos[k] * inv;
+          out[(atoms + k) * cells + cell] = sum_neg[k] * inv;
+        }
+        if (max) {
+          out_max[k * cells + cell] = max_pos[k];
+          out_max[(atoms + k) * cells + cell] = max_neg[k];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+PatchEncoderImpl::PatchEncoderImpl(const config::ModelConfig& cfg, int64_t in_channels)
+    : border_(cfg.whiten_patch / 2), threshold_(cfg.threshold) {
+  TORCH_CHECK(cfg.whiten_patch > 0 && cfg.atoms > 0,
+              "model.type patch needs model.whiten_patch > 0 and model.atoms > 0");
+  // Random directions in the whitened space: what `pretrain.epochs: 0` keeps, the control.
+  auto a = torch::randn({cfg.atoms, in_channels});
+  atoms = register_parameter("atoms", a / a.norm(2, 1, true));
+}
+
+torch::Tensor PatchEncoderImpl::dictionary() const {
+  return atoms / atoms.norm(2, 1, true).clamp_min(1e-12);
+}
+
+std::vector<torch::Tensor> PatchEncoderImpl::forward(torch::Tensor x) {
+  const int64_t b = border_;
+  x = x.narrow(2, b, x.size(2) - 2 * b).narrow(3, b, x.size(3) - 2 * b);
+  auto d = dictionary();
+  auto s = torch::conv2d(x, d.to(x.scalar_type()).view({d.size(0), d.size(1), 1, 1}));
+  return {torch::cat({(s - threshold_).relu_(), (-s - threshold_).relu_()}, 1)};
+}
+
+PatchDecoderImpl::PatchDecoderImpl(std::shared_ptr<PatchEncoderImpl> encoder)
+    : encoder_(std::move(encoder)) {}
+
+torch::Tensor PatchDecoderImpl::forward(torch::Tensor code) {
+  const int64_t k = code.size(1) / 2, b = encoder_->border();
+  auto response = code.narrow(1, 0, k) - code.narrow(1, k, k);  // B x K x h x w, signed
+  auto winner = response.abs().argmax(1, true);                 // B x 1 x h x w
+  auto value = response.gather(1, winner);                      // B x 1 x h x w
+  auto d = encoder_->dictionary();
+  auto patches = d.index_select(0, winner.flatten())
+                     .view({code.size(0), code.size(2), code.size(3), d.size(1)})
+                     .permute({0, 3, 1, 2});
+  return torch::constant_pad_nd(patches * value, {b, b, b, b}, 0.0);
+}
+
+PatchAutoencoderImpl::PatchAutoencoderImpl(const config::ModelConfig& cfg, int64_t channels,
+                                           int64_t image_size)
+    : AutoencoderImpl(cfg, channels, image_size) {
+  TORCH_CHECK(image_size >= cfg.whiten_patch, "model.type patch: images of side ", image_size,
+              " are smaller than model.whiten_patch (", cfg.whiten_patch, ")");
+  patch_encoder_ = std::make_shared<PatchEncoderImpl>(cfg, stem_channels(cfg, channels));
+  encoder = register_module("encoder", patch_encoder_);
+  decoder = register_module("decoder", std::make_shared<PatchDecoderImpl>(patch_encoder_));
+}
+
+int64_t PatchAutoencoderImpl::flops(const config::ModelConfig& cfg, int64_t channels,
+                                    int64_t image_size) {
+  const int64_t d = stem_channels(cfg, channels);
+  const int64_t side = image_size - cfg.whiten_patch + 1;
+  // The stem (a k x k convolution to C k^2 channels at every pixel), the responses to every
+  // atom at every whole-patch position, and the decoder's one scaled atom per position.
+  return 2 * d * d * image_size * image_size + 2 * cfg.atoms * d * side * side +
+         2 * d * side * side;
+}
+
+int64_t PatchAutoencoderImpl::bottleneck(const config::ModelConfig& cfg, int64_t image_size) {
+  const int64_t side = image_size - cfg.whiten_patch + 1;
+  return 2 * side * side;
+}
+
+CodeSpec PatchAutoencoderImpl::spec(const config::ModelConfig&,
+                                    const config::ClassifyConfig& classify) {
+  return {classify.pool_grids, classify.pooling};
+}
+
+int64_t PatchAutoencoderImpl::dim(const config::ModelConfig& cfg, const CodeSpec& spec) {
+  const int64_t g = spec.grids.empty() ? 0 : spec.grids[0];
+  return 2 * cfg.atoms * g * g * ((spec.uses_avg() ? 1 : 0) + (spec.uses_max() ? 1 : 0));
+}
+
+std::string PatchAutoencoderImpl::description(const config::ModelConfig& cfg, int64_t channels,
+                                              int64_t) {
+  std::ostringstream ss;
+  ss << (channels == 3 ? "" : "grey-") << "patch-autoencoder whiten=" << cfg.whiten_patch << "/"
+     << cfg.whiten_eps << (cfg.whiten_center ? " centred" : "") << " atoms=" << cfg.atoms
+     << " threshold=" << cfg.threshold;
+  return ss.str();
+}
+
+void PatchAutoencoderImpl::init_from_data(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  const int64_t k = config().whiten_patch, atoms = config().atoms, n = images.size(0);
+  TORCH_CHECK(images.dim() == 4 && n > 0 && images.size(2) >= k && images.size(3) >= k,
+              "init_from_data: expected N x C x H x W images with H, W >= ", k);
+  const auto image = torch::randint(n, {atoms}, torch::kLong);
+  const auto y = torch::randint(images.size(2) - k + 1, {atoms}, torch::kLong);
+  const auto x = torch::randint(images.size(3) - k + 1, {atoms}, torch::kLong);
+  auto picked = images.index_select(0, image);
+  picked = normalize(picked.scalar_type() == torch::kByte ? picked.to(torch::kFloat).div_(255)
+                                                          : picked.to(torch::kFloat));
+  // atoms x C x h x w x k x k (a view), then atom i's patch at (y_i, x_i): im2col's order.
+  auto patches = picked.unfold(2, k, 1).unfold(3, k, 1).permute({0, 2, 3, 1, 4, 5});
+  const auto rows = torch::arange(atoms, torch::kLong);
+  auto p = patches.index({rows, y, x}).reshape({atoms, -1});
+  auto whitened = torch::mm(p, whiten.reshape({whiten.size(0), -1}).t());
+  patch_encoder_->atoms.copy_(whitened / whitened.norm(2, 1, true).clamp_min(1e-6));
+}
+
+torch::Tensor PatchAutoencoderImpl::forward(torch::Tensor normalized) {
+  const int64_t b = patch_encoder_->border(), n = normalized.size(0);
+  const auto t = patch_encoder_->threshold();
+  auto reconstruct = [&](const torch::Tensor& whitened) {
+    const int64_t m = whitened.size(0), d = whitened.size(1), h = whitened.size(2) - 2 * b,
+                  w = whitened.size(3) - 2 * b;
+    auto rows = whitened.narrow(2, b, h).narrow(3, b, w).permute({0, 2, 3, 1}).reshape({-1, d});
+    auto dict = patch_encoder_->dictionary();
+    auto s = torch::mm(rows, dict.t().to(rows.scalar_type()));  // m h w x atoms
+    auto winner = std::get<1>(s.abs().max(1, true));
+    auto top = s.gather(1, winner);
+    auto value = top.sign() * (top.abs() - t).clamp_min(0);  // the soft threshold
+    auto recon = dict.index_select(0, winner.flatten()).to(value.scalar_type()) * value;
+    return torch::constant_pad_nd(recon.view({m, h, w, d}).permute({0, 3, 1, 2}), {b, b, b, b},
+                                  0.0);
+  };
+  auto whitened = target(normalized);
+  if (torch::GradMode::is_enabled()) return reconstruct(whitened);
+  // Inference (validation, pictures, export checks) may come in batches of hundreds: the
+  // responses of a few images at a time.
+  constexpr int64_t kChunk = 16;
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < n; i += kChunk)
+    parts.push_back(reconstruct(whitened.narrow(0, i, std::min(kChunk, n - i))));
+  return parts.size() == 1 ? parts[0] : torch::cat(parts);
+}
+
+torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const CodeSpec& spec) {
+  if (torch::GradMode::is_enabled() || !normalized.device().is_cpu() || spec.grids.size() != 1 ||
+      spec.grids[0] < 1) {
+    return AutoencoderImpl::codes(normalized, spec);
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t k = config().whiten_patch, atoms = config().atoms, g = spec.grids[0];
+  const int64_t n = normalized.size(0), h = normalized.size(2) - k + 1,
+                w = normalized.size(3) - k + 1;
+  TORCH_CHECK(h >= g && w >= g, "patch codes: a ", g, " x ", g, " grid on a ", h, " x ", w, " map");
+  // The stem is a k x k convolution: at a whole patch p (im2col's order) it gives W p, so the
+  // responses D W p are one product of the raw patches with the folded atoms D W.
+  const auto folded = torch::mm(patch_encoder_->dictionary(), whiten.reshape({whiten.size(0), -1}))
+                          .to(normalized.scalar_type());
+  const int64_t dim = code_dim(spec);
+  auto out = torch::empty({n, dim}, normalized.options().dtype(torch::kFloat));
+  const auto t = static_cast<float>(patch_encoder_->threshold());
+  const int64_t threads = std::max(1, torch::get_num_threads());
+  // A few images at a time, so that their responses (h w x atoms each) stay in the cache.
+  const int64_t chunk = 2 * threads;
+  for (int64_t i = 0; i < n; i += chunk) {
+    const int64_t c = std::min(chunk, n - i);
+    auto patches = torch::im2col(normalized.narrow(0, i, c), {k, k}, {1, 1}, {0, 0}, {1, 1});
+    auto s = torch::matmul(patches.transpose(1, 2), folded.t()).to(torch::kFloat).contiguous();
+    const float* src = s.data_ptr<float>();
+    float* dst = out.data_ptr<float>() + i * dim;
+    util::parallel_for_each(
+        c,
+        [&](int64_t j) {
+          pool_split_sign(src + j * h * w * atoms, h, w, atoms, t, g, spec.uses_avg(),
+                          spec.uses_max(), dst + j * dim);
+        },
+        static_cast<unsigned>(threads));
+  }
+  return out;
+}
+
+int64_t PatchAutoencoderImpl::forward_flops() const {
+  return flops(config(), channels(), image_size());
+}
+int64_t PatchAutoencoderImpl::bottleneck_size() const { return bottleneck(config(), image_size()); }
+CodeSpec PatchAutoencoderImpl::code_spec(const config::ClassifyConfig& cfg) const {
+  return spec(config(), cfg);
+}
+int64_t PatchAutoencoderImpl::code_dim(const CodeSpec& s) const { return dim(config(), s); }
+std::string PatchAutoencoderImpl::describe() const {
+  return description(config(), channels(), image_size());
+}
+
+void PatchAutoencoderImpl::script_encoder(ScriptWriter& w, std::ostringstream& out) const {
+  torch::NoGradGuard no_grad;
+  const auto b = std::to_string(patch_encoder_->border());
+  auto d = patch_encoder_->dictionary();
+  out << "        x = torch.narrow(torch.narrow(x, 2, " << b << ", x.size(2) - 2 * " << b
+      << "), 3, " << b << ", x.size(3) - 2 * " << b << ")\n"
+      << "        x = torch.conv2d(x, "
+      << w.tensor("enc.atoms", d.view({d.size(0), d.size(1), 1, 1}))
+      << ", None, [1, 1], [0, 0], [1, 1], 1)\n"
+      << "        t = " << patch_encoder_->threshold() << "\n"
+      << "        feats.append(torch.cat([torch.relu(x - t), torch.relu(torch.neg(x) - t)], 1))\n";
+}
+
+void PatchAutoencoderImpl::script_decoder(ScriptWriter& w, std::ostringstream& out) const {
+  torch::NoGradGuard no_grad;
+  const auto b = std::to_string(patch_encoder_->border());
+  const auto k = std::to_string(config().atoms);
+  out << "        r = torch.narrow(x, 1, 0, " << k << ") - torch.narrow(x, 1, " << k << ", " << k
+      << ")\n"
+      << "        winner = torch.argmax(torch.abs(r), 1, True)\n"
+      << "        value = torch.gather(r, 1, winner)\n"
+      << "        atoms = " << w.tensor("dec.atoms", patch_encoder_->dictionary()) << "\n"
+      << "        p = torch.index_select(atoms, 0, torch.flatten(winner))\n"
+      << "        p = torch.permute(torch.reshape(p, [x.size(0), x.size(2), x.size(3), "
+         "atoms.size(1)]), [0, 3, 1, 2])\n"
+      << "        x = torch.constant_pad_nd(p * value, [" << b << ", " << b << ", " << b << ", "
+      << b << "], 0.0)\n";
+}
+
+std::string PatchAutoencoderImpl::script_check() const {
+  // A plain assert: the default resolver of define() knows no exception classes.
+  const auto k = std::to_string(config().whiten_patch);
+  return "    def check(self, images: Tensor):\n"
+         "        assert images.dim() == 4 and images.size(1) == self.mean.size(1) and "
+         "images.size(2) >= " +
+         k + " and images.size(3) >= " + k + ", 'expected float images N x C x H x W in [0, 1], " +
+         "H, W >= " + k + ", C as in model.json'\n";
+}
+
+}  // namespace aefx::models
