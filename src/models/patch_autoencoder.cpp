@@ -19,7 +19,8 @@ namespace {
 /// by hand because LibTorch has no fused op for it: thresholding, concatenating and pooling
 /// with its ops reads and writes the 2 x atoms x h x w map six times, which made this model's
 /// codes ten times slower than its matrix product.
-void pool_split_sign(const float* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g,
+template <typename T>
+void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g,
                      bool avg, bool max, float* out) {
   const int64_t cells = g * g;
   float* out_max = out + (avg ? 2 * atoms * cells : 0);
@@ -35,9 +36,10 @@ void pool_split_sign(const float* s, int64_t h, int64_t w, int64_t atoms, float 
       std::fill(acc.begin(), acc.end(), 0.0f);  // the maxima of values >= 0 start at 0 exactly
       for (int64_t y = y0; y < y1; ++y) {
         for (int64_t x = x0; x < x1; ++x) {
-          const float* row = s + (y * w + x) * atoms;
+          const T* row = s + (y * w + x) * atoms;
           for (int64_t k = 0; k < atoms; ++k) {
-            const float pos = std::max(row[k] - t, 0.0f), neg = std::max(-row[k] - t, 0.0f);
+            const auto v = static_cast<float>(row[k]);
+            const float pos = std::max(v - t, 0.0f), neg = std::max(-v - t, 0.0f);
             sum_pos[k] += pos;
             sum_neg[k] += neg;
             max_pos[k] = std::max(max_pos[k], pos);
@@ -212,16 +214,19 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
   for (int64_t i = 0; i < n; i += chunk) {
     const int64_t c = std::min(chunk, n - i);
     auto patches = torch::im2col(normalized.narrow(0, i, c), {k, k}, {1, 1}, {0, 0}, {1, 1});
-    auto s = torch::matmul(patches.transpose(1, 2), folded.t()).to(torch::kFloat).contiguous();
-    const float* src = s.data_ptr<float>();
+    // In the compute dtype (bf16 under autocast), read as it is: a float copy would cost a pass.
+    auto s = torch::matmul(patches.transpose(1, 2), folded.t()).contiguous();
     float* dst = out.data_ptr<float>() + i * dim;
-    util::parallel_for_each(
-        c,
-        [&](int64_t j) {
-          pool_split_sign(src + j * h * w * atoms, h, w, atoms, t, g, spec.uses_avg(),
-                          spec.uses_max(), dst + j * dim);
-        },
-        static_cast<unsigned>(threads));
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, s.scalar_type(), "pool_split_sign", [&] {
+      const scalar_t* src = s.data_ptr<scalar_t>();
+      util::parallel_for_each(
+          c,
+          [&](int64_t j) {
+            pool_split_sign(src + j * h * w * atoms, h, w, atoms, t, g, spec.uses_avg(),
+                            spec.uses_max(), dst + j * dim);
+          },
+          static_cast<unsigned>(threads));
+    });
   }
   return out;
 }
