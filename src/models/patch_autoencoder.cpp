@@ -17,8 +17,8 @@ namespace {
 /// average and/or max of relu(s - t) and relu(-s - t). `out` takes them in pool_codes' layout of
 /// the 2 x atoms x h x w map: every average cell (channel-major), then every max cell. Written
 /// by hand because LibTorch has no fused op for it: thresholding, concatenating and pooling
-/// with its ops reads and writes the 2 x atoms x h x w map six times, which made this model's
-/// codes ten times slower than its matrix product.
+/// with its ops writes and reads that map (2 x 1,600 x 26 x 26 floats an image) several times;
+/// on 2 cores those codes ran at about 70 images/s, these at about 780.
 template <typename T>
 void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g,
                      bool avg, bool max, float* out) {

@@ -30,8 +30,8 @@ TEST(Config, EmptyGivesDefaults) {
 }
 
 TEST(Config, ShippedConfigsLoad) {
-  for (const char* name : {"cifar10.yaml", "cifar10-cpu.yaml", "smoke.yaml", "mnist-dense.yaml",
-                           "fashion-mnist.yaml"}) {
+  for (const char* name : {"cifar10.yaml", "cifar10-cpu.yaml", "cifar10-cpu-conv.yaml",
+                           "smoke.yaml", "mnist-dense.yaml", "fashion-mnist.yaml"}) {
     const auto path = std::filesystem::path(AEFX_SOURCE_DIR) / "configs" / name;
     EXPECT_NO_THROW(load_config(path.string())) << name;
   }
