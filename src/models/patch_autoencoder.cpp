@@ -20,8 +20,8 @@ namespace {
 /// with its ops writes and reads that map (2 x 1,600 x 26 x 26 floats an image) several times;
 /// on 2 cores those codes ran at about 70 images/s, these at about 780.
 template <typename T>
-void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g,
-                     bool avg, bool max, float* out) {
+void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g, bool avg,
+                     bool max, float* out) {
   const int64_t cells = g * g;
   float* out_max = out + (avg ? 2 * atoms * cells : 0);
   std::vector<float> acc(4 * static_cast<size_t>(atoms));

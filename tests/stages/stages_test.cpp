@@ -271,7 +271,7 @@ TEST(EndToEnd, PatchDictionaryTrainsOnEpochImagesAndExports) {
   const engine::RunFolder folder(dir / "runs/patch");
   const auto summary = engine::PretrainSummary::read(folder);
   ASSERT_TRUE(summary.has_value());
-  EXPECT_EQ(summary->epoch_images, 16);  // 20 images, in whole batches of 8
+  EXPECT_EQ(summary->epoch_images, 16);        // 20 images, in whole batches of 8
   EXPECT_EQ(summary->train_images, 300 - 40);  // limit_train 300 less val_size 40
   EXPECT_EQ(summary->history.size(), 2u);
   dist::Group alone;
