@@ -540,6 +540,9 @@ def main():
     a = ap.parse_args()
 
     cfg = resolve_config(a.aefx, a.config, a.sets)
+    if cfg["model"].get("type", "conv") != "conv":
+        sys.exit("bench_pytorch.py: builds conv autoencoders only, not model.type %s (e.g. "
+                 "configs/cifar10-cpu-conv.yaml)" % cfg["model"]["type"])
     if a.only:
         precision = a.precision or cfg["precision"]
         if a.pipeline:

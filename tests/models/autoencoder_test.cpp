@@ -46,7 +46,7 @@ TEST(Autoencoder, ReconstructsInputShapeAndTrains) {
 TEST(Autoencoder, ForwardFlopsMatchAnIndependentCount) {
   // The expected figures come from tools/bench_pytorch.py's count: forward hooks on every
   // convolution of the same model built in PyTorch, 2 x multiply-adds at the real output size.
-  config::ModelConfig cpu;  // configs/cifar10-cpu.yaml
+  config::ModelConfig cpu;  // a conv model at half the widths of configs/cifar10-cpu-conv.yaml
   cpu.widths = {32, 64, 128};
   cpu.blocks = {1, 1, 1};
   EXPECT_EQ(forward_flops(cpu, 3, 32), 97910784);
