@@ -427,11 +427,15 @@ void check_consistency(const Config& c) {
                                 std::to_string(c.data.image_size) + "), found " +
                                 std::to_string(c.pretrain.mask_patch));
   }
+  if (c.model.whiten_center && c.model.whiten_patch == 0)
+    throw std::invalid_argument(
+        "config key 'model.whiten_center': centres the whitening stem's patches, so it needs "
+        "model.whiten_patch > 0, found 0");
   if (c.model.whiten_patch > 0) {
     const auto patch = std::to_string(c.model.whiten_patch);
     if (c.model.type == ModelType::kDense)
       throw std::invalid_argument(
-          "config key 'model.whiten_patch': a stem for conv models, found " + patch +
+          "config key 'model.whiten_patch': a stem for conv and patch models, found " + patch +
           " with model.type dense");
     if (c.model.whiten_patch % 2 == 0 || c.model.whiten_patch > c.data.image_size)
       throw std::invalid_argument(

@@ -119,8 +119,9 @@ void AutoencoderImpl::fit_whitening(const torch::Tensor& images) {
                   images.size(3) >= k && images.size(0) > 0,
               "fit_whitening: expected N x ", channels_, " x H x W images with H, W >= ", k);
   // The second moment of every k x k patch (no padding), chunk by chunk so that memory stays
-  // at one chunk's patches: each chunk's sum in float, the total in double. No mean is
-  // removed: the stem is a convolution without bias, applied to images normalised to mean 0.
+  // at one chunk's patches: each chunk's sum in float, the total in double. No mean over the
+  // images is removed: the stem is a convolution without bias, applied to images normalised
+  // to mean 0 (model.whiten_center removes each patch's own mean).
   auto moment = torch::zeros({d, d}, torch::kDouble);
   int64_t count = 0;
   for (int64_t i = 0; i < images.size(0); i += 256) {

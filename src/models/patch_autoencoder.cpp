@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -61,6 +62,14 @@ void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, i
       }
     }
   }
+}
+
+/// A double as TorchScript source that reads back as the same double.
+std::string exact(double v) {
+  std::ostringstream ss;
+  ss.precision(std::numeric_limits<double>::max_digits10);
+  ss << v;
+  return ss.str();
 }
 
 }  // namespace
@@ -181,10 +190,10 @@ torch::Tensor PatchAutoencoderImpl::forward(torch::Tensor normalized) {
                                   0.0);
   };
   auto whitened = target(normalized);
-  if (torch::GradMode::is_enabled()) return reconstruct(whitened);
   // Inference (validation, pictures, export checks) may come in batches of hundreds: the
   // responses of a few images at a time.
   constexpr int64_t kChunk = 16;
+  if (torch::GradMode::is_enabled() || n <= kChunk) return reconstruct(whitened);
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < n; i += kChunk)
     parts.push_back(reconstruct(whitened.narrow(0, i, std::min(kChunk, n - i))));
@@ -192,11 +201,20 @@ torch::Tensor PatchAutoencoderImpl::forward(torch::Tensor normalized) {
 }
 
 torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const CodeSpec& spec) {
-  if (torch::GradMode::is_enabled() || !normalized.device().is_cpu() || spec.grids.size() != 1 ||
-      spec.grids[0] < 1) {
+  if (torch::GradMode::is_enabled() || spec.grids.size() != 1 || spec.grids[0] < 1)
     return AutoencoderImpl::codes(normalized, spec);
-  }
   torch::NoGradGuard no_grad;
+  if (!normalized.device().is_cpu()) {
+    // The code map a few images at a time: at 1,600 atoms it is 8.6 MB an image, and a code
+    // batch of 1,000 would hold several such maps at once.
+    constexpr int64_t kChunk = 32;
+    std::vector<torch::Tensor> parts;
+    for (int64_t i = 0; i < normalized.size(0); i += kChunk) {
+      parts.push_back(AutoencoderImpl::codes(
+          normalized.narrow(0, i, std::min(kChunk, normalized.size(0) - i)), spec));
+    }
+    return parts.empty() ? AutoencoderImpl::codes(normalized, spec) : torch::cat(parts);
+  }
   const int64_t k = config().whiten_patch, atoms = config().atoms, g = spec.grids[0];
   const int64_t n = normalized.size(0), h = normalized.size(2) - k + 1,
                 w = normalized.size(3) - k + 1;
@@ -252,7 +270,7 @@ void PatchAutoencoderImpl::script_encoder(ScriptWriter& w, std::ostringstream& o
       << "        x = torch.conv2d(x, "
       << w.tensor("enc.atoms", d.view({d.size(0), d.size(1), 1, 1}))
       << ", None, [1, 1], [0, 0], [1, 1], 1)\n"
-      << "        t = " << patch_encoder_->threshold() << "\n"
+      << "        t = " << exact(patch_encoder_->threshold()) << "\n"
       << "        feats.append(torch.cat([torch.relu(x - t), torch.relu(torch.neg(x) - t)], 1))\n";
 }
 

@@ -203,7 +203,7 @@ void pretrain(engine::RunContext& ctx) {
   }
   summary.epochs = p.epochs;
   summary.train_images = n;
-  summary.epoch_images = steps * batch;
+  summary.epoch_images = p.epoch_images > 0 ? steps * batch : 0;
   summary.val_images = val.size();
   summary.val_mse = last_mse;
   summary.val_psnr = metrics::psnr(last_mse);

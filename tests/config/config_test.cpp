@@ -114,7 +114,7 @@ TEST(Config, WhiteningStemIsForConvModelsWithOddPatchesAndLinearOutput) {
             std::string::npos);
   EXPECT_NE(error_of("model:\n  whiten_eps: 0\n").find("'model.whiten_eps'"), std::string::npos);
   EXPECT_NE(error_of("model:\n  type: dense\n  whiten_patch: 3\n")
-                .find("'model.whiten_patch': a stem for conv models"),
+                .find("'model.whiten_patch': a stem for conv and patch models"),
             std::string::npos);
   EXPECT_NE(error_of("model:\n  whiten_patch: 3\n  output_activation: sigmoid\n")
                 .find("'model.output_activation': expected identity"),
@@ -142,6 +142,9 @@ TEST(Config, PatchModelsNeedAStemAndOneGrid) {
                 .find("'classify.pool_grids'"),
             std::string::npos);
   EXPECT_NE(error_of("model:\n  atoms: 0\n").find("'model.atoms'"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  whiten_center: true\n")
+                .find("config key 'model.whiten_center': centres the whitening stem's patches"),
+            std::string::npos);
   EXPECT_NE(error_of("model:\n  threshold: -1\n").find("'model.threshold'"), std::string::npos);
   EXPECT_NE(error_of("pretrain:\n  epoch_images: -1\n").find("'pretrain.epoch_images'"),
             std::string::npos);

@@ -77,7 +77,9 @@ TEST(PatchAutoencoder, FastCodesEqualPoolingTheEncodersMap) {
        {config::Pooling::kAvg, config::Pooling::kMax, config::Pooling::kAvgMax}) {
     for (const int64_t g : {1, 2, 3, 4}) {
       const CodeSpec spec({g}, pooling);
-      for (const auto& x : {torch::randn({5, 3, 12, 12}), torch::randn({2, 3, 11, 9})}) {
+      // More images than one chunk of the fast path (2 per thread), and another image size.
+      const int64_t n = 2 * torch::get_num_threads() + 3;
+      for (const auto& x : {torch::randn({n, 3, 12, 12}), torch::randn({2, 3, 11, 9})}) {
         auto expected = pool_codes(ae->encode(x), spec);
         auto got = ae->codes(x, spec);
         ASSERT_EQ(got.sizes(), expected.sizes());
@@ -92,8 +94,10 @@ TEST(PatchAutoencoder, FastCodesEqualPoolingTheEncodersMap) {
   auto exact = pool_codes(ae->encode(x), spec);
   auto bf16 = [&] {
     util::Autocast autocast(torch::kCPU, torch::kBFloat16);
-    return ae->codes(x, spec).to(torch::kFloat);
+    return ae->codes(x, spec);
   }();
+  // The fast path was taken: it writes float codes, where pooling the bf16 map gives bf16.
+  EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
   EXPECT_LE((bf16 - exact).abs().max().item<double>(), 0.05 * exact.abs().max().item<double>());
   // With gradients on (training), the generic path: codes stay differentiable.
   torch::GradMode::set_enabled(true);
@@ -102,7 +106,7 @@ TEST(PatchAutoencoder, FastCodesEqualPoolingTheEncodersMap) {
 
 TEST(PatchAutoencoder, ForwardEqualsDecodingTheCodeMapInValuesAndGradients) {
   // forward() skips the code map: same reconstruction as decoder(encoder(x)), same gradient of
-  // the atoms, with one winner or several close ones, and without gradients in chunks.
+  // the atoms, and without gradients in chunks.
   torch::manual_seed(6);
   auto ae = make(patch(9, 3, 0.1), 3, 10);
   ae->fit_whitening(torch::rand({16, 3, 10, 10}));
@@ -154,6 +158,32 @@ TEST(PatchAutoencoder, DecoderKeepsTheStrongestAtomAtEachPositionAndZeroAtTheBor
       }
     }
   }
+}
+
+TEST(PatchAutoencoder, InitFromDataPutsEachAtomOnAWhitenedPatchOfTheImages) {
+  // Colour images, patches at many places: each atom is the unit-length whitened vector of one
+  // k x k patch (im2col's order), and uint8 images give the atoms their [0, 1] floats give.
+  auto ae = make(patch(40, 3, 0.1), 3, 8);
+  ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.45f}), torch::tensor({0.25f, 0.2f, 0.3f}));
+  auto bytes = torch::randint(0, 256, {6, 3, 8, 8}).to(torch::kByte);
+  auto floats = bytes.to(torch::kFloat) / 255;
+  ae->fit_whitening(floats);
+  torch::manual_seed(7);
+  ae->init_from_data(bytes);
+  torch::NoGradGuard no_grad;
+  auto d = ae->encoder->as<PatchEncoderImpl>()->dictionary();
+  auto cols = torch::im2col(ae->normalize(floats), {3, 3}, {1, 1}, {0, 0}, {1, 1});  // 6 x 27 x 36
+  auto whitened =
+      torch::mm(ae->whiten.reshape({27, 27}), cols.permute({1, 0, 2}).reshape({27, -1}));
+  whitened = whitened / whitened.norm(2, 0, true);
+  auto best = std::get<0>(torch::mm(d, whitened).max(1));  // each atom's closest patch
+  EXPECT_GT(best.min().item<double>(), 1 - 1e-4);
+  auto from_bytes = d.clone();
+  torch::manual_seed(7);
+  ae->init_from_data(floats);
+  EXPECT_LE(
+      (ae->encoder->as<PatchEncoderImpl>()->dictionary() - from_bytes).abs().max().item<double>(),
+      1e-5);
 }
 
 TEST(PatchAutoencoder, AtomsStartOnWhitenedPatchesAndTrainingMovesThemOntoWhatTheyWin) {

@@ -115,8 +115,9 @@ struct PretrainEpoch {
 /// pretrain.json.
 struct PretrainSummary {
   int64_t epochs = 0, train_images = 0, val_images = 0, parameters = 0;
-  /// Images each epoch trained on (pretrain.epoch_images, rounded down to whole batches); 0 in
-  /// files written before the key existed, when every epoch saw all train_images.
+  /// Images each epoch trained on with pretrain.epoch_images (in whole batches: rounded down,
+  /// at least one batch, at most every batch of the epoch); 0 when every epoch saw all
+  /// train_images (the key unset, or files written before it existed).
   int64_t epoch_images = 0;
   double val_mse = 0, val_psnr = 0;
   int64_t test_images = 0;
