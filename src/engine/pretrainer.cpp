@@ -88,13 +88,13 @@ torch::Tensor Pretrainer::step(const torch::Tensor& indices) {
   return loss.detach();
 }
 
-void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
+int64_t Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   std::vector<torch::nn::BatchNorm2dImpl*> norms;
   for (auto& m : ae_->modules(false)) {
     if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) norms.push_back(bn);
   }
-  if (norms.empty()) return;  // nothing to calibrate (the patch dictionary has no BatchNorm)
+  if (norms.empty()) return 0;  // nothing to calibrate (the patch dictionary has no BatchNorm)
   // Momentum "none" makes the running statistics a cumulative average over the batches seen.
   std::vector<c10::optional<double>> momentum;
   for (auto* bn : norms) {
@@ -111,6 +111,7 @@ void Pretrainer::calibrate_batch_norm(int64_t images, int64_t batch_size) {
   }
   images_.release();
   for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momentum[i]);
+  return n;
 }
 
 }  // namespace aefx::engine

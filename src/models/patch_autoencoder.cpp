@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <sstream>
 #include <vector>
@@ -21,9 +22,10 @@ namespace {
 /// with its ops writes and reads that map (2 x 1,600 x 26 x 26 floats an image) several times;
 /// on 2 cores those codes ran at about 70 images/s, these at about 780.
 template <typename T>
-void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, int64_t g, bool avg,
-                     bool max, float* out) {
-  const int64_t cells = g * g;
+void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, const CodeSpec& spec,
+                     float* out) {
+  const int64_t g = spec.grids[0], cells = g * g;
+  const bool avg = spec.uses_avg(), max = spec.uses_max();
   float* out_max = out + (avg ? 2 * atoms * cells : 0);
   std::vector<float> acc(4 * static_cast<size_t>(atoms));
   float* sum_pos = acc.data();
@@ -62,6 +64,18 @@ void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, i
       }
     }
   }
+}
+
+/// fn of `chunk` images of x at a time, the results concatenated: inference on a few images at a
+/// time where a whole batch's intermediate maps would not fit.
+torch::Tensor map_chunks(const torch::Tensor& x, int64_t chunk,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+  const int64_t n = x.size(0);
+  if (n <= chunk) return fn(x);
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < n; i += chunk)
+    parts.push_back(fn(x.narrow(0, i, std::min(chunk, n - i))));
+  return torch::cat(parts);
 }
 
 /// A double as TorchScript source that reads back as the same double.
@@ -174,7 +188,7 @@ void PatchAutoencoderImpl::init_from_data(const torch::Tensor& images) {
 }
 
 torch::Tensor PatchAutoencoderImpl::forward(torch::Tensor normalized) {
-  const int64_t b = patch_encoder_->border(), n = normalized.size(0);
+  const int64_t b = patch_encoder_->border();
   const auto t = patch_encoder_->threshold();
   auto reconstruct = [&](const torch::Tensor& whitened) {
     const int64_t m = whitened.size(0), d = whitened.size(1), h = whitened.size(2) - 2 * b,
@@ -190,14 +204,10 @@ torch::Tensor PatchAutoencoderImpl::forward(torch::Tensor normalized) {
                                   0.0);
   };
   auto whitened = target(normalized);
+  if (torch::GradMode::is_enabled()) return reconstruct(whitened);
   // Inference (validation, pictures, export checks) may come in batches of hundreds: the
   // responses of a few images at a time.
-  constexpr int64_t kChunk = 16;
-  if (torch::GradMode::is_enabled() || n <= kChunk) return reconstruct(whitened);
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < n; i += kChunk)
-    parts.push_back(reconstruct(whitened.narrow(0, i, std::min(kChunk, n - i))));
-  return parts.size() == 1 ? parts[0] : torch::cat(parts);
+  return map_chunks(whitened, 16, reconstruct);
 }
 
 torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const CodeSpec& spec) {
@@ -207,13 +217,8 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
   if (!normalized.device().is_cpu()) {
     // The code map a few images at a time: at 1,600 atoms it is 8.6 MB an image, and a code
     // batch of 1,000 would hold several such maps at once.
-    constexpr int64_t kChunk = 32;
-    std::vector<torch::Tensor> parts;
-    for (int64_t i = 0; i < normalized.size(0); i += kChunk) {
-      parts.push_back(AutoencoderImpl::codes(
-          normalized.narrow(0, i, std::min(kChunk, normalized.size(0) - i)), spec));
-    }
-    return parts.empty() ? AutoencoderImpl::codes(normalized, spec) : torch::cat(parts);
+    return map_chunks(normalized, 32,
+                      [&](const torch::Tensor& x) { return AutoencoderImpl::codes(x, spec); });
   }
   const int64_t k = config().whiten_patch, atoms = config().atoms, g = spec.grids[0];
   const int64_t n = normalized.size(0), h = normalized.size(2) - k + 1,
@@ -240,8 +245,7 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
       util::parallel_for_each(
           c,
           [&](int64_t j) {
-            pool_split_sign(src + j * h * w * atoms, h, w, atoms, t, g, spec.uses_avg(),
-                            spec.uses_max(), dst + j * dim);
+            pool_split_sign(src + j * h * w * atoms, h, w, atoms, t, spec, dst + j * dim);
           },
           static_cast<unsigned>(threads));
     });

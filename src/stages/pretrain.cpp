@@ -169,14 +169,18 @@ void pretrain(engine::RunContext& ctx) {
                                  pictures, architecture, t_start});
     if (!std::isnan(history.back().val_mse)) last_mse = history.back().val_mse;
   } else {
-    pt.calibrate_batch_norm(kCalibrationImages, batch);
+    const int64_t calibrated = pt.calibrate_batch_norm(kCalibrationImages, batch);
     if (val.size() > 0)
       last_mse = engine::reconstruction_mse(ae, val.images, cfg.evaluate.batch_size, ctx.device,
                                             pt.dtype(), ctx.group);
-    util::log_info(util::strfmt(
-        "pretrain: epochs 0, the encoder keeps its random weights; BatchNorm statistics from "
-        "%lld images; val_psnr %.2f dB",
-        static_cast<long long>(std::min(kCalibrationImages, n)), metrics::psnr(last_mse)));
+    const std::string statistics = calibrated > 0
+                                       ? util::strfmt("; BatchNorm statistics from %lld images",
+                                                      static_cast<long long>(calibrated))
+                                       : std::string();
+    util::log_info(
+        util::strfmt("pretrain: epochs 0, the encoder keeps its random weights%s; "
+                     "val_psnr %.2f dB",
+                     statistics.c_str(), metrics::psnr(last_mse)));
   }
 
   ctx.group.check_same(ae->parameters(), "the trained weights");

@@ -212,6 +212,9 @@ TEST(Pretrain, ZeroEpochsKeepsRandomWeightsAndCalibratesBatchNorm) {
   const util::Json p = util::read_json_file(engine::RunFolder(run).pretrain_summary());
   EXPECT_EQ(p["epochs"].get<int64_t>(), 0);
   EXPECT_GT(p["val_psnr"].get<double>(), 0.0);
+  const auto log = testing::read_file(engine::RunFolder(run).log());
+  EXPECT_NE(log.find("keeps its random weights; BatchNorm statistics from "), std::string::npos)
+      << log;
 }
 
 /// A whitening stem is fitted to the training images, saved with the autoencoder (the untrained
@@ -288,6 +291,10 @@ TEST(EndToEnd, PatchDictionaryTrainsOnEpochImagesAndExports) {
     return ae->named_parameters()["encoder.atoms"];
   };
   EXPECT_TRUE(torch::equal(atoms(random), atoms(fresh)));
+  // The dictionary has no BatchNorm: the log does not claim statistics were calibrated.
+  const auto log = testing::read_file(engine::RunFolder(dir / "runs/control").log());
+  EXPECT_NE(log.find("the encoder keeps its random weights; val_psnr"), std::string::npos) << log;
+  EXPECT_EQ(log.find("BatchNorm statistics"), std::string::npos) << log;
   // (Training itself moving atoms: PatchAutoencoder.AtomsStartOnWhitenedPatches...)
   EXPECT_FALSE(torch::allclose(atoms(saved), atoms(fresh))) << "pretraining left the atoms";
   EXPECT_TRUE(torch::equal(random->whiten, saved->whiten));

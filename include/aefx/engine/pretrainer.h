@@ -32,8 +32,9 @@ class Pretrainer {
   torch::Tensor step(const torch::Tensor& indices);
   /// For `pretrain.epochs: 0` (the untrained control): no optimisation; BatchNorm running
   /// statistics become the exact average over `images` training images (unaugmented), so the
-  /// random frozen encoder normalises its activations like a trained one would.
-  void calibrate_batch_norm(int64_t images, int64_t batch_size);
+  /// random frozen encoder normalises its activations like a trained one would. Returns the
+  /// images it averaged over: 0 for a model without BatchNorm (the patch dictionary).
+  int64_t calibrate_batch_norm(int64_t images, int64_t batch_size);
   models::Autoencoder& model() { return ae_; }
   /// What the forward passes compute in: the config's precision on this device.
   torch::ScalarType dtype() const { return dtype_; }
