@@ -318,9 +318,11 @@ void Group::gather_shards(const torch::Tensor& local, torch::Tensor full) {
                   " rows, expected ", end - begin);
       rows.copy_(local);
     }
-    // Each rank's rows straight into the full tensor (a contiguous slice): no second copy.
+    // Each rank's rows straight into the full tensor (a contiguous slice): no second copy. bf16
+    // travels as its bytes (LibTorch 1.13's Gloo broadcasts no bf16).
     try {
-      std::vector<at::Tensor> v{rows};
+      std::vector<at::Tensor> v{rows.scalar_type() == torch::kBFloat16 ? rows.view(torch::kByte)
+                                                                       : rows};
       c10d::BroadcastOptions opts;
       opts.rootRank = r;
       impl_->pg->broadcast(v, opts)->wait(timeout_);

@@ -43,6 +43,24 @@ std::pair<double, double> head_accuracy(models::Head& head, const torch::Tensor&
   return {static_cast<double>(correct.item<int64_t>()) / n, loss.item<double>() / n};
 }
 
+std::pair<torch::Tensor, torch::Tensor> column_mean_std(const torch::Tensor& codes) {
+  torch::NoGradGuard no_grad;
+  constexpr int64_t kBlock = 1024;  // rows converted to float at a time
+  const int64_t n = codes.size(0);
+  const auto opts = codes.options().dtype(torch::kDouble);
+  auto sum = torch::zeros({codes.size(1)}, opts);
+  for (int64_t i = 0; i < n; i += kBlock)
+    sum += codes.narrow(0, i, std::min(kBlock, n - i)).to(torch::kFloat).sum(0);
+  const auto mean = (sum / static_cast<double>(n)).to(torch::kFloat);
+  auto squares = torch::zeros({codes.size(1)}, opts);
+  for (int64_t i = 0; i < n; i += kBlock)
+    squares +=
+        (codes.narrow(0, i, std::min(kBlock, n - i)).to(torch::kFloat) - mean).square().sum(0);
+  // Unbiased, as torch::std: NaN for a single row.
+  auto std = (squares / static_cast<double>(n - 1)).sqrt().to(torch::kFloat);
+  return {mean, std};
+}
+
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const HeadTrainOptions& options,
                     dist::Group& group) {
@@ -55,9 +73,9 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   r.head = models::Head(r.code_dim, cfg.hidden, cfg.dropout, options.classes);
   // A feature that is constant in training (a border pixel that is always 0, a dead unit) is
   // divided by 1, not by its ~0 std: a value it takes at test time stays a small input.
-  auto code_std = codes.std(0);
+  auto [code_mean, code_std] = column_mean_std(codes);
   code_std = torch::where(code_std < 1e-6, torch::ones_like(code_std), code_std);
-  r.head->set_standardization(codes.mean(0).cpu(), code_std.cpu());
+  r.head->set_standardization(code_mean.cpu(), code_std.cpu());
   r.head->to(device);
   dist::sync_from_main(*r.head, group);
   // Standardised once, in place, instead of in every step: training then calls head->net.

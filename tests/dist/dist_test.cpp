@@ -183,6 +183,13 @@ TEST(DistGroup, AllReduceBroadcastGatherAndStoreOnTwoRanks) {
                              torch::arange(7, torch::kFloat).view({-1, 1}).repeat({1, 3})));
     EXPECT_EQ(full[0][0].item<float>(), -1.0f);
     EXPECT_EQ(full[8][0].item<float>(), -1.0f);
+    // bf16 rows (classify's code cache) arrive bit for bit.
+    auto local16 = (local / 3.0 + 0.001).to(torch::kBFloat16);
+    auto full16 = torch::zeros({7, 3}, torch::kBFloat16);
+    g.gather_shards(local16, full16);
+    EXPECT_TRUE(torch::equal(
+        full16, (torch::arange(7, torch::kFloat).view({-1, 1}).repeat({1, 3}) / 3.0 + 0.001)
+                    .to(torch::kBFloat16)));
     EXPECT_EQ(g.from_main(g.is_main() ? "plan from rank 0" : "ignored"), "plan from rank 0");
     // One rank has a signal, the other a NaN: both learn of both.
     const auto [signal, bad] = g.agree(g.rank() == 1 ? SIGINT : 0, g.rank() == 0);

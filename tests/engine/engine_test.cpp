@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "aefx/engine/checkpoint.h"
+#include "aefx/engine/head_trainer.h"
 #include "aefx/engine/hooks.h"
 #include "aefx/engine/optim.h"
 #include "aefx/engine/precision.h"
@@ -608,6 +609,27 @@ TEST(Hooks, BestStateKeepsTheBestEpochAndHistoryRecordsEach) {
   EXPECT_EQ(history.records()[2].lr, 0.5);
   EXPECT_EQ(history.records()[2].images_per_second, 10);
   EXPECT_TRUE(std::isnan(history.records()[2].val_mse));
+}
+
+// The head's standardisation: torch's mean and unbiased std in fp32, over more rows than one
+// block; from bf16 codes, the statistics of the bf16 values themselves, not bf16-rounded ones.
+TEST(HeadTrainer, ColumnStatisticsMatchTorchAndKeepBf16CodesPrecise) {
+  torch::manual_seed(0);
+  auto codes = torch::rand({2500, 6}) * torch::tensor({1.0, 10.0, 100.0, 0.01, 3.0, 0.0}) + 7.0;
+  auto [mean, std] = column_mean_std(codes);
+  EXPECT_EQ(mean.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::allclose(mean, codes.mean(0), 1e-6, 1e-6)) << mean << codes.mean(0);
+  EXPECT_TRUE(torch::allclose(std, codes.std(0), 1e-4, 1e-6)) << std << codes.std(0);
+  EXPECT_EQ(std[5].item<float>(), 0.0f);  // a constant column
+  const auto half = codes.to(torch::kBFloat16);
+  auto [bmean, bstd] = column_mean_std(half);
+  const auto exact = half.to(torch::kDouble);
+  EXPECT_TRUE(torch::allclose(bmean.to(torch::kDouble), exact.mean(0), 1e-6, 1e-7));
+  EXPECT_TRUE(torch::allclose(bstd.to(torch::kDouble), exact.std(0), 1e-5, 1e-7));
+  // bf16's own mean of 7.5-ish values is off by up to 2^-5; this one is not.
+  EXPECT_GT((half.mean(0).to(torch::kDouble) - exact.mean(0)).abs().max().item<double>(),
+            (bmean.to(torch::kDouble) - exact.mean(0)).abs().max().item<double>());
+  EXPECT_TRUE(std::isnan(column_mean_std(codes.narrow(0, 0, 1)).second[0].item<float>()));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "aefx/config/config.h"
@@ -46,9 +47,14 @@ struct HeadResult {
   std::vector<metrics::EpochRecord> history;  ///< one per epoch
 };
 
-/// Trains a head on cached codes (N x D, rows matching `labels`): standardises them with their
-/// own mean/std (stored in the head), then runs classify.epochs epochs and keeps the epoch with
-/// the best validation accuracy (on the training codes when there are no validation codes).
+/// Per-column mean and (unbiased) standard deviation of N x D codes, in fp32, accumulated in
+/// fp64 a block of rows at a time: the codes may be bf16, whose own reductions round the result.
+std::pair<torch::Tensor, torch::Tensor> column_mean_std(const torch::Tensor& codes);
+
+/// Trains a head on cached codes (N x D, rows matching `labels`; fp32, or bf16 when the head
+/// computes in bf16): standardises them with their own mean/std (stored in the head), then runs
+/// classify.epochs epochs and keeps the epoch with the best validation accuracy (on the
+/// training codes when there are no validation codes).
 /// Takes the code tensors by value because it standardises them in place. Each epoch visits the
 /// codes in dist::epoch_order(seed). With several ranks in `group` (every rank holding all
 /// codes), rank r trains on its slice of each global batch (classify.batch_size), the gradients

@@ -17,7 +17,7 @@ void freeze(Autoencoder& ae);
 /// A frozen autoencoder and how its code is read off (CodeSpec): uint8 images in, codes out.
 /// Construction freezes the autoencoder; encoding runs without gradients and never changes it.
 /// The encoder computes in `dtype` (torch::kBFloat16: under autocast, util/precision.h); the
-/// codes are always fp32.
+/// codes it returns are fp32 unless `encode` is asked to keep them in the compute dtype.
 class FeatureExtractor {
  public:
   FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device,
@@ -26,8 +26,10 @@ class FeatureExtractor {
   /// device, computed in batches of `batch_size`. With `with_flips`, 2N x D: rows N..2N-1 are the
   /// codes of the horizontally mirrored images, in the same order (the one place that fixes this
   /// convention). No images give an empty 0 x D tensor. Stops with util::Interrupted between
-  /// batches when a signal arrived.
-  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size, bool with_flips = false);
+  /// batches when a signal arrived. With `compact`, the codes are kept in storage_dtype() (bf16
+  /// when the encoder computes in bf16): half the memory for the code caches a head trains on.
+  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size, bool with_flips = false,
+                       bool compact = false);
   /// Codes of a float batch already normalised and on the device (one batch, no flips).
   torch::Tensor encode_normalized(const torch::Tensor& normalized);
   int64_t code_dim() const;
@@ -35,6 +37,10 @@ class FeatureExtractor {
   const CodeSpec& spec() const { return spec_; }
   const torch::Device& device() const { return device_; }
   torch::ScalarType dtype() const { return dtype_; }
+  /// What encode(..., compact = true) keeps codes in: bf16 when computing in bf16, else fp32.
+  torch::ScalarType storage_dtype() const {
+    return dtype_ == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat;
+  }
 
  private:
   Autoencoder ae_;
