@@ -61,6 +61,19 @@ std::pair<torch::Tensor, torch::Tensor> column_mean_std(const torch::Tensor& cod
   return {mean, std};
 }
 
+void standardize_in_place(torch::Tensor& codes, const torch::Tensor& mean,
+                          const torch::Tensor& std) {
+  torch::NoGradGuard no_grad;
+  // A block of rows at a time: on bf16 codes, sub_(fp32 mean) would compute the whole tensor
+  // into an fp32 temporary first (10 GB for the CPU preset's cache).
+  constexpr int64_t kBlock = 1024;
+  const int64_t n = codes.size(0);
+  for (int64_t i = 0; i < n; i += kBlock) {
+    auto rows = codes.narrow(0, i, std::min(kBlock, n - i));
+    rows.copy_((rows.to(torch::kFloat) - mean) / std);
+  }
+}
+
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,
                     const torch::Tensor& val_labels, const HeadTrainOptions& options,
                     dist::Group& group) {
@@ -79,11 +92,8 @@ HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Ten
   r.head->to(device);
   dist::sync_from_main(*r.head, group);
   // Standardised once, in place, instead of in every step: training then calls head->net.
-  {
-    torch::NoGradGuard no_grad;
-    codes.sub_(r.head->code_mean).div_(r.head->code_std);
-    val_codes.sub_(r.head->code_mean).div_(r.head->code_std);
-  }
+  standardize_in_place(codes, r.head->code_mean, r.head->code_std);
+  standardize_in_place(val_codes, r.head->code_mean, r.head->code_std);
   auto opt = make_optimizer(cfg.optimizer, r.head->parameters(), cfg.lr, cfg.weight_decay);
 
   const int64_t n = codes.size(0);

@@ -613,7 +613,7 @@ TEST(Hooks, BestStateKeepsTheBestEpochAndHistoryRecordsEach) {
 
 // The head's standardisation: torch's mean and unbiased std in fp32, over more rows than one
 // block; from bf16 codes, the statistics of the bf16 values themselves, not bf16-rounded ones.
-TEST(HeadTrainer, ColumnStatisticsMatchTorchAndKeepBf16CodesPrecise) {
+TEST(HeadTrainer, ColumnStatisticsAndStandardisationKeepBf16CodesPrecise) {
   torch::manual_seed(0);
   auto codes = torch::rand({2500, 6}) * torch::tensor({1.0, 10.0, 100.0, 0.01, 3.0, 0.0}) + 7.0;
   auto [mean, std] = column_mean_std(codes);
@@ -630,6 +630,15 @@ TEST(HeadTrainer, ColumnStatisticsMatchTorchAndKeepBf16CodesPrecise) {
   EXPECT_GT((half.mean(0).to(torch::kDouble) - exact.mean(0)).abs().max().item<double>(),
             (bmean.to(torch::kDouble) - exact.mean(0)).abs().max().item<double>());
   EXPECT_TRUE(std::isnan(column_mean_std(codes.narrow(0, 0, 1)).second[0].item<float>()));
+  // Standardised in place across blocks, each dtype kept: fp32 exactly as sub_/div_ give it,
+  // bf16 as the fp32 result rounded once.
+  const auto mean_ = codes.mean(0), std_ = codes.std(0).clamp_min(1e-6);
+  auto a = codes.clone(), b = half.clone();
+  standardize_in_place(a, mean_, std_);
+  standardize_in_place(b, mean_, std_);
+  EXPECT_TRUE(torch::equal(a, codes.sub(mean_).div(std_)));
+  EXPECT_EQ(b.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(b, half.to(torch::kFloat).sub(mean_).div(std_).to(torch::kBFloat16)));
 }
 
 }  // namespace

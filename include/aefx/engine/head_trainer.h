@@ -51,6 +51,11 @@ struct HeadResult {
 /// fp64 a block of rows at a time: the codes may be bf16, whose own reductions round the result.
 std::pair<torch::Tensor, torch::Tensor> column_mean_std(const torch::Tensor& codes);
 
+/// codes = (codes - mean) / std in place, in fp32 a block of rows at a time (the codes keep
+/// their dtype).
+void standardize_in_place(torch::Tensor& codes, const torch::Tensor& mean,
+                          const torch::Tensor& std);
+
 /// Trains a head on cached codes (N x D, rows matching `labels`; fp32, or bf16 when the head
 /// computes in bf16): standardises them with their own mean/std (stored in the head), then runs
 /// classify.epochs epochs and keeps the epoch with the best validation accuracy (on the
