@@ -157,7 +157,8 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   features.encode(sample.narrow(0, 0, std::min(m, c.code_batch_size)), c.code_batch_size);
   sync(device);  // after a warm-up batch
   const double t_codes = util::now_seconds();
-  auto codes = features.encode(sample, c.code_batch_size, /*with_flips=*/false, /*compact=*/true);
+  auto codes =
+      features.encode(sample, c.code_batch_size, /*with_flips=*/false, features.storage_dtype());
   sync(device);
   out["code_images_per_second"] = static_cast<double>(m) / (util::now_seconds() - t_codes);
 

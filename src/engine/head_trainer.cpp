@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "aefx/dist/parallel.h"
 #include "aefx/engine/hooks.h"
@@ -46,29 +47,31 @@ std::pair<double, double> head_accuracy(models::Head& head, const torch::Tensor&
 }
 
 namespace {
-/// Rows of `codes` whose fp32 copy takes about 8 MB: below the allocator's mmap threshold
-/// (util/runtime.cpp), so each block's temporaries reuse the heap. Blocks of 1,024 rows of the
-/// CPU preset's 28,800 values (118 MB) were mapped and page-faulted afresh every time: 140 s of
-/// the 90,000 rows' statistics and standardisation.
-int64_t block_rows(const torch::Tensor& codes) {
-  return std::max<int64_t>(1, (int64_t{8} << 20) / (4 * std::max<int64_t>(1, codes.size(1))));
+/// fn(rows) on consecutive blocks of `codes`' rows, each block's fp32 copy about 8 MB: below the
+/// allocator's mmap threshold (util/runtime.cpp), so each block's temporaries reuse the heap.
+/// Blocks of 1,024 rows of the CPU preset's 28,800 values (118 MB) were mapped and page-faulted
+/// afresh every time: 140 s of the 90,000 rows' statistics and standardisation.
+void for_each_block(const torch::Tensor& codes, const std::function<void(torch::Tensor)>& fn) {
+  const int64_t block =
+      std::max<int64_t>(1, (int64_t{8} << 20) / (4 * std::max<int64_t>(1, codes.size(1))));
+  const int64_t n = codes.size(0);
+  for (int64_t i = 0; i < n; i += block) fn(codes.narrow(0, i, std::min(block, n - i)));
 }
 }  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> column_mean_std(const torch::Tensor& codes) {
   torch::NoGradGuard no_grad;
-  const int64_t block = block_rows(codes), n = codes.size(0);
   const auto opts = codes.options().dtype(torch::kDouble);
   auto sum = torch::zeros({codes.size(1)}, opts);
-  for (int64_t i = 0; i < n; i += block)
-    sum += codes.narrow(0, i, std::min(block, n - i)).to(torch::kFloat).sum(0);
-  const auto mean = (sum / static_cast<double>(n)).to(torch::kFloat);
+  for_each_block(codes, [&](const torch::Tensor& rows) { sum += rows.to(torch::kFloat).sum(0); });
+  const auto n = static_cast<double>(codes.size(0));
+  const auto mean = (sum / n).to(torch::kFloat);
   auto squares = torch::zeros({codes.size(1)}, opts);
-  for (int64_t i = 0; i < n; i += block)
-    squares +=
-        (codes.narrow(0, i, std::min(block, n - i)).to(torch::kFloat) - mean).square().sum(0);
+  for_each_block(codes, [&](const torch::Tensor& rows) {
+    squares += (rows.to(torch::kFloat) - mean).square().sum(0);
+  });
   // Unbiased, as torch::std: NaN for a single row.
-  auto std = (squares / static_cast<double>(n - 1)).sqrt().to(torch::kFloat);
+  auto std = (squares / (n - 1)).sqrt().to(torch::kFloat);
   return {mean, std};
 }
 
@@ -77,11 +80,8 @@ void standardize_in_place(torch::Tensor& codes, const torch::Tensor& mean,
   torch::NoGradGuard no_grad;
   // A block of rows at a time: on bf16 codes, sub_(fp32 mean) would compute the whole tensor
   // into an fp32 temporary first (10 GB for the CPU preset's cache).
-  const int64_t block = block_rows(codes), n = codes.size(0);
-  for (int64_t i = 0; i < n; i += block) {
-    auto rows = codes.narrow(0, i, std::min(block, n - i));
-    rows.copy_((rows.to(torch::kFloat) - mean) / std);
-  }
+  for_each_block(codes,
+                 [&](torch::Tensor rows) { rows.copy_((rows.to(torch::kFloat) - mean) / std); });
 }
 
 HeadResult fit_head(torch::Tensor codes, const torch::Tensor& labels, torch::Tensor val_codes,

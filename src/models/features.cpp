@@ -26,7 +26,7 @@ torch::Tensor FeatureExtractor::encode_normalized(const torch::Tensor& normalize
 }
 
 torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batch_size,
-                                       bool with_flips, bool compact) {
+                                       bool with_flips, torch::ScalarType out_dtype) {
   torch::NoGradGuard no_grad;
   const int64_t n = images.size(0);
   // Every batch is written into one preallocated N (or 2N) x D tensor: concatenating parts at
@@ -34,8 +34,7 @@ torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batc
   torch::Tensor out;
   auto store = [&](int64_t row, const torch::Tensor& codes) {
     if (!out.defined())
-      out = torch::empty({with_flips ? 2 * n : n, codes.size(1)},
-                         codes.options().dtype(compact ? storage_dtype() : torch::kFloat));
+      out = torch::empty({with_flips ? 2 * n : n, codes.size(1)}, codes.options().dtype(out_dtype));
     out.narrow(0, row, codes.size(0)).copy_(codes);
   };
   for (int64_t i = 0; i < n; i += batch_size) {
@@ -47,7 +46,7 @@ torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batc
   }
   if (!out.defined()) {  // no images: an empty N x D, D from one blank image
     auto blank = torch::zeros({1, images.size(1), images.size(2), images.size(3)}, device_);
-    out = encode_normalized(blank).narrow(0, 0, 0).to(compact ? storage_dtype() : torch::kFloat);
+    out = encode_normalized(blank).narrow(0, 0, 0).to(out_dtype);
   }
   return out;
 }

@@ -42,7 +42,7 @@ void classify(engine::RunContext& ctx) {
         ctx.group, d.size(), flips ? 2 : 1,
         [&](int64_t begin, int64_t n) {
           return features.encode(d.images.narrow(0, begin, n), c.code_batch_size, flips,
-                                 /*compact=*/true);
+                                 features.storage_dtype());
         },
         "classify");
   };

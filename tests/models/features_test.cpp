@@ -56,15 +56,16 @@ TEST(Codes, Bf16CodesAreFp32AndCloseToTheFp32Codes) {
   EXPECT_FALSE(torch::equal(a, b));
   const double scale = a.abs().max().item<double>();
   EXPECT_LT((a - b).abs().max().item<double>(), 0.05 * scale);
-  // Compact: the bf16 extractor's codes rounded to bf16 (flips and empty input alike); an fp32
-  // extractor keeps fp32.
+  // Kept in the storage dtype: the bf16 extractor's codes rounded to bf16 (flips and empty input
+  // alike); an fp32 extractor keeps fp32.
   EXPECT_EQ(bf16.storage_dtype(), torch::kBFloat16);
   EXPECT_EQ(fp32.storage_dtype(), torch::kFloat);
-  const auto c = bf16.encode(img, 5, true, /*compact=*/true);
+  const auto c = bf16.encode(img, 5, true, bf16.storage_dtype());
   EXPECT_EQ(c.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(c, b.to(torch::kBFloat16)));
-  EXPECT_EQ(bf16.encode(img.narrow(0, 0, 0), 5, false, true).scalar_type(), torch::kBFloat16);
-  EXPECT_TRUE(torch::equal(fp32.encode(img, 5, true, /*compact=*/true), a));
+  EXPECT_EQ(bf16.encode(img.narrow(0, 0, 0), 5, false, bf16.storage_dtype()).scalar_type(),
+            torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(fp32.encode(img, 5, true, fp32.storage_dtype()), a));
 }
 
 TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {

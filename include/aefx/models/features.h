@@ -26,10 +26,10 @@ class FeatureExtractor {
   /// device, computed in batches of `batch_size`. With `with_flips`, 2N x D: rows N..2N-1 are the
   /// codes of the horizontally mirrored images, in the same order (the one place that fixes this
   /// convention). No images give an empty 0 x D tensor. Stops with util::Interrupted between
-  /// batches when a signal arrived. With `compact`, the codes are kept in storage_dtype() (bf16
-  /// when the encoder computes in bf16): half the memory for the code caches a head trains on.
+  /// batches when a signal arrived. The codes are kept in `out_dtype`: the code caches a head
+  /// trains on pass storage_dtype() (bf16 when the encoder computes in bf16: half the memory).
   torch::Tensor encode(const torch::Tensor& images, int64_t batch_size, bool with_flips = false,
-                       bool compact = false);
+                       torch::ScalarType out_dtype = torch::kFloat);
   /// Codes of a float batch already normalised and on the device (one batch, no flips).
   torch::Tensor encode_normalized(const torch::Tensor& normalized);
   int64_t code_dim() const;
@@ -37,7 +37,8 @@ class FeatureExtractor {
   const CodeSpec& spec() const { return spec_; }
   const torch::Device& device() const { return device_; }
   torch::ScalarType dtype() const { return dtype_; }
-  /// What encode(..., compact = true) keeps codes in: bf16 when computing in bf16, else fp32.
+  /// The dtype a code cache can be kept in without rounding the codes again: bf16 when
+  /// computing in bf16, else fp32.
   torch::ScalarType storage_dtype() const {
     return dtype_ == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat;
   }
