@@ -271,6 +271,7 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(model.whiten_center, nullptr, 0),
       AEFX_FIELD(model.atoms, at_least<int64_t>(1), 0),
       AEFX_FIELD(model.threshold, at_least(0.0), 0),
+      AEFX_FIELD(model.normalize_patches, nullptr, 0),
       AEFX_FIELD(pretrain.epochs, at_least<int64_t>(0), 0),
       AEFX_FIELD(pretrain.epoch_images, at_least<int64_t>(0), 0),
       AEFX_FIELD(pretrain.batch_size, at_least<int64_t>(1), 0),
@@ -448,6 +449,11 @@ void check_consistency(const Config& c) {
           "found " +
           std::string(name_of(c.model.output_activation)));
   }
+  if (c.model.normalize_patches && c.model.type != ModelType::kPatch)
+    throw std::invalid_argument(
+        "config key 'model.normalize_patches': normalises a patch dictionary's responses, so it "
+        "needs model.type patch, found " +
+        std::string(name_of(c.model.type)));
   // A dense autoencoder has one code: the conv keys and classify.pool_grids/pooling do not apply.
   if (c.model.type == ModelType::kDense) return;
   if (c.model.type == ModelType::kPatch) {

@@ -153,6 +153,7 @@ void AutoencoderImpl::fit_whitening(const torch::Tensor& images) {
   auto rows = inverse.index_select(0, torch::tensor(centres));
   whiten.copy_(w.to(torch::kFloat).reshape(whiten.sizes()));
   unwhiten.copy_(rows.to(torch::kFloat).reshape(unwhiten.sizes()));
+  whitening_fitted(moment);
 }
 
 torch::Tensor AutoencoderImpl::normalize(const torch::Tensor& images01) const {

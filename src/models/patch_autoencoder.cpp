@@ -16,14 +16,15 @@ namespace {
 
 /// One image's code from its responses s (h x w positions, each a row of `atoms` floats): for
 /// each cell of adaptive pooling's g x g grid (rows floor(i h / g) to ceil((i + 1) h / g)), the
-/// average and/or max of relu(s - t) and relu(-s - t). `out` takes them in pool_codes' layout of
-/// the 2 x atoms x h x w map: every average cell (channel-major), then every max cell. Written
-/// by hand because LibTorch has no fused op for it: thresholding, concatenating and pooling
-/// with its ops writes and reads that map (2 x 1,600 x 26 x 26 floats an image) several times;
-/// on 2 cores those codes ran at about 70 images/s, these at about 780.
+/// average and/or max of relu(g s - t) and relu(-g s - t), g the position's gain (1 where `gain`
+/// is null). `out` takes them in pool_codes' layout of the 2 x atoms x h x w map: every average
+/// cell (channel-major), then every max cell. Written by hand because LibTorch has no fused op for
+/// it: thresholding, concatenating and pooling with its ops writes and reads that map (2 x 1,600 x
+/// 26 x 26 floats an image) several times; on 2 cores those codes ran at about 70 images/s, these
+/// at about 780.
 template <typename T>
-void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, const CodeSpec& spec,
-                     float* out) {
+void pool_split_sign(const T* s, const float* gain, int64_t h, int64_t w, int64_t atoms, float t,
+                     const CodeSpec& spec, float* out) {
   const int64_t g = spec.grids[0], cells = g * g;
   const bool avg = spec.uses_avg(), max = spec.uses_max();
   float* out_max = out + (avg ? 2 * atoms * cells : 0);
@@ -40,8 +41,9 @@ void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, float t, c
       for (int64_t y = y0; y < y1; ++y) {
         for (int64_t x = x0; x < x1; ++x) {
           const T* row = s + (y * w + x) * atoms;
+          const float g = gain ? gain[y * w + x] : 1.0f;
           for (int64_t k = 0; k < atoms; ++k) {
-            const auto v = static_cast<float>(row[k]);
+            const float v = static_cast<float>(row[k]) * g;
             const float pos = std::max(v - t, 0.0f), neg = std::max(-v - t, 0.0f);
             sum_pos[k] += pos;
             sum_neg[k] += neg;
@@ -95,6 +97,13 @@ PatchEncoderImpl::PatchEncoderImpl(const config::ModelConfig& cfg, int64_t in_ch
   // Random directions in the whitened space: what `pretrain.epochs: 0` keeps, the control.
   auto a = torch::randn({cfg.atoms, in_channels});
   atoms = register_parameter("atoms", a / a.norm(2, 1, true));
+  // Registered only when used: checkpoints of dictionaries without it keep their layout.
+  if (cfg.normalize_patches) energy = register_buffer("energy", torch::ones({}));
+}
+
+torch::Tensor PatchEncoderImpl::gain(const torch::Tensor& x, int64_t dim) const {
+  const auto e = energy.to(torch::kFloat);
+  return ((x.to(torch::kFloat).square().sum(dim, true) + e) / (2 * e)).rsqrt();
 }
 
 torch::Tensor PatchEncoderImpl::dictionary() const {
@@ -106,6 +115,7 @@ std::vector<torch::Tensor> PatchEncoderImpl::forward(torch::Tensor x) {
   x = x.narrow(2, b, x.size(2) - 2 * b).narrow(3, b, x.size(3) - 2 * b);
   auto d = dictionary();
   auto s = torch::conv2d(x, d.to(x.scalar_type()).view({d.size(0), d.size(1), 1, 1}));
+  if (normalizes()) s = s * gain(x, 1).to(s.scalar_type());
   return {torch::cat({(s - threshold_).relu_(), (-s - threshold_).relu_()}, 1)};
 }
 
@@ -140,8 +150,9 @@ int64_t PatchAutoencoderImpl::flops(const config::ModelConfig& cfg, int64_t chan
   const int64_t side = image_size - cfg.whiten_patch + 1;
   // The stem (a k x k convolution to C k^2 channels at every pixel), the responses to every
   // atom at every whole-patch position, and the decoder's one scaled atom per position.
+  // With normalize_patches, each position's squared norm too.
   return 2 * d * d * image_size * image_size + 2 * cfg.atoms * d * side * side +
-         2 * d * side * side;
+         2 * d * side * side * (cfg.normalize_patches ? 2 : 1);
 }
 
 int64_t PatchAutoencoderImpl::bottleneck(const config::ModelConfig& cfg, int64_t image_size) {
@@ -164,8 +175,15 @@ std::string PatchAutoencoderImpl::description(const config::ModelConfig& cfg, in
   std::ostringstream ss;
   ss << (channels == 3 ? "" : "grey-") << "patch-autoencoder whiten=" << cfg.whiten_patch << "/"
      << cfg.whiten_eps << (cfg.whiten_center ? " centred" : "") << " atoms=" << cfg.atoms
-     << " threshold=" << cfg.threshold;
+     << " threshold=" << cfg.threshold << (cfg.normalize_patches ? " normalized" : "");
   return ss.str();
+}
+
+void PatchAutoencoderImpl::whitening_fitted(const torch::Tensor& moment) {
+  if (!patch_encoder_->normalizes()) return;
+  torch::NoGradGuard no_grad;
+  const auto w = whiten.reshape({whiten.size(0), -1}).to(torch::kDouble);
+  patch_encoder_->energy.fill_((torch::mm(w, moment) * w).sum().item<double>());
 }
 
 void PatchAutoencoderImpl::init_from_data(const torch::Tensor& images) {
@@ -196,6 +214,7 @@ torch::Tensor PatchAutoencoderImpl::forward(torch::Tensor normalized) {
     auto rows = whitened.narrow(2, b, h).narrow(3, b, w).permute({0, 2, 3, 1}).reshape({-1, d});
     auto dict = patch_encoder_->dictionary();
     auto s = torch::mm(rows, dict.t().to(rows.scalar_type()));  // m h w x atoms
+    if (patch_encoder_->normalizes()) s = s * patch_encoder_->gain(rows, 1).to(s.scalar_type());
     auto winner = std::get<1>(s.abs().max(1, true));
     auto top = s.gather(1, winner);
     auto value = top.sign() * (top.abs() - t).clamp_min(0);  // the soft threshold
@@ -226,8 +245,9 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
   TORCH_CHECK(h >= g && w >= g, "patch codes: a ", g, " x ", g, " grid on a ", h, " x ", w, " map");
   // The stem is a k x k convolution: at a whole patch p (im2col's order) it gives W p, so the
   // responses D W p are one product of the raw patches with the folded atoms D W.
-  const auto folded = torch::mm(patch_encoder_->dictionary(), whiten.reshape({whiten.size(0), -1}))
-                          .to(normalized.scalar_type());
+  const auto stem = whiten.reshape({whiten.size(0), -1});
+  const auto folded = torch::mm(patch_encoder_->dictionary(), stem).to(normalized.scalar_type());
+  const auto stem_t = stem.t().to(normalized.scalar_type());
   const int64_t dim = code_dim(spec);
   auto out = torch::empty({n, dim}, normalized.options().dtype(torch::kFloat));
   const auto t = static_cast<float>(patch_encoder_->threshold());
@@ -239,13 +259,19 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
     auto patches = torch::im2col(normalized.narrow(0, i, c), {k, k}, {1, 1}, {0, 0}, {1, 1});
     // In the compute dtype (bf16 under autocast), read as it is: a float copy would cost a pass.
     auto s = torch::matmul(patches.transpose(1, 2), folded.t()).contiguous();
+    // With normalize_patches, each position's gain from its whitened patch W p (c x h w x 1).
+    torch::Tensor gain;
+    if (patch_encoder_->normalizes())
+      gain = patch_encoder_->gain(torch::matmul(patches.transpose(1, 2), stem_t), 2).contiguous();
+    const float* g = gain.defined() ? gain.data_ptr<float>() : nullptr;
     float* dst = out.data_ptr<float>() + i * dim;
     AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, s.scalar_type(), "pool_split_sign", [&] {
       const scalar_t* src = s.data_ptr<scalar_t>();
       util::parallel_for_each(
           c,
           [&](int64_t j) {
-            pool_split_sign(src + j * h * w * atoms, h, w, atoms, t, spec, dst + j * dim);
+            pool_split_sign(src + j * h * w * atoms, g ? g + j * h * w : nullptr, h, w, atoms, t,
+                            spec, dst + j * dim);
           },
           static_cast<unsigned>(threads));
     });
@@ -270,10 +296,17 @@ void PatchAutoencoderImpl::script_encoder(ScriptWriter& w, std::ostringstream& o
   const auto b = std::to_string(patch_encoder_->border());
   auto d = patch_encoder_->dictionary();
   out << "        x = torch.narrow(torch.narrow(x, 2, " << b << ", x.size(2) - 2 * " << b
-      << "), 3, " << b << ", x.size(3) - 2 * " << b << ")\n"
-      << "        x = torch.conv2d(x, "
+      << "), 3, " << b << ", x.size(3) - 2 * " << b << ")\n";
+  std::string e;
+  if (patch_encoder_->normalizes()) {
+    e = exact(patch_encoder_->energy.item<double>());
+    out << "        g = torch.rsqrt((torch.sum(x * x, [1], True) + " << e << ") / (2.0 * " << e
+        << "))\n";
+  }
+  out << "        x = torch.conv2d(x, "
       << w.tensor("enc.atoms", d.view({d.size(0), d.size(1), 1, 1}))
       << ", None, [1, 1], [0, 0], [1, 1], 1)\n"
+      << (e.empty() ? "" : "        x = x * g\n")
       << "        t = " << exact(patch_encoder_->threshold()) << "\n"
       << "        feats.append(torch.cat([torch.relu(x - t), torch.relu(torch.neg(x) - t)], 1))\n";
 }

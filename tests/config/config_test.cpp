@@ -146,6 +146,12 @@ TEST(Config, PatchModelsNeedAStemAndOneGrid) {
                 .find("config key 'model.whiten_center': centres the whitening stem's patches"),
             std::string::npos);
   EXPECT_NE(error_of("model:\n  threshold: -1\n").find("'model.threshold'"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  normalize_patches: true\n")
+                .find("config key 'model.normalize_patches': normalises a patch dictionary's "
+                      "responses, so it needs model.type patch, found conv"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  normalize_patches: maybe\n").find("'model.normalize_patches'"),
+            std::string::npos);
   EXPECT_NE(error_of("pretrain:\n  epoch_images: -1\n").find("'pretrain.epoch_images'"),
             std::string::npos);
 }

@@ -10,12 +10,14 @@
 namespace aefx::models {
 namespace {
 
-config::ModelConfig patch(int64_t atoms = 6, int64_t side = 3, double threshold = 0.25) {
+config::ModelConfig patch(int64_t atoms = 6, int64_t side = 3, double threshold = 0.25,
+                          bool normalize = false) {
   config::ModelConfig m;
   m.type = config::ModelType::kPatch;
   m.whiten_patch = side;
   m.atoms = atoms;
   m.threshold = threshold;
+  m.normalize_patches = normalize;
   return m;
 }
 
@@ -67,27 +69,35 @@ TEST(PatchAutoencoder, EncodingIsTheSplitSignSoftThresholdOfUnitAtomResponses) {
 
 TEST(PatchAutoencoder, FastCodesEqualPoolingTheEncodersMap) {
   // codes() folds the stem into the atoms and pools in one pass: the same values as pooling
-  // encode()'s map, for grids that divide the map evenly or not, every pooling, any image size.
+  // encode()'s map, for grids that divide the map evenly or not, every pooling, any image size,
+  // with normalised responses or not.
   torch::manual_seed(5);
-  auto ae = make(patch(7, 3, 0.2), 3, 12);
-  ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.45f}), torch::tensor({0.25f, 0.2f, 0.3f}));
-  ae->fit_whitening(torch::rand({16, 3, 12, 12}));
-  torch::NoGradGuard no_grad;
-  for (const auto pooling :
-       {config::Pooling::kAvg, config::Pooling::kMax, config::Pooling::kAvgMax}) {
-    for (const int64_t g : {1, 2, 3, 4}) {
-      const CodeSpec spec({g}, pooling);
-      // More images than one chunk of the fast path (2 per thread), and another image size.
-      const int64_t n = 2 * torch::get_num_threads() + 3;
-      for (const auto& x : {torch::randn({n, 3, 12, 12}), torch::randn({2, 3, 11, 9})}) {
-        auto expected = pool_codes(ae->encode(x), spec);
-        auto got = ae->codes(x, spec);
-        ASSERT_EQ(got.sizes(), expected.sizes());
-        EXPECT_LE((got - expected).abs().max().item<double>(), 1e-4)
-            << "grid " << g << ", pooling " << config::name_of(pooling);
+  for (const bool normalize : {true, false}) {
+    auto ae = make(patch(7, 3, 0.2, normalize), 3, 12);
+    ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.45f}), torch::tensor({0.25f, 0.2f, 0.3f}));
+    ae->fit_whitening(torch::rand({16, 3, 12, 12}));
+    torch::NoGradGuard no_grad;
+    for (const auto pooling :
+         {config::Pooling::kAvg, config::Pooling::kMax, config::Pooling::kAvgMax}) {
+      for (const int64_t g : {1, 2, 3, 4}) {
+        const CodeSpec spec({g}, pooling);
+        // More images than one chunk of the fast path (2 per thread), and another image size.
+        const int64_t n = 2 * torch::get_num_threads() + 3;
+        for (const auto& x : {torch::randn({n, 3, 12, 12}), torch::randn({2, 3, 11, 9})}) {
+          auto expected = pool_codes(ae->encode(x), spec);
+          auto got = ae->codes(x, spec);
+          ASSERT_EQ(got.sizes(), expected.sizes());
+          EXPECT_GT(expected.abs().max().item<double>(), 0.0);
+          EXPECT_LE((got - expected).abs().max().item<double>(), 1e-4)
+              << "grid " << g << ", pooling " << config::name_of(pooling) << ", normalize "
+              << normalize;
+        }
       }
     }
   }
+  auto ae = make(patch(7, 3, 0.2, true), 3, 12);
+  ae->fit_whitening(torch::rand({16, 3, 12, 12}));
+  torch::NoGradGuard no_grad;
   // Under bf16 autocast (as `precision: bf16` extracts) the products round alike.
   const CodeSpec spec({2}, config::Pooling::kAvg);
   auto x = torch::randn({4, 3, 12, 12});
@@ -108,30 +118,76 @@ TEST(PatchAutoencoder, ForwardEqualsDecodingTheCodeMapInValuesAndGradients) {
   // forward() skips the code map: same reconstruction as decoder(encoder(x)), same gradient of
   // the atoms, and without gradients in chunks.
   torch::manual_seed(6);
-  auto ae = make(patch(9, 3, 0.1), 3, 10);
-  ae->fit_whitening(torch::rand({16, 3, 10, 10}));
-  auto x = torch::randn({3, 3, 10, 10});
-  auto& atoms = ae->encoder->as<PatchEncoderImpl>()->atoms;
-  auto grad_of = [&](const torch::Tensor& recon) {
-    if (atoms.grad().defined()) atoms.mutable_grad().zero_();
-    torch::mse_loss(recon, ae->target(x)).backward();
-    return atoms.grad().clone();
-  };
-  auto fast = ae->forward(x);
-  auto slow = ae->decoder->forward(ae->encode(x).back());
-  ASSERT_EQ(fast.sizes(), slow.sizes());
-  EXPECT_LE((fast - slow).abs().max().item<double>(), 1e-5);
-  auto g_fast = grad_of(fast);
-  auto g_slow = grad_of(ae->decoder->forward(ae->encode(x).back()));
-  EXPECT_GT(g_slow.abs().max().item<double>(), 0.0);
-  EXPECT_LE((g_fast - g_slow).abs().max().item<double>(), 1e-5);
+  for (const bool normalize : {false, true}) {
+    auto ae = make(patch(9, 3, 0.1, normalize), 3, 10);
+    ae->fit_whitening(torch::rand({16, 3, 10, 10}));
+    auto x = torch::randn({3, 3, 10, 10});
+    auto& atoms = ae->encoder->as<PatchEncoderImpl>()->atoms;
+    auto grad_of = [&](const torch::Tensor& recon) {
+      if (atoms.grad().defined()) atoms.mutable_grad().zero_();
+      torch::mse_loss(recon, ae->target(x)).backward();
+      return atoms.grad().clone();
+    };
+    auto fast = ae->forward(x);
+    auto slow = ae->decoder->forward(ae->encode(x).back());
+    ASSERT_EQ(fast.sizes(), slow.sizes());
+    EXPECT_LE((fast - slow).abs().max().item<double>(), 1e-5);
+    auto g_fast = grad_of(fast);
+    auto g_slow = grad_of(ae->decoder->forward(ae->encode(x).back()));
+    EXPECT_GT(g_slow.abs().max().item<double>(), 0.0);
+    EXPECT_LE((g_fast - g_slow).abs().max().item<double>(), 1e-5);
+    torch::NoGradGuard no_grad;
+    auto many = torch::randn({37, 3, 10, 10});  // more than one chunk of 16
+    EXPECT_LE((ae->forward(many) - ae->decoder->forward(ae->encode(many).back()))
+                  .abs()
+                  .max()
+                  .item<double>(),
+              1e-5);
+  }
+}
+
+TEST(PatchAutoencoder, NormalizedResponsesScaleEachPositionByItsGainFromThePatchEnergy) {
+  // model.normalize_patches: E is the whitened training patches' mean squared norm, and each
+  // position's responses are the raw ones times sqrt(2 E / (|x|^2 + E)).
+  torch::manual_seed(8);
+  auto raw = make(patch(6, 3, 0.15), 3, 9);
+  auto normalized = make(patch(6, 3, 0.15, true), 3, 9);
+  EXPECT_EQ(raw->named_buffers().find("encoder.energy"), nullptr) << "old checkpoints load";
+  ASSERT_NE(normalized->named_buffers().find("encoder.energy"), nullptr);
+  const auto images = torch::rand({12, 3, 9, 9});
+  for (auto* ae : {raw.get(), normalized.get()}) {
+    ae->set_normalization(torch::tensor({0.5f, 0.45f, 0.4f}), torch::tensor({0.2f, 0.25f, 0.3f}));
+    ae->fit_whitening(images);
+  }
   torch::NoGradGuard no_grad;
-  auto many = torch::randn({37, 3, 10, 10});  // more than one chunk of 16
-  EXPECT_LE((ae->forward(many) - ae->decoder->forward(ae->encode(many).back()))
-                .abs()
-                .max()
-                .item<double>(),
-            1e-5);
+  normalized->encoder->as<PatchEncoderImpl>()->atoms.copy_(
+      raw->encoder->as<PatchEncoderImpl>()->atoms);
+  // E against the mean over every whole patch of the fitting images.
+  const auto whitened = raw->target(raw->normalize(images)).narrow(2, 1, 7).narrow(3, 1, 7);
+  const double mean_energy = whitened.square().sum(1).mean().item<double>();
+  const double e = normalized->encoder->as<PatchEncoderImpl>()->energy.item<double>();
+  EXPECT_NEAR(e, mean_energy, 1e-4 * mean_energy);
+  EXPECT_GT(e, 1.0);
+  const auto x = torch::randn({2, 3, 9, 9}) * torch::tensor({1.0, 3.0}).view({2, 1, 1, 1});
+  const auto d = raw->encoder->as<PatchEncoderImpl>()->dictionary();
+  const auto w = raw->target(x);
+  const auto code = normalized->encode(x)[0];
+  for (int64_t b = 0; b < 2; ++b) {
+    for (const auto& [i, j] : {std::pair<int64_t, int64_t>{0, 0}, {3, 5}, {6, 6}}) {
+      const auto p = w[b].select(1, i + 1).select(1, j + 1);
+      const auto s = torch::mv(d, p) * std::sqrt(2 * e / (p.square().sum().item<double>() + e));
+      const auto expected = torch::cat({(s - 0.15).clamp_min(0), (-s - 0.15).clamp_min(0)});
+      EXPECT_LE((code[b].select(1, i).select(1, j) - expected).abs().max().item<double>(), 1e-5);
+    }
+  }
+  // Contrast counts far less: the image at 3x contrast gives codes much closer to its own
+  // than the raw responses do.
+  const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return ((a - b).norm() / b.norm()).item<double>();
+  };
+  const auto one = torch::randn({1, 3, 9, 9});
+  EXPECT_LT(rel(normalized->encode(one * 3)[0], normalized->encode(one)[0]),
+            0.5 * rel(raw->encode(one * 3)[0], raw->encode(one)[0]));
 }
 
 TEST(PatchAutoencoder, DecoderKeepsTheStrongestAtomAtEachPositionAndZeroAtTheBorder) {
@@ -259,34 +315,42 @@ TEST(PatchAutoencoder, FlopsBottleneckAndDescription) {
             describe_architecture(patch(1600, 7), 3, 32));
   EXPECT_NE(describe_architecture(patch(1600, 7), 3, 32),
             describe_architecture(patch(1600, 7, 0.5), 3, 32));
+  // Normalised responses: each position's squared norm, and the description says so.
+  EXPECT_EQ(forward_flops(patch(1600, 7, 0.25, true), 3, 32),
+            forward_flops(patch(1600, 7), 3, 32) + 2LL * 147 * 26 * 26);
+  EXPECT_EQ(describe_architecture(patch(1600, 7, 0.25, true), 3, 32),
+            "patch-autoencoder whiten=7/0.1 atoms=1600 threshold=0.25 normalized");
 }
 
 TEST(PatchAutoencoder, ExportsEqualTheNativeModel) {
   torch::manual_seed(4);
-  auto m = patch(8, 3, 0.2);
-  Autoencoder ae(m, 3, 12);
-  ae->set_normalization(torch::tensor({0.49f, 0.48f, 0.45f}), torch::tensor({0.25f, 0.24f, 0.26f}));
-  ae->fit_whitening(torch::rand({20, 3, 12, 12}));
-  freeze(ae);
-  const CodeSpec spec({2}, config::Pooling::kAvgMax);
-  Head head(code_dim(m, spec), std::vector<int64_t>{6}, 0.0, 3);
-  head->eval();
-  torch::NoGradGuard no_grad;
-  auto x = torch::rand({4, 3, 12, 12});
-  auto codes = pool_codes(ae->encode(ae->normalize(x)), spec);
-  auto diff = [](const torch::Tensor& a, const torch::Tensor& b) {
-    return (a - b).abs().max().item<double>();
-  };
-  EXPECT_LE(diff(script_encoder(ae, spec).forward({x}).toTensor(), codes), 1e-5);
-  auto recon = ae->to_images(ae->forward(ae->normalize(x))).clamp(0, 1);
-  EXPECT_LE(diff(script_autoencoder(ae).forward({x}).toTensor(), recon), 1e-5);
-  EXPECT_LE(diff(script_classifier(ae, head, spec).forward({x}).toTensor(), head->forward(codes)),
-            1e-5);
-  // Any image size with whole patches, as the native model.
-  auto big = torch::rand({1, 3, 20, 16});
-  EXPECT_LE(diff(script_encoder(ae, spec).forward({big}).toTensor(),
-                 pool_codes(ae->encode(ae->normalize(big)), spec)),
-            1e-5);
+  for (const bool normalize : {false, true}) {
+    auto m = patch(8, 3, 0.2, normalize);
+    Autoencoder ae(m, 3, 12);
+    ae->set_normalization(torch::tensor({0.49f, 0.48f, 0.45f}),
+                          torch::tensor({0.25f, 0.24f, 0.26f}));
+    ae->fit_whitening(torch::rand({20, 3, 12, 12}));
+    freeze(ae);
+    const CodeSpec spec({2}, config::Pooling::kAvgMax);
+    Head head(code_dim(m, spec), std::vector<int64_t>{6}, 0.0, 3);
+    head->eval();
+    torch::NoGradGuard no_grad;
+    auto x = torch::rand({4, 3, 12, 12});
+    auto codes = pool_codes(ae->encode(ae->normalize(x)), spec);
+    auto diff = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return (a - b).abs().max().item<double>();
+    };
+    EXPECT_LE(diff(script_encoder(ae, spec).forward({x}).toTensor(), codes), 1e-5);
+    auto recon = ae->to_images(ae->forward(ae->normalize(x))).clamp(0, 1);
+    EXPECT_LE(diff(script_autoencoder(ae).forward({x}).toTensor(), recon), 1e-5);
+    EXPECT_LE(diff(script_classifier(ae, head, spec).forward({x}).toTensor(), head->forward(codes)),
+              1e-5);
+    // Any image size with whole patches, as the native model.
+    auto big = torch::rand({1, 3, 20, 16});
+    EXPECT_LE(diff(script_encoder(ae, spec).forward({big}).toTensor(),
+                   pool_codes(ae->encode(ae->normalize(big)), spec)),
+              1e-5);
+  }
 }
 
 }  // namespace

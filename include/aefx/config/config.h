@@ -174,6 +174,11 @@ struct ModelConfig {
   int64_t atoms = 1600;
   /// patch: the soft threshold of the responses (in whitened units).
   double threshold = 0.25;
+  /// patch: each position's responses divided by its whitened patch's norm, regularised by the
+  /// training patches' mean squared norm E: s sqrt(2 E / (|x|^2 + E)), so a patch of average
+  /// energy keeps its responses and the code depends on local contrast far less (Coates, Lee &
+  /// Ng normalise each patch's contrast before whitening it).
+  bool normalize_patches = false;
 };
 
 /// Autoencoder pretraining (reconstruction loss only, no labels).

@@ -90,6 +90,9 @@ class AutoencoderImpl : public torch::nn::Module {
   /// in [0, 1], on the CPU, normalisation and stem already fitted). The patch dictionary draws
   /// its atoms from whitened training patches here; the default does nothing.
   virtual void init_from_data(const torch::Tensor& images) { (void)images; }
+  /// Called by fit_whitening with the patches' second moment M (double, C k^2 x C k^2) once
+  /// whiten is set: what a subclass derives from the stem's statistics. The default does nothing.
+  virtual void whitening_fitted(const torch::Tensor& moment) { (void)moment; }
   bool has_stem() const { return whiten.defined(); }
 
   const config::ModelConfig& config() const { return cfg_; }

@@ -14,6 +14,7 @@ namespace aefx::models {
 /// encoding: at every position whose k x k patch lies wholly inside the image, the whitened
 /// patch's response to each atom, s = d . x, split by sign and soft-thresholded:
 /// [relu(s - t), relu(-s - t)] (t = model.threshold), 2 x atoms channels. Returns that one map.
+/// With model.normalize_patches, s is first multiplied by gain(x) (buffer "energy": E).
 class PatchEncoderImpl : public EncoderImpl {
  public:
   PatchEncoderImpl(const config::ModelConfig& cfg, int64_t in_channels);
@@ -24,8 +25,16 @@ class PatchEncoderImpl : public EncoderImpl {
   /// Pixels on each side of the image whose patches are not whole (k / 2).
   int64_t border() const { return border_; }
   double threshold() const { return threshold_; }
+  bool normalizes() const { return energy.defined(); }
+  /// With model.normalize_patches, sqrt(2 E / (|x|^2 + E)) for whitened patches x along `dim`
+  /// (kept as a dimension of size 1), in float: 1 for a patch of the mean energy E, the
+  /// responses of a patch of much higher energy close to s sqrt(2 E) / |x|. Without, undefined.
+  torch::Tensor gain(const torch::Tensor& x, int64_t dim) const;
 
   torch::Tensor atoms;
+  /// model.normalize_patches: E, the training patches' mean squared whitened norm (set with the
+  /// stem; a 0-d float). Undefined without.
+  torch::Tensor energy;
 
  private:
   int64_t border_;
@@ -59,6 +68,9 @@ class PatchAutoencoderImpl : public AutoencoderImpl {
   /// as k-means starts from samples: with random directions, one atom would win the patches of
   /// several kinds (each at an angle to them) while others never win and never move.
   void init_from_data(const torch::Tensor& images) override;
+  /// With model.normalize_patches: the encoder's E = trace(W M W^T), the mean squared norm of
+  /// the whitened training patches.
+  void whitening_fitted(const torch::Tensor& moment) override;
   /// decoder(encoder(x)) in values and gradients without the 2 x atoms x h x w code map: each
   /// whole patch's responses as one row of a matrix product, the winner by its |response|, its
   /// soft-thresholded response times its atom. Without gradients, a few images at a time.
