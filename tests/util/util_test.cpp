@@ -140,6 +140,9 @@ TEST(Runtime, ParallelForEachVisitsEveryIndexOnceAndRethrowsTheFirstError) {
     parallel_for_each(100000, [&](int64_t i) {
       ++calls;
       if (i == 5) throw std::runtime_error("item 5 failed");
+      // Slow enough that the range cannot finish while the failing thread unwinds, even when a
+      // busy machine takes it off its core (without the stop: 100,000 x 100 us, seconds).
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
     });
     ADD_FAILURE() << "the exception was swallowed";
   } catch (const std::runtime_error& e) {
