@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -29,6 +30,7 @@
 #include <regex>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace aefx::testing {
 namespace fs = std::filesystem;
@@ -186,6 +188,15 @@ bool Child::wait_for_line(const std::string& needle) {
     if (std::string(buf.data()).find(needle) != std::string::npos) return true;
   }
   return false;
+}
+
+bool wait_until(const std::function<bool()>& condition, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 void Child::send(int signal) { ::kill(pid_, signal); }

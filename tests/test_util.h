@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,11 @@ class Child {
   FILE* out_ = nullptr;
   std::string output_;
 };
+
+/// Polls `condition` every 10 ms until it holds (true) or `seconds` have passed (false). For
+/// tests that wait on another process: give it minutes, as a loaded machine under the
+/// sanitizers is many times slower than an idle one; an idle one returns at once.
+bool wait_until(const std::function<bool()>& condition, double seconds = 240);
 
 /// A tiny, fast config pointing at `data_root` and writing under `out_dir`.
 std::string tiny_config_yaml(const std::filesystem::path& data_root,

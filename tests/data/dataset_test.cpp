@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "aefx/data/image_cache.h"
@@ -185,7 +186,11 @@ TEST(ImageCache, DecodesOnceSkipsBadFilesAndRebuildsWhenTheFilesChange) {
   const auto grey = ImageCache::open(files, 12, 1, (dir / "cache").string());
   EXPECT_TRUE(torch::equal(grey->images(), to_channels(img, 1)));
   EXPECT_FALSE(std::filesystem::exists(cache->path())) << "the stale cache is removed";
+  const auto written = std::filesystem::last_write_time(files[0]);
   testing::write_png(files[0], img[8], 12);  // a changed file: another key
+  // Rewritten within one tick of the file system's clock, with the same size, the file would
+  // look unchanged (size and time are the key): it is changed, so its time must say so.
+  std::filesystem::last_write_time(files[0], written + std::chrono::seconds(2));
   const auto rebuilt = ImageCache::open(files, 12, 3, (dir / "cache").string());
   EXPECT_NE(rebuilt->path(), cache->path());
   EXPECT_TRUE(torch::equal(rebuilt->images()[0], img[8]));

@@ -125,13 +125,17 @@ TEST_F(Launch, AKilledRankMakesTheOthersExitNonZeroWithinTheTimeout) {
   EXPECT_LT(seconds, 30) << out;
   EXPECT_NE(out.find("rank 1 (pid " + m[1].str() + ") was killed by signal 9"), std::string::npos)
       << out;
-  EXPECT_NE(out.find("aefx: rank 0 of 2: all-reduce failed (gloo backend)"), std::string::npos)
+  // Rank 0 notices in whichever collective of its step it was in: the gradients' all-reduce or
+  // the agreement on stopping that ends each step.
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex(R"(aefx: rank 0 of 2: (all-reduce|agreeing on stopping) failed \(gloo backend\))")))
       << out;
   EXPECT_NE(out.find("rank 0 (pid"), std::string::npos) << out;
   EXPECT_NE(out.find("exited with status 1"), std::string::npos) << out;
   // Rank 0 recorded the error; its last epoch checkpoint is there to resume from.
   const std::string progress = testing::read_file(run("killed") / "progress.json");
-  EXPECT_NE(progress.find("all-reduce failed"), std::string::npos) << progress;
+  EXPECT_TRUE(std::regex_search(progress, std::regex("(all-reduce|agreeing on stopping) failed")))
+      << progress;
   EXPECT_TRUE(fs::exists(engine::RunFolder(run("killed")).pretrain_state()));
 }
 
@@ -146,7 +150,8 @@ TEST_F(Launch, ARankWithoutItsPeersGivesUpAfterTheTimeout) {
       &out);
   const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(rc, 1) << out;
-  EXPECT_LT(seconds, 20) << out;
+  // Well under the 300 s default, with room for a loaded machine under the sanitizers.
+  EXPECT_LT(seconds, 120) << out;
   EXPECT_NE(out.find("aefx: rank 0 of 2:"), std::string::npos) << out;
   EXPECT_NE(out.find("distributed.timeout = 3 s"), std::string::npos) << out;
 }
@@ -187,10 +192,8 @@ TEST_F(Launch, InterruptedGroupResumesWithTheSameWorldSizeOnly) {
     testing::Child child(aefx("launch --nproc 2 " + config_ + sets + " --progress lines"));
     ASSERT_TRUE(child.wait_for_line("launch: started")) << child.output();
     // The whole launch gets SIGINT, as a Ctrl-C on a terminal; the launcher passes it on.
-    for (int i = 0; i < 2000 && !fs::exists(engine::RunFolder(run("resumed")).pretrain_state());
-         ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_TRUE(fs::exists(engine::RunFolder(run("resumed")).pretrain_state()));
+    const fs::path state = engine::RunFolder(run("resumed")).pretrain_state();
+    ASSERT_TRUE(testing::wait_until([&] { return fs::exists(state); })) << child.output();
     child.send(SIGINT);
     // Every rank stops after the same step (they agree on the signal), so no rank sees a
     // broken connection: the launch ends with SIGINT's status.

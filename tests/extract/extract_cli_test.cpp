@@ -83,14 +83,14 @@ TEST_F(ExtractCli, KilledExtractionResumesToTheSameFiles) {
   const fs::path out = out_ / "killed";
   testing::Child child(std::string(AEFX_BINARY) + " extract" + args + out.string());
   int64_t rows = 0;
-  for (int i = 0; i < 20000 && rows < 50; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  testing::wait_until([&] {
     try {
       rows = util::read_json_file(out / "progress.json").value("rows", int64_t{0});
     } catch (const std::exception&) {
       // not written yet
     }
-  }
+    return rows >= 50;
+  });
   child.send(SIGKILL);
   EXPECT_EQ(child.wait(), 128 + SIGKILL);
   ASSERT_GE(rows, 50) << "the extraction never got going";

@@ -243,7 +243,11 @@ TEST_F(Robustness, KilledProcessResumesFromTheLastEpochBitIdentical) {
   const fs::path run_dir = dir_->path() / "runs/sigkill";
   {
     testing::Child child(command(config_, {name}));
-    ASSERT_TRUE(child.wait_for_line("pretrain epoch 2/3")) << child.output();
+    // Killed as soon as epoch 1's state is on disk (the epoch's line comes just before it), so
+    // that two epochs' time, not one, separates the kill from the end of the stage.
+    ASSERT_TRUE(child.wait_for_line("pretrain epoch 1/3")) << child.output();
+    const fs::path state = engine::RunFolder(run_dir).pretrain_state();
+    ASSERT_TRUE(testing::wait_until([&] { return fs::exists(state); })) << child.output();
     child.send(SIGKILL);
     EXPECT_EQ(child.wait(), 128 + SIGKILL);
   }

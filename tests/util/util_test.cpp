@@ -126,14 +126,23 @@ TEST(Runtime, ParallelForEachVisitsEveryIndexOnceAndRethrowsTheFirstError) {
   std::vector<std::atomic<int>> seen(1000);
   std::mutex mu;
   std::set<std::thread::id> ids;
+  const bool threads = std::thread::hardware_concurrency() > 1;
   parallel_for_each(1000, [&](int64_t i) {
     ++seen[static_cast<size_t>(i)];
-    std::this_thread::sleep_for(std::chrono::microseconds(50));  // long enough to share out
-    std::lock_guard<std::mutex> lock(mu);
-    ids.insert(std::this_thread::get_id());
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ids.insert(std::this_thread::get_id());
+    }
+    // Item 0 holds its thread until another thread has taken an item: with more than one core
+    // the work must be shared however the threads are scheduled.
+    if (i == 0 && threads)
+      testing::wait_until([&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return ids.size() >= 2;
+      });
   });
   for (const auto& v : seen) EXPECT_EQ(v.load(), 1);
-  if (std::thread::hardware_concurrency() > 1) EXPECT_GE(ids.size(), 2u);
+  if (threads) EXPECT_GE(ids.size(), 2u);
   parallel_for_each(0, [](int64_t) { FAIL() << "called for n = 0"; });
   std::atomic<int64_t> calls{0};
   try {
