@@ -157,13 +157,12 @@ util::Json run_bench(const config::Config& cfg, const BenchOptions& options) {
   features.encode(sample.narrow(0, 0, std::min(m, c.code_batch_size)), c.code_batch_size);
   sync(device);  // after a warm-up batch
   const double t_codes = util::now_seconds();
-  auto codes =
-      features.encode(sample, c.code_batch_size, /*with_flips=*/false, features.storage_dtype());
+  auto codes = features.encode(sample, c.code_batch_size, features.storage_dtype());
   sync(device);
   out["code_images_per_second"] = static_cast<double>(m) / (util::now_seconds() - t_codes);
 
   // Head: two epochs on as many rows as classify trains on; the second one is reported.
-  const int64_t rows = n * (c.flip_codes ? 2 : 1);
+  const int64_t rows = n * ((c.flip_codes ? 2 : 1) + c.augmented_copies);
   auto all = codes.repeat({(rows + m - 1) / m, 1}).narrow(0, 0, rows);
   auto labels = train.labels.to(device).repeat({(rows + n - 1) / n}).narrow(0, 0, rows);
   engine::HeadTrainOptions head;

@@ -297,6 +297,8 @@ const std::vector<Field>& fields() {
       AEFX_FIELD(classify.pool_grids, list_of_at_least(0, false), kBaselineInput),
       AEFX_FIELD(classify.pooling, nullptr, kBaselineInput),
       AEFX_FIELD(classify.flip_codes, nullptr, kBaselineInput),
+      AEFX_FIELD(classify.augmented_copies, at_least<int64_t>(0), kBaselineInput),
+      AEFX_FIELD(classify.crop_padding, at_least<int64_t>(0), kBaselineInput),
       AEFX_FIELD(classify.code_batch_size, at_least<int64_t>(1), kBaselineInput),
       AEFX_FIELD(classify.labels_per_class, at_least<int64_t>(0), kBaselineInput),
       AEFX_FIELD(evaluate.batch_size, at_least<int64_t>(1), 0),

@@ -273,7 +273,8 @@ std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& image
   return m.mean_std();
 }
 
-torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip) {
+torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip,
+                            c10::optional<at::Generator> gen) {
   TORCH_CHECK(batch.dim() == 4, "augment_batch expects B x C x H x W");
   const int64_t b = batch.size(0), c = batch.size(1), h = batch.size(2), w = batch.size(3);
   const auto opts = torch::TensorOptions().device(batch.device()).dtype(torch::kLong);
@@ -282,18 +283,39 @@ torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip) 
     namespace F = torch::nn::functional;
     auto padded = F::pad(batch, F::PadFuncOptions({pad, pad, pad, pad}));
     // Per-image offsets, applied with two gathers (rows, then columns): no per-image loop.
-    auto oy = torch::randint(0, 2 * pad + 1, {b, 1, 1, 1}, opts);
-    auto ox = torch::randint(0, 2 * pad + 1, {b, 1, 1, 1}, opts);
+    auto oy = torch::randint(0, 2 * pad + 1, {b, 1, 1, 1}, gen, opts);
+    auto ox = torch::randint(0, 2 * pad + 1, {b, 1, 1, 1}, gen, opts);
     auto rows = (oy + torch::arange(h, opts).view({1, 1, h, 1})).expand({b, c, h, w + 2 * pad});
     auto cropped = padded.gather(2, rows);
     auto cols = (ox + torch::arange(w, opts).view({1, 1, 1, w})).expand({b, c, h, w});
     out = cropped.gather(3, cols);
   }
   if (flip) {
-    auto mask = torch::rand({b, 1, 1, 1}, batch.options()) < 0.5;
+    auto mask = torch::rand({b, 1, 1, 1}, gen, opts.dtype(torch::kFloat)) < 0.5;
     out = torch::where(mask, out.flip({3}), out);
   }
   return out.contiguous(torch::MemoryFormat::ChannelsLast);
+}
+
+Dataset training_views(const Dataset& d, bool mirrored, int64_t copies, int64_t pad,
+                       uint64_t seed) {
+  TORCH_CHECK(copies >= 0 && pad >= 0, "training_views: negative copies or padding");
+  if (!mirrored && copies == 0) return d;
+  std::vector<torch::Tensor> images{d.images};
+  if (mirrored) images.push_back(d.images.flip({3}));
+  auto gen = seeded(seed);
+  for (int64_t k = 0; k < copies; ++k)
+    images.push_back(augment_batch(d.images, pad, true, gen).contiguous());
+  Dataset views = d;
+  views.images = torch::cat(images);
+  views.labels = d.labels.repeat({static_cast<int64_t>(images.size())});
+  return views;
+}
+
+Dataset head_training_views(const Dataset& train, const config::Config& cfg) {
+  const auto& c = cfg.classify;
+  return training_views(train, c.flip_codes, c.augmented_copies, c.crop_padding,
+                        static_cast<uint64_t>(cfg.seed) + 29);
 }
 
 torch::Tensor to_float(const torch::Tensor& images, const torch::Device& device) {

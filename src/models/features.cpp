@@ -26,23 +26,19 @@ torch::Tensor FeatureExtractor::encode_normalized(const torch::Tensor& normalize
 }
 
 torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batch_size,
-                                       bool with_flips, torch::ScalarType out_dtype) {
+                                       torch::ScalarType out_dtype) {
   torch::NoGradGuard no_grad;
   const int64_t n = images.size(0);
-  // Every batch is written into one preallocated N (or 2N) x D tensor: concatenating parts at
-  // the end would hold the codes twice at the peak.
+  // Every batch is written into one preallocated N x D tensor: concatenating parts at the end
+  // would hold the codes twice at the peak.
   torch::Tensor out;
-  auto store = [&](int64_t row, const torch::Tensor& codes) {
-    if (!out.defined())
-      out = torch::empty({with_flips ? 2 * n : n, codes.size(1)}, codes.options().dtype(out_dtype));
-    out.narrow(0, row, codes.size(0)).copy_(codes);
-  };
   for (int64_t i = 0; i < n; i += batch_size) {
     util::throw_if_interrupted("while computing latent codes");
     const int64_t b = std::min(batch_size, n - i);
-    auto x = ae_->normalize(data::to_float(images.narrow(0, i, b), device_));
-    store(i, encode_normalized(x));
-    if (with_flips) store(n + i, encode_normalized(x.flip({3})));
+    const auto codes =
+        encode_normalized(ae_->normalize(data::to_float(images.narrow(0, i, b), device_)));
+    if (!out.defined()) out = torch::empty({n, codes.size(1)}, codes.options().dtype(out_dtype));
+    out.narrow(0, i, b).copy_(codes);
   }
   if (!out.defined()) {  // no images: an empty N x D, D from one blank image
     auto blank = torch::zeros({1, images.size(1), images.size(2), images.size(3)}, device_);
@@ -53,12 +49,9 @@ torch::Tensor FeatureExtractor::encode(const torch::Tensor& images, int64_t batc
 
 int64_t FeatureExtractor::code_dim() const { return models::code_dim(ae_->config(), spec_); }
 
-torch::Tensor pixel_features(const torch::Tensor& images, const torch::Device& device,
-                             bool with_flips) {
+torch::Tensor pixel_features(const torch::Tensor& images, const torch::Device& device) {
   torch::NoGradGuard no_grad;
-  auto x = data::to_float(images, device);
-  auto flat = x.flatten(1);  // logical C, H, W order, whatever the memory layout
-  return with_flips ? torch::cat({flat, x.flip({3}).flatten(1)}) : flat;
+  return data::to_float(images, device).flatten(1);  // logical C, H, W order, any memory layout
 }
 
 std::string head_architecture(const config::Config& cfg, int64_t classes) {

@@ -23,9 +23,9 @@ void baseline(engine::RunContext& ctx) {
   auto [train, val] = data::load_labelled_train_val(cfg);
   const auto test = data::load_split(cfg.data, data::Split::kTest, static_cast<uint64_t>(cfg.seed));
   util::throw_if_interrupted("during baseline while loading the data");
-  auto labels = train.labels.to(ctx.device);
-  if (c.flip_codes) labels = torch::cat({labels, labels});
-  auto codes = models::pixel_features(train.images, ctx.device, c.flip_codes);
+  const auto views = data::head_training_views(train, cfg);  // the same as classify's
+  auto labels = views.labels.to(ctx.device);
+  auto codes = models::pixel_features(views.images, ctx.device);
   util::log_info(util::strfmt("baseline: the classify head on %lld raw pixels per image, %lld rows",
                               static_cast<long long>(codes.size(1)),
                               static_cast<long long>(codes.size(0))));
@@ -36,15 +36,15 @@ void baseline(engine::RunContext& ctx) {
   options.dtype = ctx.compute_dtype();
   options.seed = cfg.seed;
   options.stage = "baseline";
-  auto r = engine::fit_head(std::move(codes), labels,
-                            models::pixel_features(val.images, ctx.device, false),
-                            val.labels.to(ctx.device), options, ctx.group);
+  auto r =
+      engine::fit_head(std::move(codes), labels, models::pixel_features(val.images, ctx.device),
+                       val.labels.to(ctx.device), options, ctx.group);
   int64_t correct = 0;
   // k-NN on the raw pixels, by the protocol evaluate applies to the codes.
   std::optional<metrics::KnnClassifier> knn;
   if (cfg.evaluate.knn_k > 0 && train.size() > 0) {
-    knn.emplace(models::pixel_features(train.images, ctx.device, false), train.labels,
-                options.classes, cfg.evaluate.knn_k, cfg.evaluate.knn_temperature);
+    knn.emplace(models::pixel_features(train.images, ctx.device), train.labels, options.classes,
+                cfg.evaluate.knn_k, cfg.evaluate.knn_temperature);
   }
   metrics::ConfusionMatrix knn_cm(options.classes);
   {
@@ -54,7 +54,7 @@ void baseline(engine::RunContext& ctx) {
     const int64_t batch = cfg.evaluate.batch_size;
     for (int64_t i = 0; i < test.size(); i += batch) {
       const int64_t b = std::min(batch, test.size() - i);
-      const auto pixels = models::pixel_features(test.images.narrow(0, i, b), ctx.device, false);
+      const auto pixels = models::pixel_features(test.images.narrow(0, i, b), ctx.device);
       auto pred = r.head->forward(pixels);
       correct += pred.argmax(1).cpu().eq(test.labels.narrow(0, i, b)).sum().item<int64_t>();
       if (knn) knn_cm.add(knn->predict(pixels), test.labels.narrow(0, i, b));

@@ -22,35 +22,35 @@ void classify(engine::RunContext& ctx) {
   models::FeatureExtractor features(
       engine::load_autoencoder(cfg, ctx.folder, ctx.device, ctx.group),
       models::code_spec(cfg.model, c), ctx.device, ctx.compute_dtype());
-  auto [train, val] = data::load_labelled_train_val(cfg);
+  auto [labelled, val] = data::load_labelled_train_val(cfg);
   util::throw_if_interrupted("during classify while loading the data");
   if (c.labels_per_class > 0) {
     util::log_info(util::strfmt("classify: %lld labelled train images (%lld per class)",
-                                static_cast<long long>(train.size()),
+                                static_cast<long long>(labelled.size()),
                                 static_cast<long long>(c.labels_per_class)));
   }
+  const auto train = data::head_training_views(labelled, cfg);
   const bool main = ctx.is_main();
   std::optional<metrics::EpochLog> epoch_log;  // rank 0 only: the others read and write nothing
   if (main) epoch_log.emplace(ctx.folder.metrics_jsonl(), ctx.folder.metrics_csv());
 
-  // Each rank encodes its shard of the images, and every rank gets all codes (train codes with
-  // the mirrored images' codes after them), in bf16 when the encoder computes in bf16: the
-  // head's first layer reads them in bf16 anyway, and the cache is what sets classify's peak
-  // memory (the CPU preset's 90,000 x 28,800 codes: 5.2 GB instead of 10.4).
-  auto encode = [&](const data::Dataset& d, bool flips) {
+  // Each rank encodes its shard of the images (the training views: the images, then the mirrored
+  // and the augmented copies), and every rank gets all codes, in bf16 when the encoder computes
+  // in bf16: the head's first layer reads them in bf16 anyway, and the cache is what sets
+  // classify's peak memory (the CPU preset's 90,000 x 28,800 codes: 5.2 GB instead of 10.4).
+  auto encode = [&](const data::Dataset& d) {
     return dist::sharded_rows(
-        ctx.group, d.size(), flips ? 2 : 1,
+        ctx.group, d.size(), 1,
         [&](int64_t begin, int64_t n) {
-          return features.encode(d.images.narrow(0, begin, n), c.code_batch_size, flips,
+          return features.encode(d.images.narrow(0, begin, n), c.code_batch_size,
                                  features.storage_dtype());
         },
         "classify");
   };
   const double t_codes = util::now_seconds();
-  auto codes = encode(train, c.flip_codes);
-  auto val_codes = encode(val, false);
+  auto codes = encode(train);
+  auto val_codes = encode(val);
   auto labels = train.labels.to(ctx.device);
-  if (c.flip_codes) labels = torch::cat({labels, labels});
   const double code_seconds = util::now_seconds() - t_codes;
   util::log_info(util::strfmt(
       "classify: %lld codes of %lld values in %.1f s (%.0f img/s)",
@@ -59,7 +59,7 @@ void classify(engine::RunContext& ctx) {
 
   engine::HeadTrainOptions options;
   options.classify = c;
-  options.classes = static_cast<int64_t>(train.class_names.size());
+  options.classes = static_cast<int64_t>(labelled.class_names.size());
   options.device = ctx.device;
   options.dtype = features.dtype();
   options.seed = cfg.seed;
@@ -84,7 +84,7 @@ void classify(engine::RunContext& ctx) {
   summary.code_seconds = code_seconds;
   summary.head_seconds = r.seconds;
   summary.seconds = util::now_seconds() - t0;
-  summary.class_names = train.class_names;
+  summary.class_names = labelled.class_names;
   for (const auto& e : r.history)
     summary.history.push_back({e.epoch, e.loss, e.val_accuracy, e.val_loss, e.seconds});
   summary.write(ctx.folder);

@@ -256,6 +256,44 @@ TEST(Augment, CropIsAWindowOfThePaddedImage) {
   }
 }
 
+TEST(TrainingViews, ImagesThenMirrorsThenSeededShiftedCopiesWithTheirLabels) {
+  auto [img, lab] = testing::synthetic_images(12, 3, 8, 3);
+  img.clamp_min_(1);  // no zero pixels, so padding zeros are recognisable
+  const Dataset d{img, lab, {"a", "b", "c"}};
+  const auto same = training_views(d, false, 0, 2, 7);
+  EXPECT_TRUE(same.images.is_same(img));
+  const auto v = training_views(d, true, 2, 2, 7);
+  ASSERT_EQ(v.images.sizes(), (std::vector<int64_t>{48, 3, 8, 8}));
+  EXPECT_EQ(v.images.scalar_type(), torch::kUInt8);
+  EXPECT_TRUE(torch::equal(v.labels, lab.repeat({4})));
+  EXPECT_EQ(v.class_names, d.class_names);
+  EXPECT_TRUE(torch::equal(v.images.narrow(0, 0, 12), img));
+  EXPECT_TRUE(torch::equal(v.images.narrow(0, 12, 12), img.flip({3})));
+  // Each copy's image i: a window of image i or its mirror, zero padded by 2; not all unshifted.
+  const auto padded = torch::constant_pad_nd(img, {2, 2, 2, 2});
+  int moved = 0;
+  for (int64_t i = 24; i < 48; ++i) {
+    const auto source = padded[i % 12];
+    bool found = false;
+    for (int64_t oy = 0; oy <= 4 && !found; ++oy)
+      for (int64_t ox = 0; ox <= 4 && !found; ++ox)
+        for (const auto& s : {source, source.flip({2})})
+          if (torch::equal(v.images[i], s.narrow(1, oy, 8).narrow(2, ox, 8))) {
+            found = true;
+            moved += oy != 2 || ox != 2;
+          }
+    EXPECT_TRUE(found) << "row " << i;
+  }
+  EXPECT_GT(moved, 12);
+  EXPECT_FALSE(torch::equal(v.images.narrow(0, 24, 12), v.images.narrow(0, 36, 12)));
+  // The seed alone decides the copies: not the global RNG.
+  torch::manual_seed(123);
+  EXPECT_TRUE(torch::equal(training_views(d, true, 2, 2, 7).images, v.images));
+  EXPECT_FALSE(torch::equal(training_views(d, true, 2, 2, 8).images, v.images));
+  EXPECT_TRUE(torch::equal(training_views(d, false, 1, 2, 7).images.narrow(0, 12, 12),
+                           v.images.narrow(0, 24, 12)));
+}
+
 #ifdef AEFX_HAVE_OPENCV
 void write_png(const fs::path& file, const cv::Mat& img) {
   fs::create_directories(file.parent_path());

@@ -128,7 +128,8 @@ TEST_F(Launch, AKilledRankMakesTheOthersExitNonZeroWithinTheTimeout) {
   // Rank 0 notices in whichever collective of its step it was in: the gradients' all-reduce or
   // the agreement on stopping that ends each step.
   EXPECT_TRUE(std::regex_search(
-      out, std::regex(R"(aefx: rank 0 of 2: (all-reduce|agreeing on stopping) failed \(gloo backend\))")))
+      out, std::regex(
+               R"(aefx: rank 0 of 2: (all-reduce|agreeing on stopping) failed \(gloo backend\))")))
       << out;
   EXPECT_NE(out.find("rank 0 (pid"), std::string::npos) << out;
   EXPECT_NE(out.find("exited with status 1"), std::string::npos) << out;

@@ -18,22 +18,24 @@ config::Config tiny(const TempDir& dir) {
                               "tiny");
 }
 
-TEST(Codes, FlippedRowsFollowThePlainOnesAndEmptyInputGivesNoRows) {
+TEST(Codes, RowsFollowTheImagesInAnyBatchSizeAndEmptyInputGivesNoRows) {
   torch::manual_seed(0);
   TempDir dir;
   const auto cfg = tiny(dir);
   const auto& grids = cfg.classify.pool_grids;
   FeatureExtractor features(Autoencoder(cfg.model, 3, cfg.data.image_size), grids, torch::kCPU);
   auto [img, lab] = testing::synthetic_images(10, 10, 32, 3);
-  const auto both = features.encode(img, 4, /*with_flips=*/true);
-  const auto plain = features.encode(img, 3);
+  const auto in_fours = features.encode(img, 4);
+  const auto in_threes = features.encode(img, 3);
   const auto mirrored = features.encode(img.flip({3}), 10);
   const int64_t d = code_dim(cfg.model, grids);
   EXPECT_EQ(features.code_dim(), d);
-  ASSERT_EQ(both.sizes(), (std::vector<int64_t>{20, d}));
-  EXPECT_TRUE(torch::allclose(both.narrow(0, 0, 10), plain, 1e-5, 1e-5));
-  EXPECT_TRUE(torch::allclose(both.narrow(0, 10, 10), mirrored, 1e-5, 1e-5));
-  EXPECT_FALSE(torch::allclose(plain, mirrored, 1e-3, 1e-3));
+  ASSERT_EQ(in_fours.sizes(), (std::vector<int64_t>{10, d}));
+  EXPECT_TRUE(torch::allclose(in_fours, in_threes, 1e-5, 1e-5));
+  for (int64_t i = 0; i < 10; ++i)  // row i: image i's codes alone
+    EXPECT_TRUE(
+        torch::allclose(in_fours[i], features.encode(img.narrow(0, i, 1), 1)[0], 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(in_fours, mirrored, 1e-3, 1e-3));
   const auto none = features.encode(img.narrow(0, 0, 0), 4);
   EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, d}));
 }
@@ -50,22 +52,22 @@ TEST(Codes, Bf16CodesAreFp32AndCloseToTheFp32Codes) {
   FeatureExtractor bf16(ae, spec, torch::kCPU, torch::kBFloat16);
   EXPECT_EQ(bf16.dtype(), torch::kBFloat16);
   auto [img, lab] = testing::synthetic_images(12, 10, 32, 3);
-  const auto a = fp32.encode(img, 5, true), b = bf16.encode(img, 5, true);
+  const auto a = fp32.encode(img, 5), b = bf16.encode(img, 5);
   EXPECT_EQ(b.scalar_type(), torch::kFloat);
   ASSERT_EQ(a.sizes(), b.sizes());
   EXPECT_FALSE(torch::equal(a, b));
   const double scale = a.abs().max().item<double>();
   EXPECT_LT((a - b).abs().max().item<double>(), 0.05 * scale);
-  // Kept in the storage dtype: the bf16 extractor's codes rounded to bf16 (flips and empty input
-  // alike); an fp32 extractor keeps fp32.
+  // Kept in the storage dtype: the bf16 extractor's codes rounded to bf16 (empty input alike); an
+  // fp32 extractor keeps fp32.
   EXPECT_EQ(bf16.storage_dtype(), torch::kBFloat16);
   EXPECT_EQ(fp32.storage_dtype(), torch::kFloat);
-  const auto c = bf16.encode(img, 5, true, bf16.storage_dtype());
+  const auto c = bf16.encode(img, 5, bf16.storage_dtype());
   EXPECT_EQ(c.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(c, b.to(torch::kBFloat16)));
-  EXPECT_EQ(bf16.encode(img.narrow(0, 0, 0), 5, false, bf16.storage_dtype()).scalar_type(),
+  EXPECT_EQ(bf16.encode(img.narrow(0, 0, 0), 5, bf16.storage_dtype()).scalar_type(),
             torch::kBFloat16);
-  EXPECT_TRUE(torch::equal(fp32.encode(img, 5, true, fp32.storage_dtype()), a));
+  EXPECT_TRUE(torch::equal(fp32.encode(img, 5, fp32.storage_dtype()), a));
 }
 
 TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
@@ -95,9 +97,9 @@ TEST(FrozenEncoder, BitIdenticalAfterHeadTraining) {
     options.classes = 10;
     options.dtype = dtype;
     dist::Group alone;
-    const bool flips = cfg.classify.flip_codes;
-    auto r = engine::fit_head(features.encode(train.images, 32, flips),
-                              flips ? torch::cat({train.labels, train.labels}) : train.labels,
+    const auto& c = cfg.classify;
+    const auto views = data::training_views(train, c.flip_codes, 1, c.crop_padding, 5);
+    auto r = engine::fit_head(features.encode(views.images, 32), views.labels,
                               features.encode(val.images, 32), val.labels, options, alone);
     EXPECT_EQ(r.history.size(), static_cast<size_t>(cfg.classify.epochs));
 

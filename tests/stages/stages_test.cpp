@@ -268,10 +268,15 @@ TEST(EndToEnd, PatchDictionaryTrainsOnEpochImagesAndExports) {
                                           "pretrain.batch_size=8", "pretrain.mask_ratio=0",
                                           "pretrain.noise=0",      "classify.epochs=1"};
   auto sets = patch;
-  sets.insert(sets.end(), {"pretrain.epochs=2", "pretrain.epoch_images=20"});
+  sets.insert(sets.end(),
+              {"pretrain.epochs=2", "pretrain.epoch_images=20", "classify.augmented_copies=1"});
   const auto cfg = tiny(dir, "patch", sets);
   engine::run_stages(cfg, cfg.stages, builtin_stages());
   const engine::RunFolder folder(dir / "runs/patch");
+  // The head learnt from the 260 training images, their mirror images and one augmented copy.
+  EXPECT_NE(testing::read_file(folder.log()).find("classify: 780 codes of 96 values"),
+            std::string::npos)
+      << testing::read_file(folder.log());
   const auto summary = engine::PretrainSummary::read(folder);
   ASSERT_TRUE(summary.has_value());
   EXPECT_EQ(summary->epoch_images, 16);        // 20 images, in whole batches of 8

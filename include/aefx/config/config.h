@@ -215,7 +215,12 @@ struct ClassifyConfig {
   std::vector<int64_t> pool_grids{4, 2, 1};
   Pooling pooling = Pooling::kAvg;  ///< each grid cell: avg, max or avgmax (both, concatenated)
   bool flip_codes = true;           ///< also cache codes of horizontally flipped train images
-  int64_t code_batch_size = 500;    ///< batch size for computing codes
+  /// Randomly shifted (by up to crop_padding pixels) and mirrored copies of each training image
+  /// whose codes are cached too: more views for the head, at one code cache of the training
+  /// set each (and its encoding time).
+  int64_t augmented_copies = 0;
+  int64_t crop_padding = 4;       ///< the shift's bound, zero padded as pretrain.crop_padding
+  int64_t code_batch_size = 500;  ///< batch size for computing codes
   /// Labelled train images per class the head (and the baseline, and the k-NN evaluation) use:
   /// a seeded, class-balanced subset; 0 = all. Validation is unchanged.
   int64_t labels_per_class = 0;

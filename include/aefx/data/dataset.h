@@ -147,8 +147,20 @@ class ChannelMoments {
 std::pair<torch::Tensor, torch::Tensor> channel_stats(const torch::Tensor& images);
 
 /// Random horizontal flip and random crop after zero padding by `pad` pixels, per image of a
-/// float batch B x C x H x W, on the batch's device, drawing from the global (seeded) RNG.
-torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip);
+/// batch B x C x H x W (float or uint8), on the batch's device, drawing from `gen` (by default
+/// the global, seeded RNG).
+torch::Tensor augment_batch(const torch::Tensor& batch, int64_t pad, bool flip,
+                            c10::optional<at::Generator> gen = c10::nullopt);
+
+/// The views of the training images whose codes the head learns from: the images, then their
+/// mirror images when `mirrored`, then `copies` randomly shifted (by up to `pad` pixels, zero
+/// padded) and randomly mirrored copies drawn from `seed`; the labels repeated to match.
+Dataset training_views(const Dataset& d, bool mirrored, int64_t copies, int64_t pad, uint64_t seed);
+
+/// The training views the classify head (and the baseline's) learns from, as cfg.classify asks
+/// (flip_codes, augmented_copies, crop_padding), drawn from a stream of the run's seed of their
+/// own: the same views on every rank and when a run resumes.
+Dataset head_training_views(const Dataset& train, const config::Config& cfg);
 
 /// Converts uint8 images to float in [0, 1] on `device`, in channels-last layout.
 torch::Tensor to_float(const torch::Tensor& images, const torch::Device& device);

@@ -22,13 +22,12 @@ class FeatureExtractor {
  public:
   FeatureExtractor(Autoencoder ae, CodeSpec spec, torch::Device device,
                    torch::ScalarType dtype = torch::kFloat);
-  /// Latent codes of uint8 images N x C x H x W (any device), N x D float on the extractor's
-  /// device, computed in batches of `batch_size`. With `with_flips`, 2N x D: rows N..2N-1 are the
-  /// codes of the horizontally mirrored images, in the same order (the one place that fixes this
-  /// convention). No images give an empty 0 x D tensor. Stops with util::Interrupted between
-  /// batches when a signal arrived. The codes are kept in `out_dtype`: the code caches a head
-  /// trains on pass storage_dtype() (bf16 when the encoder computes in bf16: half the memory).
-  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size, bool with_flips = false,
+  /// Latent codes of uint8 images N x C x H x W (any device), N x D on the extractor's device,
+  /// computed in batches of `batch_size`. No images give an empty 0 x D tensor. Stops with
+  /// util::Interrupted between batches when a signal arrived. The codes are kept in
+  /// `out_dtype`: the code caches a head trains on pass storage_dtype() (bf16 when the encoder
+  /// computes in bf16: half the memory).
+  torch::Tensor encode(const torch::Tensor& images, int64_t batch_size,
                        torch::ScalarType out_dtype = torch::kFloat);
   /// Codes of a float batch already normalised and on the device (one batch, no flips).
   torch::Tensor encode_normalized(const torch::Tensor& normalized);
@@ -51,9 +50,8 @@ class FeatureExtractor {
 };
 
 /// Raw pixels as features (the baseline): uint8 images N x C x H x W -> float N x CHW in [0, 1]
-/// on `device`; with `with_flips`, 2N rows as FeatureExtractor::encode gives them.
-torch::Tensor pixel_features(const torch::Tensor& images, const torch::Device& device,
-                             bool with_flips);
+/// on `device`.
+torch::Tensor pixel_features(const torch::Tensor& images, const torch::Device& device);
 
 /// Architecture line of the head a config trains for `classes` classes: the head, its code
 /// spec and the autoencoder it reads (stored in head.pt, so a head trained on other codes of the
