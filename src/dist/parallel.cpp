@@ -70,7 +70,7 @@ void reseed_after_resume(const Group& group, int64_t seed, int64_t global_step) 
   torch::manual_seed(rank_seed(seed, group.rank()) + static_cast<uint64_t>(global_step));
 }
 
-torch::Tensor sharded_rows(Group& group, int64_t n, int64_t blocks,
+torch::Tensor sharded_rows(Group& group, int64_t n,
                            const std::function<torch::Tensor(int64_t, int64_t)>& compute,
                            const std::string& stage) {
   if (group.size() == 1) return compute(0, n);
@@ -79,9 +79,8 @@ torch::Tensor sharded_rows(Group& group, int64_t n, int64_t blocks,
   const double t0 = util::now_seconds();
   auto local = compute(begin, m);
   const double t1 = util::now_seconds();
-  auto full = torch::empty({blocks * n, local.size(1)}, local.options());
-  for (int64_t b = 0; b < blocks; ++b)
-    group.gather_shards(local.narrow(0, b * m, m), full.narrow(0, b * n, n));
+  auto full = torch::empty({n, local.size(1)}, local.options());
+  group.gather_shards(local, full);
   util::log_info(
       util::strfmt("%s: %lld of %lld rows computed on this rank in %.1f s, the rows of "
                    "%d ranks gathered in %.1f s",

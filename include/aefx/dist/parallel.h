@@ -61,12 +61,10 @@ bool decided_by_main(Group& group, bool value);
 void reseed_after_resume(const Group& group, int64_t seed, int64_t global_step);
 
 /// Rows computed in shards: rank r computes rows shard(n, r, world) of an n-row result with
-/// `compute(begin, count)` and every rank gets all n rows. `blocks` > 1 when `compute` returns
-/// `blocks` stacked parts of `count` rows each (e.g. codes then the codes of mirrored images):
-/// the result then holds blocks x n rows, part b in rows b*n .. (b+1)*n - 1. With one process
-/// it is `compute(0, n)` itself (no copy); with several, each rank logs its share and times,
-/// prefixed with `stage`.
-torch::Tensor sharded_rows(Group& group, int64_t n, int64_t blocks,
+/// `compute(begin, count)` and every rank gets all n rows. With one process it is
+/// `compute(0, n)` itself (no copy); with several, each rank logs its share and times, prefixed
+/// with `stage`.
+torch::Tensor sharded_rows(Group& group, int64_t n,
                            const std::function<torch::Tensor(int64_t, int64_t)>& compute,
                            const std::string& stage);
 
