@@ -3,28 +3,136 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <sstream>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "aefx/models/script_writer.h"
 #include "aefx/util/parallel.h"
+#include "aefx/util/precision.h"
 
 namespace aefx::models {
 namespace {
 
-/// One image's code from its responses s (h x w positions, each a row of `atoms` floats): for
-/// each cell of adaptive pooling's g x g grid (rows floor(i h / g) to ceil((i + 1) h / g)), the
-/// average and/or max of relu(g s - t) and relu(-g s - t), g the position's gain (1 where `gain`
-/// is null). `out` takes them in pool_codes' layout of the 2 x atoms x h x w map: every average
-/// cell (channel-major), then every max cell. Written by hand because LibTorch has no fused op for
-/// it: thresholding, concatenating and pooling with its ops writes and reads that map (2 x 1,600 x
-/// 26 x 26 floats an image) several times; on 2 cores those codes ran at about 70 images/s, these
-/// at about 780.
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+// The compiler's own AVX-512 and AVX2 versions of a hot loop, picked at load time for the CPU
+// it runs on (GCC and Clang's function multiversioning): the build stays portable (no -march)
+// and the loop runs 16 floats at a time where the CPU can.
+#define AEFX_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AEFX_VECTOR_CLONES
+#endif
+
+/// A bf16 value's float: its 16 bits are the float's upper half.
+inline float bf16_bits_to_float(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline float to_float(float v) { return v; }
+inline float to_float(uint16_t v) { return bf16_bits_to_float(v); }
+
+/// Adds one position's responses (a row of n) to a pooling cell's accumulators: sum_pos +=
+/// relu(g v - t), sum_neg += relu(-g v - t), and their maxima when max_pos is not null.
 template <typename T>
-void pool_split_sign(const T* s, const float* gain, int64_t h, int64_t w, int64_t atoms, float t,
-                     const CodeSpec& spec, float* out) {
+inline __attribute__((always_inline)) void accumulate(const T* row, float g, float t, int64_t n,
+                                                      float* sum_pos, float* sum_neg,
+                                                      float* max_pos, float* max_neg) {
+  if (max_pos == nullptr) {
+    for (int64_t k = 0; k < n; ++k) {
+      const float v = to_float(row[k]) * g;
+      sum_pos[k] += std::max(v - t, 0.0f);
+      sum_neg[k] += std::max(-v - t, 0.0f);
+    }
+    return;
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    const float v = to_float(row[k]) * g;
+    const float pos = std::max(v - t, 0.0f), neg = std::max(-v - t, 0.0f);
+    sum_pos[k] += pos;
+    sum_neg[k] += neg;
+    max_pos[k] = std::max(max_pos[k], pos);
+    max_neg[k] = std::max(max_neg[k], neg);
+  }
+}
+
+AEFX_VECTOR_CLONES void accumulate_row(const uint16_t* row, float g, float t, int64_t n,
+                                       float* sum_pos, float* sum_neg, float* max_pos,
+                                       float* max_neg) {
+  accumulate(row, g, t, n, sum_pos, sum_neg, max_pos, max_neg);
+}
+AEFX_VECTOR_CLONES void accumulate_row(const float* row, float g, float t, int64_t n,
+                                       float* sum_pos, float* sum_neg, float* max_pos,
+                                       float* max_neg) {
+  accumulate(row, g, t, n, sum_pos, sum_neg, max_pos, max_neg);
+}
+
+/// PatchEncoderImpl::gain of a whitened patch x (n values): sqrt(2 E / (|x|^2 + E)). Sixteen
+/// partial sums, so that the compiler may vectorise the sum without reordering it.
+template <typename T>
+inline __attribute__((always_inline)) float gain_of(const T* x, int64_t n, float energy) {
+  float part[16] = {};
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16)
+    for (int j = 0; j < 16; ++j) part[j] += to_float(x[k + j]) * to_float(x[k + j]);
+  float sq = 0;
+  for (; k < n; ++k) sq += to_float(x[k]) * to_float(x[k]);
+  for (float p : part) sq += p;
+  return 1.0f / std::sqrt((sq + energy) / (2 * energy));
+}
+AEFX_VECTOR_CLONES float position_gain(const uint16_t* x, int64_t n, float energy) {
+  return gain_of(x, n, energy);
+}
+AEFX_VECTOR_CLONES float position_gain(const float* x, int64_t n, float energy) {
+  return gain_of(x, n, energy);
+}
+
+/// The k x k patches of images x (n x C x H x W) at every whole position, a row each in
+/// im2col's order (channel, row, column): an (n h w) x (C k k) matrix, h = H - k + 1. Written
+/// by hand because im2col gives the transpose of each image's matrix, and the copy that matmul
+/// makes of it costs as much as the product (half of it on one core).
+torch::Tensor patch_rows(const torch::Tensor& images, int64_t k) {
+  const auto x = images.contiguous();
+  const int64_t n = x.size(0), ch = x.size(1), ih = x.size(2), iw = x.size(3);
+  const int64_t h = ih - k + 1, w = iw - k + 1, len = ch * k * k;
+  auto out = torch::empty({n * h * w, len}, x.options());
+  const size_t bytes = static_cast<size_t>(k) * x.element_size();
+  const auto* src = static_cast<const char*>(x.data_ptr());
+  auto* dst = static_cast<char*>(out.data_ptr());
+  const int64_t pixel = x.element_size();
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t xx = 0; xx < w; ++xx) {
+        char* row = dst + ((j * h + y) * w + xx) * len * pixel;
+        for (int64_t c = 0; c < ch; ++c)
+          for (int64_t ky = 0; ky < k; ++ky, row += bytes)
+            std::memcpy(row, src + (((j * ch + c) * ih + y + ky) * iw + xx) * pixel, bytes);
+      }
+  return out;
+}
+
+/// One image's code from its responses s (h x w positions, each a row of `row` values, float or
+/// bf16's bits: the responses to the `atoms` atoms, then, where row > atoms (normalize_patches),
+/// the position's whitened patch, for its gain with the patches' mean energy E): for each cell of
+/// adaptive pooling's g x g grid (rows floor(i h / g) to ceil((i + 1) h / g)), the average and/or
+/// max of relu(g s - t) and relu(-g s - t), g the position's gain (1 without normalize_patches).
+/// `out` takes them in pool_codes' layout of the 2 x atoms x h x w map: every average cell
+/// (channel-major), then every max cell. Written by hand because LibTorch has no fused op for it:
+/// thresholding, concatenating and pooling with its ops writes and reads that map (2 x 1,600 x 26 x
+/// 26 floats an image) several times.
+template <typename T>
+void pool_split_sign(const T* s, int64_t h, int64_t w, int64_t atoms, int64_t row, float t,
+                     float energy, const CodeSpec& spec, float* out) {
   const int64_t g = spec.grids[0], cells = g * g;
   const bool avg = spec.uses_avg(), max = spec.uses_max();
   float* out_max = out + (avg ? 2 * atoms * cells : 0);
@@ -40,16 +148,9 @@ void pool_split_sign(const T* s, const float* gain, int64_t h, int64_t w, int64_
       std::fill(acc.begin(), acc.end(), 0.0f);  // the maxima of values >= 0 start at 0 exactly
       for (int64_t y = y0; y < y1; ++y) {
         for (int64_t x = x0; x < x1; ++x) {
-          const T* row = s + (y * w + x) * atoms;
-          const float g = gain ? gain[y * w + x] : 1.0f;
-          for (int64_t k = 0; k < atoms; ++k) {
-            const float v = static_cast<float>(row[k]) * g;
-            const float pos = std::max(v - t, 0.0f), neg = std::max(-v - t, 0.0f);
-            sum_pos[k] += pos;
-            sum_neg[k] += neg;
-            max_pos[k] = std::max(max_pos[k], pos);
-            max_neg[k] = std::max(max_neg[k], neg);
-          }
+          const T* r = s + (y * w + x) * row;
+          const float gain = row > atoms ? position_gain(r + atoms, row - atoms, energy) : 1.0f;
+          accumulate_row(r, gain, t, atoms, sum_pos, sum_neg, max ? max_pos : nullptr, max_neg);
         }
       }
       const float inv = 1.0f / static_cast<float>((y1 - y0) * (x1 - x0));
@@ -244,38 +345,70 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
                 w = normalized.size(3) - k + 1;
   TORCH_CHECK(h >= g && w >= g, "patch codes: a ", g, " x ", g, " grid on a ", h, " x ", w, " map");
   // The stem is a k x k convolution: at a whole patch p (im2col's order) it gives W p, so the
-  // responses D W p are one product of the raw patches with the folded atoms D W.
+  // responses D W p are one product of the raw patches with the folded atoms D W. With
+  // normalize_patches, W's own rows follow D W's: the same product gives each position's
+  // whitened patch W p, whose norm sets the position's gain.
   const auto stem = whiten.reshape({whiten.size(0), -1});
-  const auto folded = torch::mm(patch_encoder_->dictionary(), stem).to(normalized.scalar_type());
-  const auto stem_t = stem.t().to(normalized.scalar_type());
-  const int64_t dim = code_dim(spec);
+  auto folded = torch::mm(patch_encoder_->dictionary(), stem);
+  const bool normalizes = patch_encoder_->normalizes();
+  if (normalizes) folded = torch::cat({folded, stem});
+  // The patches and the product in the compute dtype (bf16 under autocast): im2col of bf16
+  // images moves half the bytes, and the responses are read as they come out.
+  const auto dtype = normalized.scalar_type() == torch::kFloat
+                         ? util::matmul_dtype(normalized.device())
+                         : normalized.scalar_type();
+  const auto folded_t = folded.t().to(dtype);
+  const int64_t dim = code_dim(spec), row = folded.size(0);
   auto out = torch::empty({n, dim}, normalized.options().dtype(torch::kFloat));
-  const auto t = static_cast<float>(patch_encoder_->threshold());
+  const float t = static_cast<float>(patch_encoder_->threshold());
+  const float energy = normalizes ? patch_encoder_->energy.item<float>() : 0.0f;
   const int64_t threads = std::max(1, torch::get_num_threads());
-  // A few images at a time, so that their responses (h w x atoms each) stay in the cache.
-  const int64_t chunk = 2 * threads;
-  for (int64_t i = 0; i < n; i += chunk) {
-    const int64_t c = std::min(chunk, n - i);
-    auto patches = torch::im2col(normalized.narrow(0, i, c), {k, k}, {1, 1}, {0, 0}, {1, 1});
-    // In the compute dtype (bf16 under autocast), read as it is: a float copy would cost a pass.
-    auto s = torch::matmul(patches.transpose(1, 2), folded.t()).contiguous();
-    // With normalize_patches, each position's gain from its whitened patch W p (c x h w x 1).
-    torch::Tensor gain;
-    if (patch_encoder_->normalizes())
-      gain = patch_encoder_->gain(torch::matmul(patches.transpose(1, 2), stem_t), 2).contiguous();
-    const float* g = gain.defined() ? gain.data_ptr<float>() : nullptr;
+  // The codes of c images from the i-th: their responses in one product, then each image pooled
+  // on up to pool_threads threads.
+  const auto encode = [&](int64_t i, int64_t c, unsigned pool_threads) {
+    const auto s = torch::mm(patch_rows(normalized.narrow(0, i, c).to(dtype), k), folded_t);
     float* dst = out.data_ptr<float>() + i * dim;
-    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, s.scalar_type(), "pool_split_sign", [&] {
-      const scalar_t* src = s.data_ptr<scalar_t>();
+    const auto pool = [&](const auto* src) {
       util::parallel_for_each(
           c,
           [&](int64_t j) {
-            pool_split_sign(src + j * h * w * atoms, g ? g + j * h * w : nullptr, h, w, atoms, t,
-                            spec, dst + j * dim);
+            pool_split_sign(src + j * h * w * row, h, w, atoms, row, t, energy, spec,
+                            dst + j * dim);
           },
-          static_cast<unsigned>(threads));
-    });
+          pool_threads);
+    };
+    if (s.scalar_type() == torch::kBFloat16)
+      pool(reinterpret_cast<const uint16_t*>(s.data_ptr<at::BFloat16>()));
+    else
+      pool(s.to(torch::kFloat).data_ptr<float>());
+  };
+#ifdef _OPENMP
+  if (threads > 1 && !omp_in_parallel()) {
+    // Each of LibTorch's OpenMP threads encodes two images at a time from start to end, its
+    // torch ops running on it alone (ATen and oneDNN run serially inside a parallel region), so
+    // that no thread waits for the others between the steps (nor spins while ours pool).
+    constexpr int64_t kPerThread = 2;
+    const int64_t blocks = (n + kPerThread - 1) / kPerThread;
+    std::exception_ptr error;
+    std::atomic<bool> failed{false};
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t b = 0; b < blocks; ++b) {
+      if (failed) continue;  // exceptions must not leave the parallel region
+      try {
+        torch::NoGradGuard no_grad;  // per thread
+        encode(b * kPerThread, std::min(kPerThread, n - b * kPerThread), 1);
+      } catch (...) {
+#pragma omp critical(aefx_patch_codes)
+        if (!failed.exchange(true)) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return out;
   }
+#endif
+  // A few images at a time, so that their responses (h w x atoms each) stay in the cache.
+  for (int64_t i = 0; i < n; i += 2 * threads)
+    encode(i, std::min(2 * threads, n - i), static_cast<unsigned>(threads));
   return out;
 }
 

@@ -77,6 +77,10 @@ bool cpu_has_bf16() {
 
 bool native_bf16(const torch::Device& device) { return device.is_cuda() || cpu_has_bf16(); }
 
+torch::ScalarType matmul_dtype(const torch::Device& device) {
+  return autocast_enabled(device.type()) ? autocast_dtype(device.type()) : torch::kFloat;
+}
+
 const char* precision_name(torch::ScalarType dtype) {
   return dtype == torch::kBFloat16 ? "bf16" : "fp32";
 }

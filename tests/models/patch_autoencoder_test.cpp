@@ -70,9 +70,11 @@ TEST(PatchAutoencoder, EncodingIsTheSplitSignSoftThresholdOfUnitAtomResponses) {
 TEST(PatchAutoencoder, FastCodesEqualPoolingTheEncodersMap) {
   // codes() folds the stem into the atoms and pools in one pass: the same values as pooling
   // encode()'s map, for grids that divide the map evenly or not, every pooling, any image size,
-  // with normalised responses or not.
+  // with normalised responses or not, on one thread or several (each encoding its own images).
   torch::manual_seed(5);
+  const int before = torch::get_num_threads();
   for (const bool normalize : {true, false}) {
+    torch::set_num_threads(normalize ? 3 : 1);
     auto ae = make(patch(7, 3, 0.2, normalize), 3, 12);
     ae->set_normalization(torch::tensor({0.5f, 0.4f, 0.45f}), torch::tensor({0.25f, 0.2f, 0.3f}));
     ae->fit_whitening(torch::rand({16, 3, 12, 12}));
@@ -100,12 +102,14 @@ TEST(PatchAutoencoder, FastCodesEqualPoolingTheEncodersMap) {
   torch::NoGradGuard no_grad;
   // Under bf16 autocast (as `precision: bf16` extracts) the products round alike.
   const CodeSpec spec({2}, config::Pooling::kAvg);
-  auto x = torch::randn({4, 3, 12, 12});
+  auto x = torch::randn({5, 3, 12, 12});
   auto exact = pool_codes(ae->encode(x), spec);
+  torch::set_num_threads(2);
   auto bf16 = [&] {
     util::Autocast autocast(torch::kCPU, torch::kBFloat16);
     return ae->codes(x, spec);
   }();
+  torch::set_num_threads(before);
   // The fast path was taken: it writes float codes, where pooling the bf16 map gives bf16.
   EXPECT_EQ(bf16.scalar_type(), torch::kFloat);
   EXPECT_LE((bf16 - exact).abs().max().item<double>(), 0.05 * exact.abs().max().item<double>());

@@ -18,6 +18,10 @@ bool native_bf16(const torch::Device& device);
 /// "bf16" or "fp32": how logs, run.json and `aefx bench` name a compute dtype.
 const char* precision_name(torch::ScalarType dtype);
 
+/// The dtype a matmul of float tensors computes in on `device` in this scope: autocast's dtype
+/// where an Autocast guard is on, else float. For code that casts its inputs itself.
+torch::ScalarType matmul_dtype(const torch::Device& device);
+
 /// Autocast on `device` to `dtype` for this scope (the C++ side of `torch.autocast`): matmuls and
 /// convolutions run in bf16 on fp32 weights, precision-sensitive ops (losses, softmax,
 /// upsampling, reductions) in fp32, as LibTorch's autocast lists say. With torch::kFloat the
