@@ -5,7 +5,9 @@
 
 The config is resolved by `aefx config` (so both sides read exactly the same keys) and the
 PyTorch side builds aefx's architecture from it: conv-BN-ReLU encoder stages, a decoder of
-nearest-upsample + conv-BN-ReLU stages, multi-scale pooled codes and an MLP head. It trains it
+nearest-upsample + conv-BN-ReLU stages, multi-scale pooled codes and an MLP head (for
+model.type patch: the whitened patch dictionary, its code map pooled by PyTorch's adaptive
+pooling; not with --pipeline). It trains it
 the way a competent PyTorch user would: the dataset held in memory as one uint8 tensor (on the
 GPU on CUDA), batches gathered and augmented on the device, channels-last, AdamW, the thread
 count set to the config's `threads` (0 = all cores); on CUDA bf16 autocast, fused AdamW and
@@ -199,6 +201,69 @@ class Autoencoder(nn.Module):
         return self.decoder(self.stages(x)[-1])
 
 
+class PatchAutoencoder(nn.Module):
+    """aefx's model.type patch: behind the frozen whitening stem, unit atoms respond to every
+    whole whitened patch (optionally scaled by the patch's gain), the code map is the split
+    sign of the responses above the threshold, and the tied decoder rebuilds each position from
+    its strongest atom alone (the border stays zero)."""
+
+    def __init__(self, m, channels=3):
+        super().__init__()
+        k = m["whiten_patch"]
+        d = channels * k * k
+        self.border, self.threshold = k // 2, m["threshold"]
+        self.stem = nn.Conv2d(channels, d, k, 1, k // 2, bias=False)
+        self.stem.requires_grad_(False)
+        self.stem_eps = m.get("whiten_eps", 0.1)
+        self.atoms = nn.Parameter(F.normalize(torch.randn(m["atoms"], d), dim=1))
+        self.energy = 1.0 if m.get("normalize_patches") else None
+
+    def fit_whitening(self, normalized):
+        Autoencoder.fit_whitening(self, normalized)
+        if self.energy is not None:  # the whitened patches' mean squared norm (about d)
+            k, d = self.stem.kernel_size[0], self.stem.out_channels
+            p = F.unfold(normalized[:256].float(), k).transpose(1, 2).reshape(-1, d)
+            self.energy = (p @ self.stem.weight.reshape(d, d).T).square().sum(1).mean().item()
+
+    def target(self, x):
+        return self.stem(x)
+
+    def flops(self, size):
+        """As aefx's PatchAutoencoderImpl::flops: the stem, every atom at every whole patch,
+        each position's squared norm, one atom a position in the decoder."""
+        d, side = self.stem.out_channels, size - 2 * self.border
+        norm = 2 if self.energy is not None else 1
+        return 2 * d * d * size * size + 2 * len(self.atoms) * d * side * side + 2 * d * side * side * norm
+
+    def responses(self, x):
+        b = self.border
+        w = self.stem(x)
+        w = w[:, :, b : w.shape[2] - b, b : w.shape[3] - b]
+        s = F.conv2d(w, F.normalize(self.atoms, dim=1)[:, :, None, None])
+        if self.energy is not None:
+            e = self.energy
+            s = s * ((w.float().square().sum(1, keepdim=True) + e) / (2 * e)).rsqrt()
+        return s
+
+    def stages(self, x):
+        s = self.responses(x)
+        return [torch.cat([F.relu(s - self.threshold), F.relu(-s - self.threshold)], 1)]
+
+    def forward(self, x):
+        s = self.responses(x)
+        winner = s.abs().argmax(1, keepdim=True)
+        value = s.gather(1, winner)
+        d = F.normalize(self.atoms, dim=1)
+        n, _, h, w = s.shape
+        patches = d.index_select(0, winner.flatten()).view(n, h, w, -1).permute(0, 3, 1, 2)
+        b = self.border
+        return F.pad(patches * value.to(patches.dtype), (b, b, b, b))
+
+
+def make_autoencoder(m, channels):
+    return PatchAutoencoder(m, channels) if m.get("type", "conv") == "patch" else Autoencoder(m, channels)
+
+
 def pool_codes(stages, grids, pooling="avg"):
     """aefx's codes: per used stage the average cells, then (max, avgmax) the max cells."""
     parts = []
@@ -316,7 +381,7 @@ class Pipeline:
         mean = x.mean((0, 2, 3)).float().view(1, -1, 1, 1).to(self.device)
         std = x.std((0, 2, 3), unbiased=False).clamp_min(1e-6).float().view(1, -1, 1, 1)
         self.mean, self.std = mean, std.to(self.device)
-        self.ae = Autoencoder(self.cfg["model"], images.shape[1])
+        self.ae = make_autoencoder(self.cfg["model"], images.shape[1])
         step_ = max(1, len(images) // 10000)  # as aefx's fit_stem: kStemImages, every step-th
         self.ae.fit_whitening((images[: step_ * 10000 : step_].float().div(255.0) - mean.cpu()) / std.cpu())
         self.ae = self.ae.to(self.device, memory_format=torch.channels_last).train()
@@ -406,7 +471,10 @@ def measure(cfg, variant, precision, steps, warmup):
     pl.build_pretrain(train)
     batch = min(p["batch_size"], len(train))
     n = len(train)
-    flops = conv_flops_per_image(pl.ae, train.shape[1], train.shape[2])
+    if isinstance(pl.ae, PatchAutoencoder):  # its atoms are not a module the hooks see
+        flops = pl.ae.flops(train.shape[2])
+    else:
+        flops = conv_flops_per_image(pl.ae, train.shape[1], train.shape[2])
     perm = torch.randperm(n, device=pl.device)
     times = []
     for s in range(warmup + steps):
@@ -427,8 +495,8 @@ def measure(cfg, variant, precision, steps, warmup):
     pl.sync()
     code_ips = m / (time.perf_counter() - t0)
 
-    # One head epoch over as many codes as classify trains on (flips double them).
-    rows = n * (2 if c["flip_codes"] else 1)
+    # One head epoch over as many codes as classify trains on (flips and copies add to them).
+    rows = n * ((2 if c["flip_codes"] else 1) + c.get("augmented_copies", 0))
     big = codes.repeat(-(-rows // m), 1)[:rows]
     labels = torch.randint(0, 10, (rows,), device=pl.device)
     _, _, _, secs = pl.head_epochs(big, labels, big[:1000], labels[:1000], 2)
@@ -540,9 +608,10 @@ def main():
     a = ap.parse_args()
 
     cfg = resolve_config(a.aefx, a.config, a.sets)
-    if cfg["model"].get("type", "conv") != "conv":
-        sys.exit("bench_pytorch.py: builds conv autoencoders only, not model.type %s (e.g. "
-                 "configs/cifar10-cpu-conv.yaml)" % cfg["model"]["type"])
+    kind = cfg["model"].get("type", "conv")
+    if kind not in ("conv", "patch") or (kind == "patch" and a.pipeline):
+        sys.exit("bench_pytorch.py: builds conv and (without --pipeline) patch autoencoders, "
+                 "not model.type %s%s" % (kind, " with --pipeline" if kind == "patch" else ""))
     if a.only:
         precision = a.precision or cfg["precision"]
         if a.pipeline:

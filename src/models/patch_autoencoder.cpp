@@ -99,8 +99,8 @@ AEFX_VECTOR_CLONES float position_gain(const float* x, int64_t n, float energy) 
 
 /// The k x k patches of images x (n x C x H x W) at every whole position, a row each in
 /// im2col's order (channel, row, column): an (n h w) x (C k k) matrix, h = H - k + 1. Written
-/// by hand because im2col gives the transpose of each image's matrix, and the copy that matmul
-/// makes of it costs as much as the product (half of it on one core).
+/// by hand because im2col gives the transpose of each image's matrix, and on one core im2col and
+/// the copy matmul makes of its transpose took half as long again as the product itself.
 torch::Tensor patch_rows(const torch::Tensor& images, int64_t k) {
   const auto x = images.contiguous();
   const int64_t n = x.size(0), ch = x.size(1), ih = x.size(2), iw = x.size(3);
@@ -352,8 +352,8 @@ torch::Tensor PatchAutoencoderImpl::codes(const torch::Tensor& normalized, const
   auto folded = torch::mm(patch_encoder_->dictionary(), stem);
   const bool normalizes = patch_encoder_->normalizes();
   if (normalizes) folded = torch::cat({folded, stem});
-  // The patches and the product in the compute dtype (bf16 under autocast): im2col of bf16
-  // images moves half the bytes, and the responses are read as they come out.
+  // The patches and the product in the compute dtype (bf16 under autocast): the patch rows are
+  // half the bytes, and the responses are read as they come out.
   const auto dtype = normalized.scalar_type() == torch::kFloat
                          ? util::matmul_dtype(normalized.device())
                          : normalized.scalar_type();

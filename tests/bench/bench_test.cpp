@@ -127,5 +127,29 @@ TEST_F(Bench, PytorchComparisonMirrorsTheWhiteningStem) {
       << out;
 }
 
+TEST_F(Bench, PytorchComparisonBuildsThePatchDictionary) {
+  if (!have_pytorch()) GTEST_SKIP() << kNoPytorch;
+  const std::string patch =
+      "--set model.type=patch --set model.whiten_patch=5 --set model.atoms=12 --set "
+      "model.normalize_patches=true --set 'classify.pool_grids=[2]' --set pretrain.mask_ratio=0 "
+      "--set pretrain.noise=0 --set classify.augmented_copies=1 ";
+  std::string out;
+  ASSERT_EQ(bench_pytorch(patch + "--rounds 1 --steps 2 --warmup 1 --variants eager --precisions "
+                                  "fp32,bf16",
+                          &out),
+            0)
+      << out;
+  // The same FLOPs counted on both sides, and every ratio measured.
+  const double aefx_flops =
+      json_number(out.substr(out.find("\"aefx\"")), "forward_flops_per_image");
+  const auto eager_part = out.substr(out.find("\"eager\""));
+  EXPECT_EQ(aefx_flops, json_number(eager_part, "forward_flops_per_image")) << out;
+  EXPECT_GT(json_number(eager_part, "code_ratio_pairwise_median"), 0) << out;
+  EXPECT_GT(json_number(eager_part, "pretrain_ratio_aefx_over_pytorch"), 0) << out;
+  // The whole pipeline is built for conv autoencoders only: refused, saying so.
+  EXPECT_NE(bench_pytorch(patch + "--rounds 1 --pipeline", &out), 0);
+  EXPECT_NE(out.find("not model.type patch with --pipeline"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace aefx::bench
