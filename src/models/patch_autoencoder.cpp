@@ -66,6 +66,7 @@ inline __attribute__((always_inline)) void accumulate(const T* row, float g, flo
   }
 }
 
+// target_clones takes plain functions, not templates: one thin overload per element type.
 AEFX_VECTOR_CLONES void accumulate_row(const uint16_t* row, float g, float t, int64_t n,
                                        float* sum_pos, float* sum_neg, float* max_pos,
                                        float* max_neg) {
